@@ -1,0 +1,26 @@
+//! sealrun: a hardened, minimal, OCI-compatible container runtime.
+//!
+//! The library is the product; the `sealrun` binary is a thin runc-compatible CLI over it.
+//! The rule that keeps it readable: pure decisions in [`spec`], irreversible actions in
+//! [`init`] and [`container`], `unsafe` only in [`sys`].
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cgroups;
+pub mod container;
+pub mod error;
+pub mod hooks;
+pub mod init;
+pub mod landlock;
+pub mod log;
+pub mod namespaces;
+pub mod seccomp;
+pub mod selfexe;
+pub mod spec;
+pub mod sync;
+pub mod sys;
+
+pub use error::{Error, Result, Step};
+
+/// The runtime-spec version sealrun implements.
+pub const OCI_VERSION: &str = "1.2.0";

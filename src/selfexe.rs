@@ -1,0 +1,1 @@
+//! selfexe (in progress)

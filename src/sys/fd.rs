@@ -1,0 +1,301 @@
+//! File descriptors and path resolution: `open`, `openat2`, `fstat`, `fstatfs`, `mkdirat`,
+//! `mknodat`, `symlinkat`, `fcntl`, `dup3`, `fchdir`, `flock`.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use super::check;
+
+/// `RESOLVE_*` flags of `openat2(2)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolve(u64);
+
+impl Resolve {
+    /// No restriction.
+    pub const NONE: Resolve = Resolve(0);
+    /// Treat the directory fd as the root: `..` and absolute symlinks stay inside it.
+    pub const IN_ROOT: Resolve = Resolve(libc::RESOLVE_IN_ROOT);
+    /// Refuse `/proc/<pid>/fd/N`-style magic links.
+    pub const NO_MAGICLINKS: Resolve = Resolve(libc::RESOLVE_NO_MAGICLINKS);
+    /// Refuse every symlink.
+    pub const NO_SYMLINKS: Resolve = Resolve(libc::RESOLVE_NO_SYMLINKS);
+    /// Refuse to cross a mount point.
+    pub const NO_XDEV: Resolve = Resolve(libc::RESOLVE_NO_XDEV);
+    /// Fail if resolution would leave the directory fd's subtree.
+    pub const BENEATH: Resolve = Resolve(libc::RESOLVE_BENEATH);
+}
+
+impl std::ops::BitOr for Resolve {
+    type Output = Resolve;
+    fn bitor(self, rhs: Resolve) -> Resolve {
+        Resolve(self.0 | rhs.0)
+    }
+}
+
+/// Convert a path to a C string (paths with NUL bytes are EINVAL, as the kernel would say).
+pub fn cpath(path: &Path) -> nix::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+/// `open(2)`; `O_CLOEXEC` is always added.
+pub fn open(path: &Path, flags: OFlag, mode: Mode) -> nix::Result<OwnedFd> {
+    let c = cpath(path)?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    let fd = check(unsafe {
+        libc::open(
+            c.as_ptr(),
+            (flags | OFlag::O_CLOEXEC).bits(),
+            mode.bits() as libc::c_uint,
+        )
+    } as libc::c_long)?;
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `openat(2)`; `O_CLOEXEC` is always added.
+pub fn openat(dir: BorrowedFd<'_>, path: &Path, flags: OFlag, mode: Mode) -> nix::Result<OwnedFd> {
+    let c = cpath(path)?;
+    // SAFETY: `dir` is a live fd and `c` a valid C string for the duration of the call.
+    let fd = check(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            (flags | OFlag::O_CLOEXEC).bits(),
+            mode.bits() as libc::c_uint,
+        )
+    } as libc::c_long)?;
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `openat2(2)` with `RESOLVE_*` flags; `O_CLOEXEC` is always added. Retries on `EAGAIN`, which
+/// the kernel returns when a concurrent rename raced the resolution.
+pub fn openat2(
+    dir: BorrowedFd<'_>,
+    path: &Path,
+    flags: OFlag,
+    mode: Mode,
+    resolve: Resolve,
+) -> nix::Result<OwnedFd> {
+    let c = cpath(path)?;
+    // Our own copy of `struct open_how` (libc's is non-exhaustive).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (flags | OFlag::O_CLOEXEC).bits() as u64,
+        mode: if flags.contains(OFlag::O_CREAT) {
+            mode.bits() as u64
+        } else {
+            0
+        },
+        resolve: resolve.0,
+    };
+    for _ in 0..16 {
+        // SAFETY: `dir` is live, `c` is a valid C string and `how` a properly sized open_how
+        // that outlives the call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        match check(ret) {
+            // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+            Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Errno::EAGAIN)
+}
+
+/// `fstat(2)`.
+pub fn fstat(fd: BorrowedFd<'_>) -> nix::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` points to writable memory of the right size; `fd` is live.
+    check(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } as libc::c_long)?;
+    // SAFETY: fstat succeeded, so it filled the whole struct.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// `fstatfs(2)`: returns the filesystem magic (`f_type`).
+pub fn fstatfs(fd: BorrowedFd<'_>) -> nix::Result<i64> {
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `st` points to writable memory of the right size; `fd` is live.
+    check(unsafe { libc::fstatfs(fd.as_raw_fd(), st.as_mut_ptr()) } as libc::c_long)?;
+    // SAFETY: fstatfs succeeded, so it filled the whole struct.
+    let st = unsafe { st.assume_init() };
+    Ok(st.f_type as i64)
+}
+
+/// `fstatvfs(3)` mount flags (`ST_RDONLY`, `ST_NOSUID`, ...).
+pub fn fstatvfs_flags(fd: BorrowedFd<'_>) -> nix::Result<u64> {
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `st` points to writable memory of the right size; `fd` is live.
+    check(unsafe { libc::fstatvfs(fd.as_raw_fd(), st.as_mut_ptr()) } as libc::c_long)?;
+    // SAFETY: fstatvfs succeeded, so it filled the whole struct.
+    Ok(unsafe { st.assume_init() }.f_flag as u64)
+}
+
+/// `mkdirat(2)`.
+pub fn mkdirat(dir: BorrowedFd<'_>, name: &Path, mode: Mode) -> nix::Result<()> {
+    let c = cpath(name)?;
+    // SAFETY: `dir` is live and `c` a valid C string.
+    check(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode.bits()) } as libc::c_long)
+        .map(drop)
+}
+
+/// `mknodat(2)`.
+pub fn mknodat(
+    dir: BorrowedFd<'_>,
+    name: &Path,
+    kind: libc::mode_t,
+    perm: Mode,
+    dev: libc::dev_t,
+) -> nix::Result<()> {
+    let c = cpath(name)?;
+    // SAFETY: `dir` is live and `c` a valid C string.
+    check(
+        unsafe { libc::mknodat(dir.as_raw_fd(), c.as_ptr(), kind | perm.bits(), dev) }
+            as libc::c_long,
+    )
+    .map(drop)
+}
+
+/// `symlinkat(2)`: create `name` in `dir` pointing at `target`.
+pub fn symlinkat(target: &Path, dir: BorrowedFd<'_>, name: &Path) -> nix::Result<()> {
+    let t = cpath(target)?;
+    let n = cpath(name)?;
+    // SAFETY: both strings are valid C strings and `dir` is live.
+    check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) } as libc::c_long)
+        .map(drop)
+}
+
+/// `unlinkat(2)`; `dir_flag` removes a directory.
+pub fn unlinkat(dir: BorrowedFd<'_>, name: &Path, remove_dir: bool) -> nix::Result<()> {
+    let c = cpath(name)?;
+    let flags = if remove_dir { libc::AT_REMOVEDIR } else { 0 };
+    // SAFETY: `dir` is live and `c` a valid C string.
+    check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) } as libc::c_long).map(drop)
+}
+
+/// `fchown(2)`.
+pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> nix::Result<()> {
+    // SAFETY: `fd` is live; fchown takes plain integers otherwise.
+    check(unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) } as libc::c_long).map(drop)
+}
+
+/// `fchdir(2)`.
+pub fn fchdir(fd: BorrowedFd<'_>) -> nix::Result<()> {
+    // SAFETY: `fd` is live.
+    check(unsafe { libc::fchdir(fd.as_raw_fd()) } as libc::c_long).map(drop)
+}
+
+/// `chdir(2)`.
+pub fn chdir(path: &Path) -> nix::Result<()> {
+    nix::unistd::chdir(path)
+}
+
+/// `chroot(2)`.
+pub fn chroot(path: &Path) -> nix::Result<()> {
+    nix::unistd::chroot(path)
+}
+
+/// Set or clear `FD_CLOEXEC` on a raw descriptor number (used while sweeping the fd table,
+/// where we do not own the descriptors).
+pub fn set_cloexec(fd: RawFd, cloexec: bool) -> nix::Result<()> {
+    // SAFETY: F_GETFD/F_SETFD only read and write the descriptor flags; an fd we do not own is
+    // at worst EBADF.
+    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFD) } as libc::c_long)? as libc::c_int;
+    let new = if cloexec {
+        flags | libc::FD_CLOEXEC
+    } else {
+        flags & !libc::FD_CLOEXEC
+    };
+    if new != flags {
+        // SAFETY: as above.
+        check(unsafe { libc::fcntl(fd, libc::F_SETFD, new) } as libc::c_long)?;
+    }
+    Ok(())
+}
+
+/// `dup3(2)`: make `newfd` refer to `old` (without `O_CLOEXEC`, as stdio needs).
+pub fn dup3(old: BorrowedFd<'_>, newfd: RawFd) -> nix::Result<()> {
+    if old.as_raw_fd() == newfd {
+        return set_cloexec(newfd, false);
+    }
+    // SAFETY: dup3 atomically replaces `newfd`; callers use it only on 0..=2, which the
+    // process owns by convention.
+    check(unsafe { libc::dup3(old.as_raw_fd(), newfd, 0) } as libc::c_long).map(drop)
+}
+
+/// `fcntl(F_DUPFD_CLOEXEC)`: duplicate to the lowest free number `>= min`.
+pub fn dup_cloexec_at_least(fd: BorrowedFd<'_>, min: RawFd) -> nix::Result<OwnedFd> {
+    // SAFETY: `fd` is live; the new descriptor is returned to us and owned by the result.
+    let new =
+        check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) } as libc::c_long)?;
+    // SAFETY: the kernel just allocated `new` for us.
+    Ok(unsafe { OwnedFd::from_raw_fd(new as RawFd) })
+}
+
+/// `flock(2)`, exclusive, blocking.
+pub fn flock_exclusive(fd: BorrowedFd<'_>) -> nix::Result<()> {
+    loop {
+        // SAFETY: `fd` is live.
+        match check(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } as libc::c_long) {
+            Err(Errno::EINTR) => continue,
+            other => return other.map(drop),
+        }
+    }
+}
+
+/// `readlinkat(2)` on an `O_PATH` fd with an empty path, or a path relative to `dir`.
+pub fn readlinkat(dir: BorrowedFd<'_>, path: &Path) -> nix::Result<std::ffi::OsString> {
+    nix::fcntl::readlinkat(Some(dir.as_raw_fd()), path)
+}
+
+/// `/proc/self/fd/N` for an fd, the path through which `mount(2)` reaches the exact inode an
+/// fd holds without resolving a name again.
+pub fn proc_fd_path(fd: BorrowedFd<'_>) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// The descriptor numbers currently open in this process (read from `/proc/self/fd`).
+pub fn open_fds() -> nix::Result<Vec<RawFd>> {
+    let dir = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let mut fds = Vec::new();
+    for entry in dir.flatten() {
+        if let Some(n) = entry.file_name().to_str().and_then(|s| s.parse().ok()) {
+            fds.push(n);
+        }
+    }
+    Ok(fds)
+}
+
+/// `close(2)` for a raw descriptor we own but hold as a number (after `fork`-style clones).
+pub fn close_raw(fd: RawFd) {
+    // SAFETY: closing a number we own; errors (EBADF) are irrelevant here.
+    unsafe { libc::close(fd) };
+}
+
+/// A C string from a Rust string, failing with EINVAL on interior NULs.
+pub fn cstring(s: &str) -> nix::Result<CString> {
+    CString::new(s).map_err(|_| Errno::EINVAL)
+}
+
+/// An empty C string, for `AT_EMPTY_PATH` calls.
+pub const EMPTY: &CStr = c"";
