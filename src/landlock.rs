@@ -36,12 +36,17 @@ pub fn policy(annotations: &HashMap<String, String>, ctx: &Context) -> Result<Po
 }
 
 /// Apply the policy to the calling process; "/" must already be the container's root.
-pub fn apply(policy: &Policy) -> Result<Status> {
-    let _ = policy;
+pub fn apply(policy: &Policy, root: &std::path::Path) -> Result<Status> {
+    let _ = (policy, root);
     Ok(Status::default())
 }
 
 /// The Landlock ABI of the running kernel (0 when unavailable).
 pub fn abi() -> i32 {
     0
+}
+
+/// What the policy will enforce, for the audit line (decided in the parent).
+pub fn describe(policy: &Policy) -> serde_json::Value {
+    serde_json::json!({ "enabled": policy.enabled, "abi": abi() })
 }

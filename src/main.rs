@@ -1,1 +1,149 @@
-fn main() {}
+//! sealrun's binary: seal self (create/run/exec only) → parse CLI → call the library → print
+//! the error (one line) → exit code.
+
+mod cli;
+
+use clap::Parser;
+
+use cli::{Cli, Command, Format, LogFormat};
+use sealrun::container::{self, RunOutcome, Runtime, StateRoot};
+use sealrun::error::{Error, Result};
+use sealrun::selfexe::{self, SealStatus};
+use sealrun::spec::{CreateOptions, Layers};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    if cli.version {
+        println!("sealrun version {}", env!("CARGO_PKG_VERSION"));
+        println!(
+            "commit: {}",
+            option_env!("SEALRUN_COMMIT").unwrap_or("unknown")
+        );
+        println!("spec: {}", sealrun::OCI_VERSION);
+        return;
+    }
+    let format = match cli.log_format {
+        LogFormat::Text => sealrun::log::Format::Text,
+        LogFormat::Json => sealrun::log::Format::Json,
+    };
+    if let Err(e) = sealrun::log::init(cli.log.as_deref(), format, cli.debug) {
+        eprintln!("sealrun: --log: {e}");
+        std::process::exit(1);
+    }
+    match dispatch(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let msg = e.to_string();
+            sealrun::log::error(&msg);
+            eprintln!("sealrun: {msg}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn create_options(a: cli::CreateArgs, layers: Layers) -> CreateOptions {
+    CreateOptions {
+        id: a.id,
+        bundle: a.bundle,
+        console_socket: a.console_socket,
+        pid_file: a.pid_file,
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+        preserve_fds: a.preserve_fds,
+        proxy_terminal: false,
+        layers,
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    let Some(command) = cli.command else {
+        return Err(Error::InvalidArgument(
+            "no command given (see --help)".into(),
+        ));
+    };
+    if cli.systemd_cgroup {
+        return Err(Error::Unsupported(
+            "--systemd-cgroup: systemd is not available to sealrun; use cgroupfs paths".into(),
+        ));
+    }
+    let mut layers = Layers::default();
+    for name in cli.unsafe_disable.iter().flat_map(|s| s.split(',')) {
+        layers.disable(name)?;
+    }
+    let seals = matches!(command, Command::Create(_) | Command::Run { .. });
+    let seal = if seals {
+        selfexe::ensure_sealed(layers.no_selfexe)?
+    } else {
+        SealStatus::Disabled
+    };
+    let rt = Runtime {
+        root: StateRoot::new(&cli.root),
+        seal,
+    };
+    match command {
+        Command::Create(a) => container::create(&rt, create_options(a, layers)).map(|_| 0),
+        Command::Start { id } => container::start(&rt, &id).map(|_| 0),
+        Command::Run { create, detach, .. } => {
+            match container::run(&rt, create_options(create, layers), detach)? {
+                RunOutcome::Detached => Ok(0),
+                RunOutcome::Exited(code) => Ok(code),
+            }
+        }
+        Command::State { id } => {
+            let v = container::state(&rt, &id)?;
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            Ok(0)
+        }
+        Command::Kill { id, signal, all } => {
+            let sig = container::parse_signal(&signal)?;
+            container::kill(&rt, &id, sig, all).map(|_| 0)
+        }
+        Command::Delete { id, force } => container::delete(&rt, &id, force).map(|_| 0),
+        Command::List { format, quiet } => list(&rt, format, quiet),
+        Command::Spec { bundle, rootless } => {
+            sealrun::spec::write_default(&bundle, rootless).map(|_| 0)
+        }
+        Command::Features => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&sealrun::features::features()).unwrap_or_default()
+            );
+            Ok(0)
+        }
+    }
+}
+
+fn list(rt: &Runtime, format: Format, quiet: bool) -> Result<i32> {
+    let entries = container::list(rt)?;
+    let field = |v: &serde_json::Value, k: &str| match &v[k] {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if quiet {
+        for e in &entries {
+            println!("{}", field(&e.state, "id"));
+        }
+        return Ok(0);
+    }
+    match format {
+        Format::Json => {
+            let all: Vec<&serde_json::Value> = entries.iter().map(|e| &e.state).collect();
+            println!("{}", serde_json::to_string(&all).unwrap_or_default());
+        }
+        Format::Table => {
+            let cols = ["id", "pid", "status", "bundle", "created", "owner"];
+            let mut rows = vec![cols.iter().map(|c| c.to_uppercase()).collect::<Vec<_>>()];
+            for e in &entries {
+                rows.push(cols.iter().map(|c| field(&e.state, c)).collect());
+            }
+            print!("{}", sealrun::container::table(&rows));
+        }
+    }
+    Ok(0)
+}

@@ -1,1 +1,48 @@
-//! container (in progress)
+//! The parent side: state directory, create/start/run/state/kill/delete/list orchestration.
+
+mod create;
+mod launch;
+mod lifecycle;
+pub mod state;
+mod tty;
+
+pub use create::{create, run, RunOutcome};
+pub use lifecycle::{delete, kill, list, parse_signal, start, state, ListEntry};
+pub use state::{StateRoot, Status};
+
+/// Global settings every command needs.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    /// `--root`.
+    pub root: StateRoot,
+    /// How the binary is protected (for the audit line).
+    pub seal: crate::selfexe::SealStatus,
+}
+
+/// Format rows as an aligned table (columns padded to their widest cell, as runc's tabwriter).
+pub fn table(rows: &[Vec<String>]) -> String {
+    let ncols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..ncols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.len())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}", w = widths[c].max(10) + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -1,1 +1,321 @@
-//! init (in progress)
+//! The child side: THE STORY. [`story`] is the ordered list of setup steps, one call per line;
+//! each step handles its own "nothing to do" case. A failure is sent to the parent as
+//! `(step, errno, message)` and the child exits; the parent cleans up.
+
+mod devices;
+mod mounts;
+pub mod paths;
+pub mod process;
+mod rootfs;
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::error::{Context, Error, Result, Step};
+use crate::hooks::{self, HookKind};
+use crate::namespaces::{self, NsKind};
+use crate::spec::Plan;
+use crate::sync::{Channel, Msg};
+use crate::sys::{self, process::Forked};
+
+/// What the init inherits from the runtime.
+#[derive(Debug)]
+pub struct Channels {
+    /// The sync channel to the runtime.
+    pub sync: Channel,
+    /// The listening socket `start` connects to.
+    pub start: OwnedFd,
+    /// The console socket (or the runtime's end of a socketpair when it proxies a terminal).
+    pub console: Option<OwnedFd>,
+    /// Descriptors of the runtime the child must close at once (the state directory's lock
+    /// would otherwise be held by the init until execve).
+    pub close: Vec<std::os::fd::RawFd>,
+}
+
+type StepResult<T> = std::result::Result<T, (Step, Error)>;
+
+fn at<T>(step: Step, r: Result<T>) -> StepResult<T> {
+    r.map_err(|e| (step, e))
+}
+
+/// Entry point of the cloned child. Never returns.
+pub fn main(plan: &Plan, ch: Channels, two_stage: bool) -> ! {
+    for fd in &ch.close {
+        sys::fd::close_raw(*fd);
+    }
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if two_stage {
+            first_stage(plan, &ch)
+        } else {
+            story(plan, &ch, false)
+        }
+    }));
+    let (step, err) = match outcome {
+        Ok(Ok(never)) => match never {},
+        Ok(Err(failure)) => failure,
+        Err(_) => (Step::Namespaces, Error::Other("init panicked".into())),
+    };
+    let _ = ch.sync.send(&Msg::Failed {
+        step,
+        errno: err.errno().map(|e| e as i32).unwrap_or(0),
+        message: err.to_string(),
+    });
+    sys::process::exit_now(1)
+}
+
+/// THE STORY: the container's init, from namespaces to execve.
+fn story(plan: &Plan, ch: &Channels, staged: bool) -> StepResult<Infallible> {
+    let p = &plan.process;
+    let host_pid = at(Step::Namespaces, enter_namespaces(plan, ch, staged))?;
+    at(Step::Hostname, set_hostname(plan))?;
+    let prepared = at(
+        Step::Rootfs,
+        rootfs::prepare(plan, ch.console.as_ref().map(|c| c.as_fd())),
+    )?;
+    at(Step::CreateContainerHooks, create_hooks(plan, ch, host_pid))?;
+    at(Step::PivotRoot, rootfs::pivot(plan))?;
+    at(Step::Finalize, rootfs::finalize(plan))?;
+    at(Step::Limits, process::apply_limits(p, plan.personality))?;
+    at(
+        Step::Terminal,
+        process::setup_terminal(prepared.console.as_ref()),
+    )?;
+    let exe = at(
+        Step::Executable,
+        process::chdir_and_resolve(p, !plan.opts.layers.no_path_safety),
+    )?;
+    at(Step::Fds, sweep_fds(plan, ch))?;
+    at(
+        Step::Landlock,
+        crate::landlock::apply(&plan.landlock, Path::new("/")).map(drop),
+    )?;
+    at(Step::SeccompEarly, seccomp(plan, ch, !p.no_new_privileges))?;
+    at(Step::Identity, process::apply_identity(p))?;
+    at(Step::NoNewPrivileges, process::set_no_new_privileges(p))?;
+    at(Step::Seccomp, seccomp(plan, ch, p.no_new_privileges))?;
+    wait_start_and_exec(plan, ch, host_pid, &exe)
+}
+
+/// Step 1 for the single-stage path (and the second stage): wait for the runtime to write id
+/// maps and place us in the cgroup, join namespaces given by path, unshare the cgroup namespace.
+fn enter_namespaces(plan: &Plan, ch: &Channels, staged: bool) -> Result<i32> {
+    if !plan.opts.layers.no_nondumpable {
+        // Until execve, nothing in the container may open our /proc entries (CVE-2019-5736).
+        sys::process::set_dumpable(false).op("prctl PR_SET_DUMPABLE")?;
+    }
+    sys::process::umask(0);
+    let pid = recv_go(ch)?;
+    if !staged {
+        if plan.namespaces.creates(NsKind::User) {
+            become_root();
+        }
+        for (kind, path) in &plan.namespaces.join {
+            if !matches!(kind, NsKind::Pid | NsKind::Time) {
+                namespaces::join(*kind, path)?;
+            }
+        }
+    }
+    if plan.namespaces.creates(NsKind::Cgroup) {
+        sys::process::unshare(NsKind::Cgroup.clone_flag()).op("unshare cgroup namespace")?;
+    }
+    if !plan.opts.no_new_keyring {
+        let name = std::ffi::CString::new(format!("_ses.{}", plan.id)).unwrap_or_default();
+        // Best effort, as runc: some kernels or seccomp policies refuse keyctl.
+        if let Err(e) = sys::process::join_session_keyring(&name) {
+            crate::log::debug(&format!("session keyring: {}", crate::error::errno_text(e)));
+        }
+    }
+    Ok(pid)
+}
+
+/// Wait for the runtime's `Go` (maps written, cgroups joined); returns our host pid.
+fn recv_go(ch: &Channels) -> Result<i32> {
+    match ch.sync.recv()?.msg {
+        Some(Msg::Go { pid }) => Ok(pid),
+        other => Err(Error::Other(format!(
+            "expected Go from the runtime, got {other:?}"
+        ))),
+    }
+}
+
+/// Become uid/gid 0 of our user namespace, if 0 is mapped.
+fn become_root() {
+    let _ = sys::process::setresgid(0);
+    let _ = sys::process::setresuid(0);
+}
+
+/// The first stage of the two-stage path: join namespaces with the runtime's privileges, then
+/// enter or create the user namespace, unshare the rest, and fork the init (as a sibling, so
+/// the runtime can wait for it).
+fn first_stage(plan: &Plan, ch: &Channels) -> StepResult<Infallible> {
+    let r: Result<()> = (|| {
+        if !plan.opts.layers.no_nondumpable {
+            sys::process::set_dumpable(false).op("prctl PR_SET_DUMPABLE")?;
+        }
+        recv_go(ch)?;
+        for (kind, path) in &plan.namespaces.join {
+            if !matches!(kind, NsKind::Pid | NsKind::Time | NsKind::User) {
+                namespaces::join(*kind, path)?;
+            }
+        }
+        if let Some(path) = plan.namespaces.joins(NsKind::User) {
+            namespaces::join(NsKind::User, path)?;
+        } else {
+            sys::process::unshare(NsKind::User.clone_flag()).op("unshare user namespace")?;
+            ch.sync.send(&Msg::MapsPlease)?;
+            ch.sync.expect(&Msg::MapsDone)?;
+        }
+        become_root();
+        let rest = plan
+            .namespaces
+            .new
+            .iter()
+            .filter(|k| !matches!(k, NsKind::User | NsKind::Cgroup | NsKind::Time))
+            .fold(0, |acc, k| acc | k.clone_flag());
+        sys::process::unshare(rest).op("unshare namespaces")?;
+        Ok(())
+    })();
+    at(Step::Namespaces, r)?;
+    match at(
+        Step::Namespaces,
+        sys::process::clone3(libc::CLONE_PARENT as u64, None).op("clone"),
+    )? {
+        Forked::Child => {
+            at(Step::Namespaces, ch.sync.send(&Msg::Hello))?;
+            story(plan, ch, true)
+        }
+        Forked::Parent(_) => sys::process::exit_now(0),
+    }
+}
+
+/// Step 2.
+fn set_hostname(plan: &Plan) -> Result<()> {
+    if let Some(h) = &plan.hostname {
+        sys::process::sethostname(h).op("sethostname")?;
+    }
+    if let Some(d) = &plan.domainname {
+        sys::process::setdomainname(d).op("setdomainname")?;
+    }
+    Ok(())
+}
+
+/// Step 4: the runtime runs prestart and createRuntime hooks, then we run createContainer
+/// hooks here, in the container's mount namespace before pivot_root.
+fn create_hooks(plan: &Plan, ch: &Channels, pid: i32) -> Result<()> {
+    if !HookKind::Prestart.list(&plan.hooks).is_empty()
+        || !HookKind::CreateRuntime.list(&plan.hooks).is_empty()
+    {
+        ch.sync.send(&Msg::RunHooks)?;
+        ch.sync.expect(&Msg::HooksDone)?;
+    }
+    let state = hooks::state_json(
+        &plan.id,
+        "creating",
+        pid,
+        &plan.opts.bundle,
+        &plan.annotations,
+    );
+    hooks::run(HookKind::CreateContainer, &plan.hooks, &state)
+}
+
+/// Step 10.
+fn sweep_fds(plan: &Plan, ch: &Channels) -> Result<()> {
+    if plan.opts.layers.no_fd_hygiene {
+        return Ok(());
+    }
+    let mut ours = vec![ch.sync.raw(), ch.start.as_raw_fd()];
+    ours.extend(ch.console.as_ref().map(|c| c.as_raw_fd()));
+    process::sweep_fds(plan.opts.preserve_fds, &ours)
+}
+
+/// Steps 12 and 15: load seccomp now if `now`; hand a notify listener to the runtime.
+fn seccomp(plan: &Plan, ch: &Channels, now: bool) -> Result<()> {
+    let Some(compiled) = plan.seccomp.as_ref().filter(|_| now) else {
+        return Ok(());
+    };
+    if let Some(listener) = crate::seccomp::load(compiled)? {
+        ch.sync
+            .send_with(&Msg::SeccompListener, &[listener.as_fd()])?;
+        ch.sync.expect(&Msg::SeccompListenerSent)?;
+    }
+    Ok(())
+}
+
+/// Step 16: report Ready, wait for `start`, run startContainer hooks, execve. After Ready the
+/// runtime may be gone: failures go to the `start` connection instead.
+fn wait_start_and_exec(
+    plan: &Plan,
+    ch: &Channels,
+    pid: i32,
+    exe: &std::ffi::CStr,
+) -> StepResult<Infallible> {
+    at(Step::Exec, ch.sync.send(&Msg::Ready))?;
+    let mut conn = wait_for_start(ch);
+    let state = hooks::state_json(
+        &plan.id,
+        "created",
+        pid,
+        &plan.opts.bundle,
+        &plan.annotations,
+    );
+    if let Err(e) = hooks::run(HookKind::StartContainer, &plan.hooks, &state) {
+        let _ = conn.write_all(format!("init failed at {}: {e}", Step::Exec).as_bytes());
+        sys::process::exit_now(1);
+    }
+    let errno = process::exec(exe, &plan.process);
+    let _ = conn.write_all(
+        format!(
+            "exec {}: {}",
+            exe.to_string_lossy(),
+            crate::error::errno_text(errno)
+        )
+        .as_bytes(),
+    );
+    sys::process::exit_now(if errno == nix::errno::Errno::ENOENT {
+        127
+    } else {
+        126
+    })
+}
+
+/// Block until `start` connects and sends its byte. If the runtime dies before committing the
+/// container's state, nobody will ever start or delete us: exit instead of lingering.
+fn wait_for_start(ch: &Channels) -> std::fs::File {
+    let mut committed = false;
+    loop {
+        let mut fds = vec![PollFd::new(ch.start.as_fd(), PollFlags::POLLIN)];
+        if !committed {
+            fds.push(PollFd::new(ch.sync.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => sys::process::exit_now(1),
+        }
+        let sync_ready = fds
+            .get(1)
+            .and_then(|f| f.revents())
+            .is_some_and(|r| !r.is_empty());
+        let start_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+        if sync_ready {
+            match ch.sync.recv().map(|i| i.msg) {
+                Ok(Some(Msg::Committed)) => committed = true,
+                _ => sys::process::exit_now(1),
+            }
+        }
+        if start_ready {
+            let Ok(conn) = sys::socket::accept(ch.start.as_fd()) else {
+                continue;
+            };
+            let mut conn = std::fs::File::from(conn);
+            let mut byte = [0u8; 1];
+            if matches!(conn.read(&mut byte), Ok(1)) {
+                return conn;
+            }
+        }
+    }
+}

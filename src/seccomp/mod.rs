@@ -39,3 +39,24 @@ pub fn load(compiled: &Compiled) -> Result<Option<OwnedFd>> {
     let _ = compiled;
     Ok(None)
 }
+
+/// Hand the notify listener to the agent at `listenerPath` with the container state.
+pub fn forward_listener(
+    compiled: &Compiled,
+    state: &serde_json::Value,
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> Result<()> {
+    let _ = (compiled, state, fd);
+    Ok(())
+}
+
+/// The shipped default profile rendered for `caps`, as OCI JSON (for `sealrun spec`).
+pub fn default_profile_json(caps: &[&str]) -> Result<serde_json::Value> {
+    let _ = caps;
+    Ok(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"}))
+}
+
+/// The `linux.seccomp` object of `features`.
+pub fn features_json() -> serde_json::Value {
+    serde_json::json!({"enabled": false})
+}

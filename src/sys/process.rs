@@ -384,3 +384,45 @@ pub fn read_signalfd(fd: BorrowedFd<'_>) -> nix::Result<Signal> {
     let info = unsafe { info.assume_init() };
     Signal::try_from(info.ssi_signo as i32)
 }
+
+/// `capset(2)` (version 3): set the effective, permitted and inheritable sets in one call, so
+/// no intermediate state violates "effective ⊆ permitted".
+pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> nix::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let split = |v: u64| (v as u32, (v >> 32) as u32);
+    let (e0, e1) = split(effective);
+    let (p0, p1) = split(permitted);
+    let (i0, i1) = split(inheritable);
+    let data = [
+        Data {
+            effective: e0,
+            permitted: p0,
+            inheritable: i0,
+        },
+        Data {
+            effective: e1,
+            permitted: p1,
+            inheritable: i1,
+        },
+    ];
+    // SAFETY: header and data are correctly laid out v3 capability structs (two data words)
+    // that live for the duration of the call; pid 0 means the calling thread.
+    check(unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) })
+        .map(drop)
+}

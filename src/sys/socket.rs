@@ -21,6 +21,16 @@ pub fn seqpacket_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
     )
 }
 
+/// `socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)`.
+pub fn stream_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
+    socket::socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+}
+
 /// `setsockopt(SO_PASSCRED)`: every received message carries its sender's credentials, with
 /// the pid translated into our pid namespace.
 pub fn set_passcred(fd: BorrowedFd<'_>) -> nix::Result<()> {

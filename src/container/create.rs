@@ -1,0 +1,180 @@
+//! `create` and `run`.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::unistd::Pid;
+use serde_json::{json, Map, Value};
+
+use super::launch::{launch, Launched, Undo};
+use super::lifecycle::{destroy, start_container};
+use super::state::{write_atomic, StateFile, CONFIG_FILE, STATE_FILE};
+use super::Runtime;
+use crate::error::{Context, Error, Result};
+use crate::namespaces::NsKind;
+use crate::spec::{self, CreateOptions, Plan};
+use crate::sync::Msg;
+use crate::sys;
+
+/// Create a container: set up its init and leave it blocked, waiting for `start`.
+pub fn create(rt: &Runtime, opts: CreateOptions) -> Result<()> {
+    let console = match &opts.console_socket {
+        Some(path) => {
+            Some(sys::socket::connect_unix(path).op_path("connect console socket", path)?)
+        }
+        None => None,
+    };
+    create_inner(rt, opts, console).map(drop)
+}
+
+fn create_inner(
+    rt: &Runtime,
+    mut opts: CreateOptions,
+    console: Option<OwnedFd>,
+) -> Result<(Plan, Launched)> {
+    opts.bundle = std::fs::canonicalize(&opts.bundle).op_path("bundle", &opts.bundle)?;
+    let (spec, raw) = spec::load_bundle(&opts.bundle)?;
+    // Relative paths in the config, and the hooks' working directory, are the bundle (as runc).
+    std::env::set_current_dir(&opts.bundle).op_path("chdir", &opts.bundle)?;
+    let plan = spec::plan(&spec, opts)?;
+    for name in &plan.process.unknown_to_kernel {
+        crate::log::debug(&format!(
+            "capability {name} is unknown to this kernel: skipped"
+        ));
+    }
+    let mut dir = rt.root.create(&plan.id)?;
+    let mut undo = Undo::new();
+    let launched = launch(&plan, &dir, console, &mut undo)?;
+    dir.write_atomic(CONFIG_FILE, &raw)?;
+    let start_time = super::state::proc_stat(launched.pid.as_raw())
+        .map(|(_, s)| s)
+        .ok_or_else(|| Error::Other("container init vanished".into()))?;
+    let st = StateFile {
+        id: plan.id.clone(),
+        pid: launched.pid.as_raw(),
+        pid_start_time: start_time,
+        bundle: plan.opts.bundle.clone(),
+        rootfs: plan.rootfs.clone(),
+        created: crate::log::now_rfc3339(),
+        owner: String::new(),
+        annotations: plan.annotations.clone(),
+        cgroup: launched.cgroup.clone(),
+        disabled_layers: plan
+            .opts
+            .layers
+            .disabled()
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    let json = serde_json::to_vec(&st).map_err(|e| Error::Other(e.to_string()))?;
+    dir.write_atomic(STATE_FILE, &json)?;
+    if let Some(pid_file) = &plan.opts.pid_file {
+        write_atomic(pid_file, launched.pid.as_raw().to_string().as_bytes())?;
+    }
+    audit(rt, &plan, launched.pid);
+    launched.channel.send(&Msg::Committed)?;
+    undo.disarm();
+    dir.commit();
+    Ok((plan, launched))
+}
+
+/// One log record saying what protects the container (operators see it; tests read it).
+fn audit(rt: &Runtime, plan: &Plan, pid: Pid) {
+    let names = |set: &caps::CapsHashSet| {
+        let mut v: Vec<String> = set.iter().map(|c| c.to_string()).collect();
+        v.sort();
+        v
+    };
+    let c = &plan.process.caps;
+    let mut f = Map::new();
+    f.insert("id".into(), json!(plan.id));
+    f.insert("pid".into(), json!(pid.as_raw()));
+    f.insert("sealed_exe".into(), json!(rt.seal));
+    f.insert(
+        "capabilities".into(),
+        json!({
+            "bounding": names(&c.bounding), "effective": names(&c.effective),
+            "permitted": names(&c.permitted), "inheritable": names(&c.inheritable),
+            "ambient": names(&c.ambient),
+        }),
+    );
+    f.insert(
+        "no_new_privileges".into(),
+        json!(plan.process.no_new_privileges),
+    );
+    f.insert(
+        "seccomp".into(),
+        match &plan.seccomp {
+            Some(s) => json!(s.summary),
+            None => Value::Null,
+        },
+    );
+    f.insert(
+        "landlock".into(),
+        json!(crate::landlock::describe(&plan.landlock)),
+    );
+    let ns: Vec<&str> = NsKind::ALL
+        .iter()
+        .filter(|k| plan.namespaces.has(**k))
+        .map(|k| k.spec_name())
+        .collect();
+    f.insert("namespaces".into(), json!(ns));
+    f.insert("disabled_layers".into(), json!(plan.opts.layers.disabled()));
+    crate::log::record(crate::log::Level::Info, "container protections", f);
+}
+
+/// How a foreground `run` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// `--detach`: the container runs on.
+    Detached,
+    /// The container process's exit code (128+N when killed by signal N).
+    Exited(i32),
+}
+
+/// `run`: create + start, then (unless detached) wait, forwarding signals and proxying a
+/// terminal, and delete the container afterwards.
+pub fn run(rt: &Runtime, mut opts: CreateOptions, detach: bool) -> Result<RunOutcome> {
+    let id = opts.id.clone();
+    let (console, proxy) = if opts.console_socket.is_some() {
+        let path = opts.console_socket.clone().unwrap_or_default();
+        (
+            Some(sys::socket::connect_unix(&path).op_path("connect console socket", &path)?),
+            None,
+        )
+    } else if !detach {
+        let (ours, theirs) = sys::socket::stream_pair().op("socketpair")?;
+        opts.proxy_terminal = true;
+        (Some(theirs), Some(ours))
+    } else {
+        (None, None)
+    };
+    let (plan, launched) = create_inner(rt, opts, console)?;
+    let proxy = proxy.filter(|_| plan.process.terminal);
+    let master = match proxy {
+        Some(sock) => Some(super::tty::receive_master(sock.as_fd())?),
+        None => None,
+    };
+    let pid = launched.pid;
+    drop(launched);
+    if let Err(e) = start_container(rt, &id) {
+        let _ = destroy(rt, &id, true);
+        return Err(e);
+    }
+    if detach {
+        return Ok(RunOutcome::Detached);
+    }
+    let code = super::tty::wait_forwarding(pid, master.as_ref())?;
+    destroy(rt, &id, true)?;
+    Ok(RunOutcome::Exited(code))
+}
+
+/// Read what the init wrote on the start connection (empty when execve succeeded).
+pub(super) fn read_start_reply(conn: OwnedFd) -> Result<String> {
+    let mut f = std::fs::File::from(conn);
+    let _ = f.write_all(&[1]);
+    let mut reply = String::new();
+    f.read_to_string(&mut reply).op("read start reply")?;
+    Ok(reply)
+}

@@ -1,0 +1,275 @@
+//! The parent side of container creation: cgroup, sockets, clone, id maps, and the sync
+//! conversation with the init until it is Ready.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+
+use super::state::{ContainerDir, START_SOCKET};
+use crate::cgroups::Cgroup;
+use crate::error::{Context, Error, Result};
+use crate::hooks::{self, HookKind};
+use crate::init::{self, Channels};
+use crate::namespaces::{self, NsKind};
+use crate::spec::Plan;
+use crate::sync::{Channel, Msg};
+use crate::sys::{self, process::Forked};
+
+/// A container whose init is set up and waiting for `start`.
+#[derive(Debug)]
+pub struct Launched {
+    /// Host pid of the init.
+    pub pid: Pid,
+    /// The runtime's end of the sync channel (to send `Committed`).
+    pub channel: Channel,
+    /// The created cgroup.
+    pub cgroup: Cgroup,
+}
+
+/// Undoes a half-made container when dropped armed: kills the init, removes its cgroup.
+#[derive(Debug)]
+pub struct Undo {
+    pid: Option<Pid>,
+    cgroup: Option<Cgroup>,
+    armed: bool,
+}
+
+impl Undo {
+    /// A new, armed guard.
+    pub fn new() -> Undo {
+        Undo {
+            pid: None,
+            cgroup: None,
+            armed: true,
+        }
+    }
+
+    /// Keep everything.
+    pub fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(pid) = self.pid {
+            let _ = sys::process::kill(pid, Some(Signal::SIGKILL));
+            let _ = sys::process::waitpid(pid, None);
+        }
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.kill_all(Signal::SIGKILL);
+            if let Err(e) = cg.destroy() {
+                crate::log::warn(&format!("cleanup: {e}"));
+            }
+        }
+    }
+}
+
+/// Joins a "for children" namespace (pid, time) for the duration of the clone, then goes
+/// back, so hooks the runtime runs later stay in the runtime's namespaces.
+struct ForChildren {
+    saved: Vec<(NsKind, OwnedFd)>,
+}
+
+impl ForChildren {
+    fn enter(plan: &Plan) -> Result<ForChildren> {
+        let mut saved = Vec::new();
+        let mut save = |kind: NsKind| -> Result<()> {
+            let own = Path::new("/proc/self/ns").join(format!("{}_for_children", kind.proc_name()));
+            saved.push((
+                kind,
+                sys::fd::open(&own, OFlag::O_RDONLY, Mode::empty()).op_path("open", &own)?,
+            ));
+            Ok(())
+        };
+        for kind in [NsKind::Pid, NsKind::Time] {
+            if let Some(path) = plan.namespaces.joins(kind) {
+                save(kind)?;
+                namespaces::join(kind, path)?;
+            }
+        }
+        if plan.namespaces.creates(NsKind::Time) {
+            save(NsKind::Time)?;
+            sys::process::unshare(NsKind::Time.clone_flag()).op("unshare time namespace")?;
+            let offsets: String = plan
+                .time_offsets
+                .iter()
+                .map(|(clock, s, ns)| format!("{clock} {s} {ns}\n"))
+                .collect();
+            if !offsets.is_empty() {
+                let path = Path::new("/proc/self/timens_offsets");
+                std::fs::write(path, offsets).op_path("write", path)?;
+            }
+        }
+        Ok(ForChildren { saved })
+    }
+}
+
+impl Drop for ForChildren {
+    fn drop(&mut self) {
+        for (kind, fd) in self.saved.drain(..).rev() {
+            let _ = sys::process::setns(
+                fd.as_fd(),
+                CloneFlags::from_bits_retain(kind.clone_flag() as i32),
+            );
+        }
+    }
+}
+
+/// Create the cgroup, clone the init and drive it to Ready.
+pub fn launch(
+    plan: &Plan,
+    dir: &ContainerDir,
+    console: Option<OwnedFd>,
+    undo: &mut Undo,
+) -> Result<Launched> {
+    let mut cgroup = plan.cgroup.clone();
+    cgroup.create()?;
+    undo.cgroup = Some(cgroup.clone());
+    cgroup.apply(&plan.resources)?;
+    let (parent, child) = Channel::pair()?;
+    let start = sys::socket::listen_unix(&dir.short_path(START_SOCKET))
+        .op_path("listen", &dir.path().join(START_SOCKET))?;
+    let cgroup_fd = cgroup.clone_into_fd()?;
+    let two_stage = plan.namespaces.needs_two_stages();
+    let flags = if two_stage {
+        0
+    } else {
+        plan.namespaces.clone_flags()
+    };
+    let forked = {
+        let _ns = ForChildren::enter(plan)?;
+        sys::process::clone3(flags, cgroup_fd.as_ref().map(|f| f.as_fd())).op("clone3")?
+    };
+    let first = match forked {
+        Forked::Child => {
+            drop(parent);
+            init::main(
+                plan,
+                Channels {
+                    sync: child,
+                    start,
+                    console,
+                    close: vec![dir.raw_fd()],
+                },
+                two_stage,
+            )
+        }
+        Forked::Parent(pid) => pid,
+    };
+    undo.pid = Some(first);
+    drop((child, start, console));
+    if !two_stage && plan.namespaces.creates(NsKind::User) {
+        namespaces::write_id_maps(first, &plan.uid_maps, &plan.gid_maps)?;
+    }
+    cgroup.add_process(first, cgroup_fd.is_some())?;
+    parent.send(&Msg::Go {
+        pid: first.as_raw(),
+    })?;
+    let pid = converse(plan, &parent, first, two_stage, undo)?;
+    Ok(Launched {
+        pid,
+        channel: parent,
+        cgroup,
+    })
+}
+
+/// Serve the init's requests until it is Ready; returns the init's pid.
+fn converse(
+    plan: &Plan,
+    ch: &Channel,
+    first: Pid,
+    two_stage: bool,
+    undo: &mut Undo,
+) -> Result<Pid> {
+    let mut pid = first;
+    loop {
+        let incoming = ch.recv()?;
+        let Some(msg) = incoming.msg else {
+            return Err(died(pid));
+        };
+        match msg {
+            Msg::MapsPlease => {
+                let who = Pid::from_raw(incoming.pid.unwrap_or(first.as_raw()));
+                namespaces::write_id_maps(who, &plan.uid_maps, &plan.gid_maps)?;
+                ch.send(&Msg::MapsDone)?;
+            }
+            Msg::Hello => {
+                pid = Pid::from_raw(
+                    incoming
+                        .pid
+                        .ok_or_else(|| Error::Other("sync: no credentials with Hello".into()))?,
+                );
+                undo.pid = Some(pid);
+                // The first stage has forked the init and exits; reap it.
+                if two_stage {
+                    let _ = sys::process::waitpid(first, None);
+                }
+                ch.send(&Msg::Go { pid: pid.as_raw() })?;
+            }
+            Msg::RunHooks => {
+                let state = hooks::state_json(
+                    &plan.id,
+                    "creating",
+                    pid.as_raw(),
+                    &plan.opts.bundle,
+                    &plan.annotations,
+                );
+                hooks::run(HookKind::Prestart, &plan.hooks, &state)?;
+                hooks::run(HookKind::CreateRuntime, &plan.hooks, &state)?;
+                ch.send(&Msg::HooksDone)?;
+            }
+            Msg::SeccompListener => {
+                let fd = incoming
+                    .fds
+                    .first()
+                    .ok_or_else(|| Error::Other("sync: seccomp listener without fd".into()))?;
+                let compiled = plan
+                    .seccomp
+                    .as_ref()
+                    .ok_or_else(|| Error::Other("sync: unexpected seccomp listener".into()))?;
+                let state = hooks::state_json(
+                    &plan.id,
+                    "creating",
+                    pid.as_raw(),
+                    &plan.opts.bundle,
+                    &plan.annotations,
+                );
+                crate::seccomp::forward_listener(compiled, &state, fd.as_fd())?;
+                ch.send(&Msg::SeccompListenerSent)?;
+            }
+            Msg::Ready => return Ok(pid),
+            Msg::Failed {
+                step,
+                errno,
+                message,
+            } => {
+                return Err(Error::Init {
+                    step,
+                    errno,
+                    message,
+                })
+            }
+            other => return Err(Error::Other(format!("sync: unexpected {other:?}"))),
+        }
+    }
+}
+
+/// The init vanished without a word: say how it ended.
+fn died(pid: Pid) -> Error {
+    use sys::process::WaitStatus;
+    let how = match sys::process::waitpid(pid, None) {
+        Ok(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
+        Ok(WaitStatus::Signaled(_, sig, _)) => format!("was killed by {sig}"),
+        _ => "disappeared".to_string(),
+    };
+    Error::Other(format!("container init {how} before it was ready"))
+}

@@ -1,0 +1,364 @@
+//! The state directory: one directory per container under `--root`, locked with `flock` so two
+//! commands on the same id cannot corrupt it, written atomically (temp file + rename). Status
+//! is derived from the live process, not only from the file.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::cgroups::Cgroup;
+use crate::error::{Context, Error, Result};
+use crate::sys::fd as sfd;
+
+/// File names inside a container's state directory.
+pub const STATE_FILE: &str = "state.json";
+/// Copy of the bundle's config.json as `create` read it.
+pub const CONFIG_FILE: &str = "config.json";
+/// The socket `start` connects to (exists only while the container is created).
+pub const START_SOCKET: &str = "start.sock";
+
+/// Container status, as in the runtime-spec (plus `paused`, as runc reports it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Set up and waiting for `start`.
+    Created,
+    /// The user process runs.
+    Running,
+    /// Frozen.
+    Paused,
+    /// The process exited.
+    Stopped,
+}
+
+impl Status {
+    /// The spec's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+/// What `create` records about a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateFile {
+    /// Container id.
+    pub id: String,
+    /// Host pid of the init (the container's process once started).
+    pub pid: i32,
+    /// Start time of that pid (field 22 of /proc/<pid>/stat), to detect pid reuse.
+    pub pid_start_time: u64,
+    /// Bundle directory.
+    pub bundle: PathBuf,
+    /// Root filesystem.
+    pub rootfs: PathBuf,
+    /// Creation time (RFC 3339).
+    pub created: String,
+    /// Owner (empty: root, as runc prints it).
+    #[serde(default)]
+    pub owner: String,
+    /// Annotations from the config.
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+    /// Where its cgroups are.
+    pub cgroup: Cgroup,
+    /// Layers switched off at create (tests only), so `exec` keeps the same setting.
+    #[serde(default)]
+    pub disabled_layers: Vec<String>,
+}
+
+/// `--root`: the directory holding every container's state directory.
+#[derive(Debug, Clone)]
+pub struct StateRoot {
+    path: PathBuf,
+}
+
+impl StateRoot {
+    /// Use `path` (created 0700 on first use by commands that create containers).
+    pub fn new(path: &Path) -> StateRoot {
+        StateRoot {
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// The root path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every container id present.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        match std::fs::read_dir(&self.path) {
+            Ok(dir) => {
+                for e in dir.flatten() {
+                    if e.path().join(STATE_FILE).exists() {
+                        ids.push(e.file_name().to_string_lossy().into_owned());
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).op_path("read", &self.path),
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Create a new container directory (fails if the id exists) and lock it. The directory is
+    /// removed again when the returned guard is dropped without [`ContainerDir::commit`].
+    pub fn create(&self, id: &str) -> Result<ContainerDir> {
+        validate_id(id)?;
+        std::fs::create_dir_all(&self.path).op_path("mkdir", &self.path)?;
+        let _ = std::fs::set_permissions(
+            &self.path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        );
+        let dir = self.path.join(id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists(id.to_string()))
+            }
+            Err(e) => return Err(e).op_path("mkdir", &dir),
+        }
+        let mut cd = ContainerDir::open_dir(id, dir, true)?;
+        cd.fresh = true;
+        Ok(cd)
+    }
+
+    /// Open and lock an existing container's directory.
+    pub fn open(&self, id: &str) -> Result<ContainerDir> {
+        self.open_with(id, true)
+    }
+
+    /// Open an existing container's directory without waiting for its lock (`state`, `list`).
+    pub fn peek(&self, id: &str) -> Result<ContainerDir> {
+        self.open_with(id, false)
+    }
+
+    fn open_with(&self, id: &str, lock: bool) -> Result<ContainerDir> {
+        validate_id(id)?;
+        let dir = self.path.join(id);
+        let cd = match ContainerDir::open_dir(id, dir, lock) {
+            Err(Error::Os {
+                errno: Errno::ENOENT,
+                ..
+            }) => return Err(Error::NotFound(id.into())),
+            other => other?,
+        };
+        if !cd.path.join(STATE_FILE).exists() {
+            return Err(Error::NotFound(id.into()));
+        }
+        Ok(cd)
+    }
+}
+
+/// Container ids are one path component of safe characters (as runc: `^[\w+\-.]+$`).
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id != "."
+        && id != ".."
+        && id.len() <= 1024
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "invalid container id {id:?}: use letters, digits, '_', '+', '-' and '.'"
+        )))
+    }
+}
+
+/// A locked container directory.
+#[derive(Debug)]
+pub struct ContainerDir {
+    id: String,
+    path: PathBuf,
+    fd: OwnedFd,
+    fresh: bool,
+}
+
+impl ContainerDir {
+    fn open_dir(id: &str, path: PathBuf, lock: bool) -> Result<ContainerDir> {
+        let fd = sfd::open(&path, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())
+            .op_path("open", &path)?;
+        if lock {
+            sfd::flock_exclusive(fd.as_fd()).op_path("flock", &path)?;
+        }
+        Ok(ContainerDir {
+            id: id.to_string(),
+            path,
+            fd,
+            fresh: false,
+        })
+    }
+
+    /// Container id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A short path to a file in the directory through `/proc/self/fd` (unix socket paths
+    /// are limited to 108 bytes; `--root` may be long).
+    pub fn short_path(&self, name: &str) -> PathBuf {
+        sfd::proc_fd_path(self.fd.as_fd()).join(name)
+    }
+
+    /// The locked directory's descriptor number (closed in the cloned init).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.fd)
+    }
+
+    /// Keep the directory (create succeeded).
+    pub fn commit(&mut self) {
+        self.fresh = false;
+    }
+
+    /// Write a file atomically (temp + rename).
+    pub fn write_atomic(&self, name: &str, data: &[u8]) -> Result<()> {
+        write_atomic(&self.path.join(name), data)
+    }
+
+    /// Read the state file.
+    pub fn load(&self) -> Result<StateFile> {
+        let path = self.path.join(STATE_FILE);
+        let raw = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound(self.id.clone()),
+            _ => Error::from(e),
+        })?;
+        serde_json::from_slice(&raw)
+            .map_err(|e| Error::Other(format!("{}: corrupt state file: {e}", path.display())))
+    }
+
+    /// Whether `start` has not been called yet.
+    pub fn start_pending(&self) -> bool {
+        self.path.join(START_SOCKET).exists()
+    }
+
+    /// The status, derived from the process (and the cgroup freezer).
+    pub fn status(&self, st: &StateFile) -> Status {
+        if !process_alive(st.pid, st.pid_start_time) {
+            return Status::Stopped;
+        }
+        if self.start_pending() {
+            return Status::Created;
+        }
+        if st.cgroup.is_frozen().unwrap_or(false) {
+            return Status::Paused;
+        }
+        Status::Running
+    }
+
+    /// Remove the directory and everything in it.
+    pub fn remove(&mut self) -> Result<()> {
+        self.fresh = false;
+        match std::fs::remove_dir_all(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).op_path("remove", &self.path),
+        }
+    }
+}
+
+impl Drop for ContainerDir {
+    fn drop(&mut self) {
+        if self.fresh {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Write `data` to `path` atomically: a temp file in the same directory, fsync-free rename.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let mut f = std::fs::File::create(&tmp).op_path("create", &tmp)?;
+    f.write_all(data).op_path("write", &tmp)?;
+    drop(f);
+    std::fs::rename(&tmp, path).op_path("rename", path)
+}
+
+/// Fields of `/proc/<pid>/stat` after the command name: `(state, starttime)`.
+pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let mut fields = after.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // starttime is field 22; after ')' the first field is 3 (state), so it is the 20th here.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// Whether `pid` is alive (not a zombie) and is still the process that started at `start`.
+pub fn process_alive(pid: i32, start: u64) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match proc_stat(pid) {
+        Some((state, s)) => s == start && state != 'Z' && state != 'X',
+        None => false,
+    }
+}
+
+/// The pid as a nix `Pid`.
+pub fn pid_of(st: &StateFile) -> Pid {
+    Pid::from_raw(st.pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_validated() {
+        for ok in ["a", "abc-123", "x_y.z+1"] {
+            validate_id(ok).unwrap();
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "../x"] {
+            assert!(validate_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn own_process_is_alive_and_start_time_guards_reuse() {
+        let me = std::process::id() as i32;
+        let (state, start) = proc_stat(me).unwrap();
+        assert_ne!(state, 'Z');
+        assert!(process_alive(me, start));
+        assert!(!process_alive(me, start + 1));
+        assert!(!process_alive(0, 0));
+    }
+
+    #[test]
+    fn create_is_exclusive_and_uncommitted_dirs_vanish() {
+        let root = std::env::temp_dir().join(format!("sealrun-state-{}", std::process::id()));
+        let r = StateRoot::new(&root);
+        {
+            let _c = r.create("c1").unwrap();
+            assert!(matches!(r.create("c1"), Err(Error::AlreadyExists(_))));
+        }
+        assert!(!root.join("c1").exists());
+        assert!(matches!(r.open("c1"), Err(Error::NotFound(_))));
+        std::fs::remove_dir_all(root).unwrap();
+    }
+}

@@ -1,0 +1,299 @@
+//! One `mounts[]` entry: bind mounts, filesystems and cgroup mounts, each resolved inside the
+//! rootfs and mounted onto the resolved fd.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::mount::MsFlags;
+use nix::sys::stat::Mode;
+
+use super::paths::{is_fs, Resolver, PROC_MAGIC, SYSFS_MAGIC};
+use super::rootfs::current_flags;
+use crate::error::{Context, Error, Result};
+use crate::namespaces::NsKind;
+use crate::spec::{IdMap, MountKind, MountPlan, Plan};
+use crate::sys::fd::{self as sfd, proc_fd_path, Resolve};
+use crate::sys::mount::{mount, mount_setattr};
+
+/// Flags a bind remount can change.
+const REMOUNT_FLAGS: MsFlags = MsFlags::MS_RDONLY
+    .union(MsFlags::MS_NOSUID)
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC)
+    .union(MsFlags::MS_NOATIME)
+    .union(MsFlags::MS_NODIRATIME)
+    .union(MsFlags::MS_RELATIME)
+    .union(MsFlags::MS_STRICTATIME);
+
+/// Mount one entry.
+pub fn mount_one(plan: &Plan, r: &Resolver, root: BorrowedFd<'_>, m: &MountPlan) -> Result<()> {
+    match &m.kind {
+        MountKind::Bind { source, recursive } => bind(plan, r, root, m, source, *recursive)?,
+        MountKind::Cgroup => cgroup(plan, r, root, m)?,
+        MountKind::Fs { fstype, source } => filesystem(plan, r, root, m, fstype, source)?,
+    }
+    after_mount(r, root, m)
+}
+
+/// Propagation and recursive attributes, applied to the new mount.
+fn after_mount(r: &Resolver, root: BorrowedFd<'_>, m: &MountPlan) -> Result<()> {
+    if m.options.propagation.is_empty() && m.options.rec_set == 0 && m.options.rec_clear == 0 {
+        return Ok(());
+    }
+    let fd = r
+        .open(root, &m.destination, OFlag::O_PATH)
+        .op("reopen mount")?;
+    for p in &m.options.propagation {
+        mount(None, &proc_fd_path(fd.as_fd()), None, *p, None).op("mount propagation")?;
+    }
+    if m.options.rec_set != 0 || m.options.rec_clear != 0 {
+        mount_setattr(fd.as_fd(), true, m.options.rec_set, m.options.rec_clear)
+            .op("mount_setattr")?;
+    }
+    Ok(())
+}
+
+fn bind(
+    plan: &Plan,
+    r: &Resolver,
+    root: BorrowedFd<'_>,
+    m: &MountPlan,
+    source: &Path,
+    recursive: bool,
+) -> Result<()> {
+    let src = sfd::open(source, OFlag::O_PATH, Mode::empty()).map_err(|e| {
+        Error::config(
+            format!("mounts[{}].source", m.index),
+            format!("{}: {}", source.display(), crate::error::errno_text(e)),
+        )
+    })?;
+    let is_dir = sfd::fstat(src.as_fd()).op("fstat")?.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    let target = r.ensure(root, &m.destination, !is_dir)?;
+    let mut flags = MsFlags::MS_BIND;
+    if recursive {
+        flags |= MsFlags::MS_REC;
+    }
+    mount(
+        Some(&proc_fd_path(src.as_fd())),
+        &proc_fd_path(target.as_fd()),
+        None,
+        flags,
+        None,
+    )
+    .op("bind mount")?;
+    let want = m.options.flags & REMOUNT_FLAGS;
+    if want.is_empty() {
+        return Ok(());
+    }
+    let mounted = r
+        .open(root, &m.destination, OFlag::O_PATH)
+        .op("reopen bind mount")?;
+    let remount = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | want;
+    let target = proc_fd_path(mounted.as_fd());
+    match mount(None, &target, None, remount, None) {
+        // In a user namespace the source's nosuid/nodev/noexec/atime flags are locked: keep
+        // them unless the config cleared them (then the kernel's EPERM is the right answer).
+        Err(Errno::EPERM) if plan.in_user_namespace() => {
+            let locked = current_flags(mounted.as_fd())? & !m.options.cleared;
+            mount(None, &target, None, remount | locked, None).op("remount bind")
+        }
+        other => other.op("remount bind"),
+    }
+}
+
+fn filesystem(
+    plan: &Plan,
+    r: &Resolver,
+    root: BorrowedFd<'_>,
+    m: &MountPlan,
+    fstype: &str,
+    source: &str,
+) -> Result<()> {
+    // /proc and /sys must not be symlinks in the image (CVE-2023-28642): a symlink could move
+    // the mount somewhere the masking and read-only rules do not cover.
+    let pseudo = matches!(fstype, "proc" | "sysfs");
+    let extra = if pseudo {
+        Resolve::NO_SYMLINKS
+    } else {
+        Resolve::NONE
+    };
+    let target = match r.open_with(root, &m.destination, OFlag::O_PATH, extra) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => {
+            r.ensure(root, &m.destination, false)?;
+            r.open_with(root, &m.destination, OFlag::O_PATH, extra)
+                .op("open mount point")?
+        }
+        Err(Errno::ELOOP) => {
+            return Err(Error::Other(format!(
+                "{} is a symlink in the rootfs: refusing to mount {fstype} there",
+                m.destination.display()
+            )))
+        }
+        Err(e) => return Err(Error::os("open mount point", Some(&m.destination), e)),
+    };
+    let flags = m.options.flags & !MsFlags::MS_REMOUNT;
+    let data = fs_data(plan, m, fstype);
+    let copy_from = if m.options.tmpcopyup && fstype == "tmpfs" {
+        Some(
+            r.open(root, &m.destination, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+                .op("open tmpcopyup source")?,
+        )
+    } else {
+        None
+    };
+    let tpath = proc_fd_path(target.as_fd());
+    match mount(
+        Some(Path::new(source)),
+        &tpath,
+        Some(fstype),
+        flags,
+        data.as_deref(),
+    ) {
+        Ok(()) => {}
+        // A user namespace without its own network namespace may not mount sysfs; bind the
+        // host's instead (read-only when asked), as runc does.
+        Err(Errno::EPERM) if fstype == "sysfs" && plan.in_user_namespace() => {
+            mount(
+                Some(Path::new("/sys")),
+                &tpath,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .op("bind /sys")?;
+        }
+        Err(e) => {
+            return Err(Error::os(
+                format!("mount {fstype}"),
+                Some(&m.destination),
+                e,
+            ))
+        }
+    }
+    let mounted = r
+        .open_with(root, &m.destination, OFlag::O_PATH, extra)
+        .op("reopen mount")?;
+    if fstype == "proc" && !is_fs(mounted.as_fd(), PROC_MAGIC)? {
+        return Err(Error::Other("the new /proc is not procfs".into()));
+    }
+    if fstype == "sysfs" && !is_fs(mounted.as_fd(), SYSFS_MAGIC)? {
+        return Err(Error::Other("the new /sys is not sysfs".into()));
+    }
+    if let Some(src) = copy_from {
+        copy_tree(&proc_fd_path(src.as_fd()), &proc_fd_path(mounted.as_fd()))?;
+    }
+    Ok(())
+}
+
+/// Mount data, with devpts' `gid=` dropped when that gid is not mapped in the container's user
+/// namespace (the kernel would refuse the mount).
+fn fs_data(plan: &Plan, m: &MountPlan, fstype: &str) -> Option<String> {
+    let data = m.data()?;
+    if fstype != "devpts" || !plan.namespaces.creates(NsKind::User) {
+        return Some(data);
+    }
+    let kept: Vec<&str> = data
+        .split(',')
+        .filter(
+            |o| match o.strip_prefix("gid=").and_then(|g| g.parse::<u32>().ok()) {
+                Some(gid) => IdMap::to_host(&plan.gid_maps, gid).is_some(),
+                None => true,
+            },
+        )
+        .collect();
+    Some(kept.join(","))
+}
+
+/// Copy a directory tree (tmpcopyup): files, directories and symlinks with modes and owners.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    let meta = std::fs::metadata(from).op_path("stat", from)?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .op_path("chmod", to)?;
+    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid())).op_path("chown", to)?;
+    for entry in std::fs::read_dir(from).op_path("read dir", from)? {
+        let entry = entry.op_path("read dir", from)?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let ft = entry.file_type().op_path("stat", &src)?;
+        if ft.is_dir() {
+            std::fs::create_dir(&dst).op_path("mkdir", &dst)?;
+            copy_tree(&src, &dst)?;
+        } else if ft.is_symlink() {
+            let link = std::fs::read_link(&src).op_path("readlink", &src)?;
+            std::os::unix::fs::symlink(&link, &dst).op_path("symlink", &dst)?;
+        } else if ft.is_file() {
+            std::fs::copy(&src, &dst).op_path("copy", &src)?;
+            let m = entry.metadata().op_path("stat", &src)?;
+            std::os::unix::fs::lchown(&dst, Some(m.uid()), Some(m.gid())).op_path("chown", &dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// A `type: cgroup` mount: the container's own cgroups, as a fresh cgroup filesystem when it
+/// has a cgroup namespace, else bind mounts of its cgroup directories.
+fn cgroup(plan: &Plan, r: &Resolver, root: BorrowedFd<'_>, m: &MountPlan) -> Result<()> {
+    let own_ns = plan.namespaces.has(NsKind::Cgroup);
+    let entries = plan.cgroup.container_mounts();
+    let flags = m.options.flags & !MsFlags::MS_REMOUNT;
+    let dest = r.ensure(root, &m.destination, false)?;
+    let single = entries.len() == 1 && entries[0].subdir.is_empty();
+    if !single {
+        mount(
+            Some(Path::new("tmpfs")),
+            &proc_fd_path(dest.as_fd()),
+            Some("tmpfs"),
+            (flags & !MsFlags::MS_RDONLY)
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC,
+            Some("mode=755"),
+        )
+        .op("mount tmpfs for cgroups")?;
+    }
+    for e in &entries {
+        let path: PathBuf = m.destination.join(&e.subdir);
+        let target = r.ensure(root, &path, false)?;
+        let tpath = proc_fd_path(target.as_fd());
+        if own_ns {
+            let data = (!e.data.is_empty()).then_some(e.data.as_str());
+            mount(
+                Some(Path::new("cgroup")),
+                &tpath,
+                Some(e.fstype),
+                flags,
+                data,
+            )
+            .op_path(&format!("mount {}", e.fstype), &path)?;
+        } else {
+            let host = sfd::open(
+                &e.host_dir,
+                OFlag::O_PATH | OFlag::O_DIRECTORY,
+                Mode::empty(),
+            )
+            .op_path("open", &e.host_dir)?;
+            mount(
+                Some(&proc_fd_path(host.as_fd())),
+                &tpath,
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )
+            .op_path("bind cgroup", &path)?;
+            if flags.contains(MsFlags::MS_RDONLY) {
+                let top = r
+                    .open(root, &path, OFlag::O_PATH)
+                    .op("reopen cgroup mount")?;
+                super::rootfs::remount_readonly(top.as_fd(), &path)?;
+            }
+        }
+    }
+    if !single && flags.contains(MsFlags::MS_RDONLY) {
+        let top: OwnedFd = r.open(root, &m.destination, OFlag::O_PATH).op("reopen")?;
+        super::rootfs::remount_readonly(top.as_fd(), &m.destination)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! `sealrun spec`: a default config.json, hardened (read-only root, no_new_privs, the default
+//! seccomp profile, masked kernel files, three capabilities).
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::error::{Context, Error, Result};
+
+/// The capabilities the default config grants.
+pub const DEFAULT_CAPS: &[&str] = &["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+
+/// The default config (as JSON), optionally for rootless use.
+pub fn default_config(rootless: bool) -> Result<Value> {
+    let caps = DEFAULT_CAPS;
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+               "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+               "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+               "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+    ];
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "network"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
+    ];
+    let mut linux = json!({
+        "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+        "namespaces": [],
+        "maskedPaths": [
+            "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+            "/sys/firmware", "/sys/devices/virtual/powercap"
+        ],
+        "readonlyPaths": [
+            "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
+        ],
+        "seccomp": crate::seccomp::default_profile_json(caps)?,
+    });
+    if rootless {
+        let uid = nix::unistd::getuid().as_raw();
+        let gid = nix::unistd::getgid().as_raw();
+        namespaces.retain(|n| n["type"] != "network");
+        namespaces.push(json!({"type": "user"}));
+        linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
+        linux["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
+        linux.as_object_mut().map(|o| o.remove("resources"));
+        mounts.retain(|m| m["type"] != "cgroup");
+        for m in mounts.iter_mut() {
+            if m["type"] == "sysfs" {
+                *m = json!({"destination": "/sys", "type": "none", "source": "/sys",
+                            "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+            }
+            if m["type"] == "devpts" {
+                m["options"] = json!([
+                    "nosuid",
+                    "noexec",
+                    "newinstance",
+                    "ptmxmode=0666",
+                    "mode=0620"
+                ]);
+            }
+        }
+    }
+    linux["namespaces"] = json!(namespaces);
+    Ok(json!({
+        "ociVersion": crate::OCI_VERSION,
+        "process": {
+            "terminal": true,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": [
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "TERM=xterm"
+            ],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": caps, "effective": caps, "permitted": caps, "ambient": caps
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "sealrun",
+        "mounts": mounts,
+        "linux": linux,
+    }))
+}
+
+/// Write `<bundle>/config.json` (refusing to overwrite an existing one, as runc does).
+pub fn write_default(bundle: &Path, rootless: bool) -> Result<()> {
+    let path = bundle.join("config.json");
+    if path.exists() {
+        return Err(Error::AlreadyExists(format!(
+            "config: {} already exists",
+            path.display()
+        )));
+    }
+    let text = serde_json::to_string_pretty(&default_config(rootless)?)
+        .map_err(|e| Error::Other(e.to_string()))?;
+    std::fs::write(&path, text + "\n").op_path("write", &path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_parses_and_plans() {
+        for rootless in [false, true] {
+            let v = default_config(rootless).unwrap();
+            let spec: oci_spec::runtime::Spec = serde_json::from_value(v).unwrap();
+            assert_eq!(
+                spec.process().as_ref().unwrap().no_new_privileges(),
+                Some(true)
+            );
+            assert!(spec.linux().as_ref().unwrap().seccomp().is_some());
+        }
+    }
+}

@@ -1,0 +1,586 @@
+//! The [`Plan`]: everything the container needs, resolved and validated before any process is
+//! cloned. The init only executes it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use nix::mount::MsFlags;
+use oci_spec::runtime::{Hooks, LinuxIdMapping, LinuxResources, Spec};
+
+use super::devices::{cgroup_device_rules, is_dev, plan_devices, DeviceNode};
+use super::mounts::{clean_container_path, plan_mount, MountKind, MountPlan};
+use super::process::{plan_process, ProcessPlan};
+use crate::cgroups::Cgroup;
+use crate::error::{Error, Result};
+use crate::namespaces::{Namespaces, NsKind};
+
+/// Hardening layers that can be switched off for testing only, from the command line
+/// (`--unsafe-disable LAYER`), never from a container's config. Each attack test runs once
+/// with its layer off to prove the test can fail.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Layers {
+    /// Sealed memfd self-copy.
+    pub no_selfexe: bool,
+    /// Landlock.
+    pub no_landlock: bool,
+    /// seccomp.
+    pub no_seccomp: bool,
+    /// Close-on-exec sweep of inherited fds.
+    pub no_fd_hygiene: bool,
+    /// In-root path resolution and /proc, /dev/null, /dev/console checks.
+    pub no_path_safety: bool,
+    /// Non-dumpable runtime processes.
+    pub no_nondumpable: bool,
+}
+
+impl Layers {
+    /// Names accepted by `--unsafe-disable`.
+    pub const NAMES: &'static [&'static str] = &[
+        "selfexe",
+        "landlock",
+        "seccomp",
+        "fd-hygiene",
+        "path-safety",
+        "nondumpable",
+    ];
+
+    /// Switch one layer off by name.
+    pub fn disable(&mut self, name: &str) -> Result<()> {
+        match name {
+            "selfexe" => self.no_selfexe = true,
+            "landlock" => self.no_landlock = true,
+            "seccomp" => self.no_seccomp = true,
+            "fd-hygiene" => self.no_fd_hygiene = true,
+            "path-safety" => self.no_path_safety = true,
+            "nondumpable" => self.no_nondumpable = true,
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "--unsafe-disable: unknown layer {other:?} (known: {})",
+                    Layers::NAMES.join(", ")
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// The names of the layers switched off.
+    pub fn disabled(&self) -> Vec<&'static str> {
+        let flags = [
+            self.no_selfexe,
+            self.no_landlock,
+            self.no_seccomp,
+            self.no_fd_hygiene,
+            self.no_path_safety,
+            self.no_nondumpable,
+        ];
+        Layers::NAMES
+            .iter()
+            .zip(flags)
+            .filter(|(_, off)| *off)
+            .map(|(n, _)| *n)
+            .collect()
+    }
+}
+
+/// Options of `create`/`run` that are not in the config.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Container id.
+    pub id: String,
+    /// Bundle directory (absolute).
+    pub bundle: PathBuf,
+    /// `--console-socket`.
+    pub console_socket: Option<PathBuf>,
+    /// `--pid-file`.
+    pub pid_file: Option<PathBuf>,
+    /// `--no-pivot`.
+    pub no_pivot: bool,
+    /// `--no-new-keyring`.
+    pub no_new_keyring: bool,
+    /// `--preserve-fds`.
+    pub preserve_fds: u32,
+    /// The caller will proxy a terminal itself (foreground `run` without a console socket).
+    pub proxy_terminal: bool,
+    /// Layers switched off for testing.
+    pub layers: Layers,
+}
+
+/// One uid or gid mapping line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMap {
+    /// First id inside the namespace.
+    pub container_id: u32,
+    /// First id outside.
+    pub host_id: u32,
+    /// Number of ids.
+    pub size: u32,
+}
+
+impl IdMap {
+    /// Map an id inside the namespace to the host, if mapped.
+    pub fn to_host(maps: &[IdMap], id: u32) -> Option<u32> {
+        maps.iter()
+            .find(|m| id >= m.container_id && id - m.container_id < m.size)
+            .map(|m| m.host_id + (id - m.container_id))
+    }
+}
+
+/// Everything the container needs, decided before cloning.
+#[derive(Debug)]
+pub struct Plan {
+    /// Container id.
+    pub id: String,
+    /// Options from the command line.
+    pub opts: CreateOptions,
+    /// `ociVersion` of the config.
+    pub oci_version: String,
+    /// Absolute, canonical rootfs path.
+    pub rootfs: PathBuf,
+    /// `root.readonly`.
+    pub root_readonly: bool,
+    /// Namespaces to create and join.
+    pub namespaces: Namespaces,
+    /// uid mappings (user namespace).
+    pub uid_maps: Vec<IdMap>,
+    /// gid mappings.
+    pub gid_maps: Vec<IdMap>,
+    /// Hostname.
+    pub hostname: Option<String>,
+    /// Domainname.
+    pub domainname: Option<String>,
+    /// Mounts, in order.
+    pub mounts: Vec<MountPlan>,
+    /// Device nodes to create (empty when /dev is bind-mounted from the host).
+    pub devices: Vec<DeviceNode>,
+    /// Masked paths.
+    pub masked_paths: Vec<PathBuf>,
+    /// Read-only paths.
+    pub readonly_paths: Vec<PathBuf>,
+    /// sysctl settings, validated against the namespaces.
+    pub sysctl: Vec<(String, String)>,
+    /// Propagation for the container's root (`rootfsPropagation`); default rslave.
+    pub rootfs_propagation: MsFlags,
+    /// `personality(2)` value, if set.
+    pub personality: Option<libc::c_ulong>,
+    /// Time namespace offsets `(clock, secs, nanosecs)`.
+    pub time_offsets: Vec<(String, i64, u32)>,
+    /// The process.
+    pub process: ProcessPlan,
+    /// Hooks.
+    pub hooks: Hooks,
+    /// Resolved cgroup.
+    pub cgroup: Cgroup,
+    /// Effective resources (device rules completed).
+    pub resources: LinuxResources,
+    /// Compiled seccomp profile.
+    pub seccomp: Option<crate::seccomp::Compiled>,
+    /// Landlock policy.
+    pub landlock: crate::landlock::Policy,
+    /// Annotations.
+    pub annotations: HashMap<String, String>,
+}
+
+impl Plan {
+    /// Whether the container gets its own user namespace (created or joined).
+    pub fn in_user_namespace(&self) -> bool {
+        self.namespaces.has(NsKind::User)
+    }
+}
+
+fn id_maps(list: &Option<Vec<LinuxIdMapping>>) -> Vec<IdMap> {
+    list.iter()
+        .flatten()
+        .map(|m| IdMap {
+            container_id: m.container_id(),
+            host_id: m.host_id(),
+            size: m.size(),
+        })
+        .collect()
+}
+
+/// Validate the `ociVersion` field: a semver with major version 1.
+fn check_version(v: &str) -> Result<()> {
+    if v.is_empty() {
+        return Err(Error::config("ociVersion", "missing"));
+    }
+    let major = v.split('.').next().unwrap_or_default();
+    match major.parse::<u64>() {
+        Ok(1) => Ok(()),
+        Ok(m) => Err(Error::config(
+            "ociVersion",
+            format!("{v}: major version {m} is not supported (sealrun implements 1.x)"),
+        )),
+        Err(_) => Err(Error::config(
+            "ociVersion",
+            format!("{v:?} is not a version"),
+        )),
+    }
+}
+
+/// Which namespace a sysctl key needs, as the runtime-spec and runc require.
+fn sysctl_namespace(key: &str) -> Option<NsKind> {
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        Some(NsKind::Ipc)
+    } else if key.starts_with("net.") {
+        Some(NsKind::Network)
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        Some(NsKind::Uts)
+    } else {
+        None
+    }
+}
+
+fn plan_sysctl(
+    map: &Option<HashMap<String, String>>,
+    ns: &Namespaces,
+) -> Result<Vec<(String, String)>> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in map.iter().flatten() {
+        let field = format!("linux.sysctl[{k:?}]");
+        if k.split(['.', '/']).any(|c| c.is_empty() || c == "..") {
+            return Err(Error::config(field, "is not a sysctl name"));
+        }
+        match sysctl_namespace(k) {
+            Some(kind) if ns.has(kind) => out.push((k.clone(), v.clone())),
+            Some(kind) => {
+                return Err(Error::config(
+                    field,
+                    format!("needs a {} namespace of its own", kind.spec_name()),
+                ))
+            }
+            None => {
+                return Err(Error::config(
+                    field,
+                    "is not in a separate kernel namespace, so a container may not set it",
+                ))
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn rootfs_propagation(v: &Option<String>) -> Result<MsFlags> {
+    Ok(match v.as_deref().unwrap_or("") {
+        "" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        other => {
+            return Err(Error::config(
+                "linux.rootfsPropagation",
+                format!("{other:?} is not a propagation mode"),
+            ))
+        }
+    })
+}
+
+fn check_hooks(hooks: &Hooks) -> Result<()> {
+    #[allow(deprecated)]
+    let lists = [
+        ("prestart", hooks.prestart()),
+        ("createRuntime", hooks.create_runtime()),
+        ("createContainer", hooks.create_container()),
+        ("startContainer", hooks.start_container()),
+        ("poststart", hooks.poststart()),
+        ("poststop", hooks.poststop()),
+    ];
+    for (name, list) in lists {
+        for (i, h) in list.iter().flatten().enumerate() {
+            if !h.path().is_absolute() {
+                return Err(Error::config(
+                    format!("hooks.{name}[{i}].path"),
+                    format!("{} is not an absolute path", h.path().display()),
+                ));
+            }
+            if let Some(t) = h.timeout() {
+                if t <= 0 {
+                    return Err(Error::config(
+                        format!("hooks.{name}[{i}].timeout"),
+                        "must be greater than zero",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn rootfs(spec: &Spec, bundle: &Path) -> Result<(PathBuf, bool)> {
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::config("root", "missing"))?;
+    if root.path().as_os_str().is_empty() {
+        return Err(Error::config("root.path", "missing"));
+    }
+    let path = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle.join(root.path())
+    };
+    let canonical = std::fs::canonicalize(&path).map_err(|e| {
+        Error::config(
+            "root.path",
+            format!(
+                "{}: {}",
+                path.display(),
+                crate::error::errno_text(nix::errno::Errno::from_raw(
+                    e.raw_os_error().unwrap_or(0)
+                ))
+            ),
+        )
+    })?;
+    if !canonical.is_dir() {
+        return Err(Error::config(
+            "root.path",
+            format!("{} is not a directory", canonical.display()),
+        ));
+    }
+    Ok((canonical, root.readonly().unwrap_or(false)))
+}
+
+/// Resolve a parsed config into a [`Plan`] (pure apart from reading the rootfs path and the
+/// host's cgroup layout).
+pub fn plan(spec: &Spec, opts: CreateOptions) -> Result<Plan> {
+    check_version(spec.version())?;
+    let (rootfs, root_readonly) = rootfs(spec, &opts.bundle)?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::config("process", "missing"))?;
+    let process = plan_process(process, "process")?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::config("linux", "missing"))?;
+    let namespaces = Namespaces::from_config(linux.namespaces().as_deref().unwrap_or(&[]))?;
+    if !namespaces.has(NsKind::Mount) {
+        return Err(Error::config(
+            "linux.namespaces",
+            "a mount namespace is required (sealrun never mounts in the host's)",
+        ));
+    }
+    let uid_maps = id_maps(linux.uid_mappings());
+    let gid_maps = id_maps(linux.gid_mappings());
+    if namespaces.creates(NsKind::User) && (uid_maps.is_empty() || gid_maps.is_empty()) {
+        return Err(Error::config(
+            "linux.uidMappings",
+            "a new user namespace needs uidMappings and gidMappings",
+        ));
+    }
+    if !namespaces.creates(NsKind::User) && (!uid_maps.is_empty() || !gid_maps.is_empty()) {
+        return Err(Error::config(
+            "linux.uidMappings",
+            "mappings are only valid with a new user namespace",
+        ));
+    }
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !namespaces.has(NsKind::Uts) {
+        return Err(Error::config(
+            "hostname",
+            "setting it needs a uts namespace",
+        ));
+    }
+    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !namespaces.has(NsKind::Uts) {
+        return Err(Error::config(
+            "domainname",
+            "setting it needs a uts namespace",
+        ));
+    }
+    let mut mounts = Vec::new();
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        mounts.push(plan_mount(i, m, &opts.bundle)?);
+    }
+    let dev_from_host = mounts
+        .iter()
+        .any(|m| is_dev(&m.destination) && matches!(m.kind, MountKind::Bind { .. }));
+    let devices = if dev_from_host {
+        Vec::new()
+    } else {
+        plan_devices(linux.devices().as_deref().unwrap_or(&[]))?
+    };
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    let rules = cgroup_device_rules(resources.devices().as_deref().unwrap_or(&[]), &devices);
+    resources.set_devices(Some(rules));
+    let paths = |list: &Option<Vec<String>>, field: &str| -> Result<Vec<PathBuf>> {
+        list.iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, p)| {
+                let p = Path::new(p);
+                if p.is_absolute() {
+                    Ok(clean_container_path(p))
+                } else {
+                    Err(Error::config(
+                        format!("linux.{field}[{i}]"),
+                        format!("{} is not an absolute path", p.display()),
+                    ))
+                }
+            })
+            .collect()
+    };
+    let masked_paths = paths(linux.masked_paths(), "maskedPaths")?;
+    let readonly_paths = paths(linux.readonly_paths(), "readonlyPaths")?;
+    let sysctl = plan_sysctl(linux.sysctl(), &namespaces)?;
+    let hooks = spec.hooks().clone().unwrap_or_default();
+    check_hooks(&hooks)?;
+    if process.terminal && opts.console_socket.is_none() && !opts.proxy_terminal {
+        return Err(Error::InvalidArgument(
+            "process.terminal is true: --console-socket is required (or use run in the foreground)"
+                .into(),
+        ));
+    }
+    if !process.terminal && opts.console_socket.is_some() {
+        return Err(Error::InvalidArgument(
+            "--console-socket given but process.terminal is false".into(),
+        ));
+    }
+    let personality = match linux.personality() {
+        Some(p) => Some(match p.domain() {
+            oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
+            oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+        }),
+        None => None,
+    };
+    let mut time_offsets = Vec::new();
+    for (clock, off) in linux.time_offsets().iter().flatten() {
+        if clock != "monotonic" && clock != "boottime" {
+            return Err(Error::config(
+                format!("linux.timeOffsets[{clock:?}]"),
+                "only monotonic and boottime can be offset",
+            ));
+        }
+        time_offsets.push((
+            clock.clone(),
+            off.secs().unwrap_or(0),
+            off.nanosecs().unwrap_or(0),
+        ));
+    }
+    if !time_offsets.is_empty() && !namespaces.creates(NsKind::Time) {
+        return Err(Error::config(
+            "linux.timeOffsets",
+            "offsets need a new time namespace",
+        ));
+    }
+    let annotations = spec.annotations().clone().unwrap_or_default();
+    let cgroup = Cgroup::resolve(
+        linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
+        &opts.id,
+    )?;
+    let seccomp = match linux.seccomp() {
+        Some(s) if !opts.layers.no_seccomp => Some(crate::seccomp::compile(s)?),
+        _ => None,
+    };
+    let landlock = if opts.layers.no_landlock {
+        crate::landlock::Policy::default()
+    } else {
+        crate::landlock::policy(
+            &annotations,
+            &crate::landlock::Context {
+                host_network: !namespaces.has(NsKind::Network),
+                cap_sys_admin: process.has_cap(caps::Capability::CAP_SYS_ADMIN),
+            },
+        )?
+    };
+    Ok(Plan {
+        id: opts.id.clone(),
+        oci_version: spec.version().clone(),
+        rootfs,
+        root_readonly,
+        namespaces,
+        uid_maps,
+        gid_maps,
+        hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
+        domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
+        mounts,
+        devices,
+        masked_paths,
+        readonly_paths,
+        sysctl,
+        rootfs_propagation: rootfs_propagation(linux.rootfs_propagation())?,
+        personality,
+        time_offsets,
+        process,
+        hooks,
+        cgroup,
+        resources,
+        seccomp,
+        landlock,
+        annotations,
+        opts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_major_must_be_one() {
+        assert!(check_version("1.0.2-dev").is_ok());
+        assert!(check_version("1.2.0").is_ok());
+        let e = check_version("2.0.0").unwrap_err().to_string();
+        assert!(
+            e.contains("ociVersion") && e.contains("major version 2"),
+            "{e}"
+        );
+        assert!(check_version("")
+            .unwrap_err()
+            .to_string()
+            .contains("ociVersion"));
+    }
+
+    #[test]
+    fn sysctl_needs_its_namespace() {
+        let mut ns = Namespaces::default();
+        let mut map = HashMap::new();
+        map.insert("net.ipv4.ip_forward".to_string(), "1".to_string());
+        let e = plan_sysctl(&Some(map.clone()), &ns)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("net.ipv4.ip_forward") && e.contains("network"),
+            "{e}"
+        );
+        ns.new.push(NsKind::Network);
+        assert_eq!(plan_sysctl(&Some(map), &ns).unwrap().len(), 1);
+        let mut host = HashMap::new();
+        host.insert("vm.swappiness".to_string(), "1".to_string());
+        assert!(plan_sysctl(&Some(host), &ns).is_err());
+    }
+
+    #[test]
+    fn id_map_lookup() {
+        let maps = [IdMap {
+            container_id: 0,
+            host_id: 100000,
+            size: 65536,
+        }];
+        assert_eq!(IdMap::to_host(&maps, 5), Some(100005));
+        assert_eq!(IdMap::to_host(&maps, 70000), None);
+    }
+
+    #[test]
+    fn layers_by_name() {
+        let mut l = Layers::default();
+        l.disable("landlock").unwrap();
+        l.disable("selfexe").unwrap();
+        assert_eq!(l.disabled(), vec!["selfexe", "landlock"]);
+        assert!(l.disable("everything").is_err());
+    }
+}
