@@ -112,7 +112,7 @@ fn audit(rt: &Runtime, plan: &Plan, pid: Pid) {
     );
     f.insert(
         "landlock".into(),
-        json!(crate::landlock::describe(&plan.landlock)),
+        json!({"abi": crate::landlock::abi(), "policy": plan.landlock}),
     );
     let ns: Vec<&str> = NsKind::ALL
         .iter()

@@ -104,9 +104,16 @@ impl Resolver {
                 continue;
             }
             let last = todo.is_empty();
-            let dir = self.open(root, &done, OFlag::O_PATH | OFlag::O_DIRECTORY).op_path("open", &done)?;
+            let dir = self
+                .open(root, &done, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                .op_path("open", &done)?;
             let name_path = Path::new(&name);
-            match sfd::openat(dir.as_fd(), name_path, OFlag::O_PATH | OFlag::O_NOFOLLOW, Mode::empty()) {
+            match sfd::openat(
+                dir.as_fd(),
+                name_path,
+                OFlag::O_PATH | OFlag::O_NOFOLLOW,
+                Mode::empty(),
+            ) {
                 Ok(fd) => {
                     let st = sfd::fstat(fd.as_fd()).op_path("fstat", &done.join(&name))?;
                     if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
@@ -147,7 +154,8 @@ impl Resolver {
             }
             done.push(&name);
         }
-        self.open(root, &done, OFlag::O_PATH).op_path("open in rootfs", &done)
+        self.open(root, &done, OFlag::O_PATH)
+            .op_path("open in rootfs", &done)
     }
 }
 

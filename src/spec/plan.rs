@@ -355,6 +355,25 @@ fn rootfs(spec: &Spec, bundle: &Path) -> Result<(PathBuf, bool)> {
     Ok((canonical, root.readonly().unwrap_or(false)))
 }
 
+/// Whether the container ends up in the runtime's network namespace: no network namespace of
+/// its own, or one joined by a path that is ours.
+fn shares_host_network(ns: &Namespaces) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if ns.creates(NsKind::Network) {
+        return false;
+    }
+    let Some(path) = ns.joins(NsKind::Network) else {
+        return true;
+    };
+    match (
+        std::fs::metadata(path),
+        std::fs::metadata("/proc/self/ns/net"),
+    ) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 /// Resolve a parsed config into a [`Plan`] (pure apart from reading the rootfs path and the
 /// host's cgroup layout).
 pub fn plan(spec: &Spec, opts: CreateOptions) -> Result<Plan> {
@@ -487,15 +506,20 @@ pub fn plan(spec: &Spec, opts: CreateOptions) -> Result<Plan> {
         _ => None,
     };
     let landlock = if opts.layers.no_landlock {
-        crate::landlock::Policy::default()
+        crate::landlock::Policy {
+            enabled: false,
+            ..crate::landlock::Policy::default()
+        }
     } else {
-        crate::landlock::policy(
+        let policy = crate::landlock::policy(
             &annotations,
             &crate::landlock::Context {
-                host_network: !namespaces.has(NsKind::Network),
+                host_network: shares_host_network(&namespaces),
                 cap_sys_admin: process.has_cap(caps::Capability::CAP_SYS_ADMIN),
             },
-        )?
+        )?;
+        crate::landlock::check(&policy, crate::landlock::abi())?;
+        policy
     };
     Ok(Plan {
         id: opts.id.clone(),

@@ -69,11 +69,18 @@ pub struct ProcessPlan {
 }
 
 impl ProcessPlan {
-    /// Whether the process ends up holding `cap` in any set that can be used.
+    /// Whether the process may hold `cap`: it is in any of the five sets.
     pub fn has_cap(&self, cap: Cap) -> bool {
-        self.caps.effective.contains(&cap)
-            || self.caps.permitted.contains(&cap)
-            || self.caps.ambient.contains(&cap)
+        let c = &self.caps;
+        [
+            &c.bounding,
+            &c.effective,
+            &c.permitted,
+            &c.inheritable,
+            &c.ambient,
+        ]
+        .iter()
+        .any(|set| set.contains(&cap))
     }
 }
 
