@@ -92,14 +92,12 @@ fn fchown_path(fd: BorrowedFd<'_>, uid: u32, gid: u32, what: &Path) -> Result<()
     std::os::unix::fs::chown(proc_fd_path(fd), Some(uid), Some(gid)).op_path("chown", what)
 }
 
-/// Allocate the container's pty from its own devpts, bind the peer over /dev/console, and send
-/// the master to the console socket. Returns the peer (the process's stdio).
-pub fn console(
-    plan: &Plan,
+/// A pty allocated from the container's own devpts: `(master, peer, index)`.
+pub fn open_pty(
     r: &Resolver,
     root: BorrowedFd<'_>,
-    sock: BorrowedFd<'_>,
-) -> Result<OwnedFd> {
+    size: Option<tty::WinSize>,
+) -> Result<(OwnedFd, OwnedFd, u32)> {
     let pts = r
         .open_with(
             root,
@@ -121,10 +119,29 @@ pub fn console(
     check_char_device(master.as_fd(), 5, 2, Path::new("/dev/pts/ptmx"))?;
     tty::unlockpt(master.as_fd()).op("unlockpt")?;
     let peer = tty::open_peer(master.as_fd()).op("open pty peer")?;
-    if let Some(size) = plan.process.console_size {
+    if let Some(size) = size {
         tty::set_winsize(peer.as_fd(), size).op("set console size")?;
     }
     let n = tty::pty_number(master.as_fd()).op("pty number")?;
+    Ok((master, peer, n))
+}
+
+/// Send the pty master to the console socket: one fd in one message, the pty's name as data.
+pub fn send_master(sock: BorrowedFd<'_>, master: &OwnedFd, n: u32) -> Result<()> {
+    let name = format!("/dev/pts/{n}");
+    socket::send_with_fds(sock, name.as_bytes(), &[master.as_raw_fd()])
+        .op("send pty master to console socket")
+}
+
+/// Allocate the container's pty from its own devpts, bind the peer over /dev/console, and send
+/// the master to the console socket. Returns the peer (the process's stdio).
+pub fn console(
+    plan: &Plan,
+    r: &Resolver,
+    root: BorrowedFd<'_>,
+    sock: BorrowedFd<'_>,
+) -> Result<OwnedFd> {
+    let (master, peer, n) = open_pty(r, root, plan.process.console_size)?;
     // /dev/console must be a plain file we bind over, never a symlink or an existing device
     // node that could be swapped for something else (CVE-2025-52565).
     let console = Path::new("/dev/console");
@@ -148,8 +165,6 @@ pub fn console(
         None,
     )
     .op("bind /dev/console")?;
-    let name = format!("/dev/pts/{n}");
-    socket::send_with_fds(sock, name.as_bytes(), &[master.as_raw_fd()])
-        .op("send pty master to console socket")?;
+    send_master(sock, &master, n)?;
     Ok(peer)
 }

@@ -357,7 +357,7 @@ fn rootfs(spec: &Spec, bundle: &Path) -> Result<(PathBuf, bool)> {
 
 /// Whether the container ends up in the runtime's network namespace: no network namespace of
 /// its own, or one joined by a path that is ours.
-fn shares_host_network(ns: &Namespaces) -> bool {
+pub(super) fn shares_host_network(ns: &Namespaces) -> bool {
     use std::os::unix::fs::MetadataExt;
     if ns.creates(NsKind::Network) {
         return false;
