@@ -1,43 +1,265 @@
-//! seccomp: the runtime-spec seccomp object compiled to BPF (seccompiler as the generator),
-//! the shipped profiles, and the loader.
+//! seccomp: the runtime-spec seccomp object compiled to classic BPF (seccompiler generates the
+//! rule code), the loader, the listener hand-off for `SCMP_ACT_NOTIFY`, and the shipped
+//! profiles.
 //!
-//! INTERFACE STUB: the seccomp helper replaces the bodies; signatures are the contract.
+//! [`compile`] runs in the parent before cloning and does all the work; [`load`] in the
+//! container's init only passes ready programs to `seccomp(2)`.
+//!
+//! # Meaning
+//!
+//! For a call of the native architecture, in this order:
+//! 1. a call through another syscall table — another `AUDIT_ARCH` (i386 through `int 0x80` on
+//!    x86_64, arm32 on aarch64) or the x32 ABI (number with bit `0x40000000`) — fails with
+//!    `ENOSYS`, as on a kernel built without that ABI. seccompiler only knows the native table,
+//!    so a profile cannot say anything about those calls, and a denylist could otherwise be
+//!    bypassed through them. `ENOSYS` rather than a kill: a 32-bit helper that probes fails
+//!    cleanly. `SCMP_ARCH_X86`/`X32`/`ARM` in `architectures` are accepted with a warning;
+//!    other foreign architectures are ignored (this host cannot run them).
+//! 2. if `defaultAction` is `SCMP_ACT_ERRNO`, a syscall numbered above the highest number the
+//!    profile names fails with `ENOSYS` (not the default errno), so libc falls back to an older
+//!    call (`clone3` → `clone`, `faccessat2` → `faccessat`), as runc does.
+//! 3. a call matching rules gets the action of the matching rule that the kernel ranks
+//!    strongest (KILL_PROCESS > KILL_THREAD > TRAP > ERRNO > NOTIFY > TRACE > LOG > ALLOW);
+//!    between equal ranks with different data (ERRNO with different errnos, TRACE with
+//!    different values) the action whose first rule comes first in `syscalls` wins. A rule
+//!    matches when its syscall is called and all its `args` conditions hold (AND, also for two
+//!    conditions on one argument, which makes ranges possible; runc would OR those); several
+//!    rules for one syscall and action are alternatives (OR).
+//! 4. any other call gets `defaultAction`.
+//!
+//! Rule 3 is how the kernel itself combines stacked filters, so it never depends on the order
+//! of rules. Consequences worth knowing: an `SCMP_ACT_ALLOW` rule cannot carve an exception
+//! out of a broader `SCMP_ACT_ERRNO` rule on the same syscall (the errno wins, as with
+//! libseccomp where the unconditional rule wins), and in a denylist (`defaultAction` ALLOW) a
+//! KILL rule beats an ERRNO rule on the same call. A rule whose action equals the default is
+//! not dropped (runc drops it): where it overlaps a weaker rule, it wins.
+//!
+//! Arguments are compared on all 64 bits, as libseccomp does. `SCMP_CMP_MASKED_EQ` follows
+//! the runtime-spec/libseccomp reading: `value` is the mask, `valueTwo` (default 0) the datum:
+//! `(arg & value) == valueTwo`; a datum with bits outside the mask can never match, so such a
+//! rule is skipped with a warning.
+//!
+//! # Construction: one program, groups chained
+//!
+//! seccompiler builds one "match → action A, else → action B" program per filter. The rules are
+//! grouped by exact return value (action plus errno/trace data); each group becomes one
+//! seccompiler body. The bodies are placed one after the other in the order of rule 3 —
+//! strongest rank first, ties by first appearance — and every "no match" return of a body is
+//! rewritten into a jump to the next body; the last falls through to `ret defaultAction`.
+//! A first-match walk over groups sorted by kernel rank yields exactly the strongest matching
+//! action, which is what the same groups loaded as stacked filters would yield under the
+//! kernel's precedence — but in one filter:
+//!
+//! * one `seccomp(2)` call: with stacked filters every filter after the first must let the
+//!   loader's own `seccomp(2)` through, so a profile that denies `seccomp` (not rare for
+//!   allowlists) could not be loaded without weakening it;
+//! * one walk per syscall instead of one per filter (each filter repeats the architecture check
+//!   and the dispatch on the syscall number), and at most one `USER_NOTIF` listener, which the
+//!   kernel requires anyway;
+//! * calls whose answer is a constant ALLOW still hit the kernel's per-syscall action cache
+//!   (the emulator follows `ja`), so most syscalls never run the program at all.
+//!
+//! Groups that cannot change a result are left out: a group with the default's return value
+//! none of whose syscalls appears in a later group (in a denylist: the ALLOW rules).
+//! `USER_NOTIF` and the chaining are patched in after generation: seccompiler is asked for two
+//! sentinel return values, and every `ret` of a body must be one of them (checked).
+//! The prefix (rules 1 and 2) is ours: `ld arch; jeq native; ret ENOSYS; ld nr;
+//! [jge 0x40000000 → ENOSYS]; [jgt max → ENOSYS]`. [`Compiled::filters`] stays a list (load
+//! order) so that a future split of an over-long profile needs no API change.
+//!
+//! # Errors and warnings
+//!
+//! Unknown action, operator or architecture strings are already rejected by the parser
+//! (oci-spec). [`compile`] rejects, naming the field: `errnoRet` on an action that takes no
+//! errno or above 16 bits, an argument index above 5, empty `names` or an empty name,
+//! `SCMP_ACT_NOTIFY` as default action or without `listenerPath`, `listenerMetadata` without
+//! `listenerPath`, a program above 4096 instructions. Syscall names unknown on this
+//! architecture are skipped and reported in [`Compiled::warnings`], like refused
+//! architectures and ignored flags; the caller logs them.
 
-use std::os::fd::OwnedFd;
+mod bpf;
+mod model;
+mod profiles;
+mod syscalls;
+
+#[cfg(test)]
+mod interp;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_kernel;
+#[cfg(test)]
+mod tests_profiles;
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::LinuxSeccomp;
+use sha2::{Digest, Sha256};
 
-use crate::error::Result;
+use crate::error::{Context, Error, Result};
+use crate::sys::seccomp::{seccomp_set_mode_filter, FilterFlags, SockFilter};
+
+pub use profiles::{profile, PROFILE_NAMES};
 
 /// A compiled profile, ready to load in the container's init.
 #[derive(Debug, Clone, Default)]
 pub struct Compiled {
     /// Summary for the audit line.
     pub summary: Summary,
+    /// BPF programs in load order (one today, see the module doc).
+    pub filters: Vec<Filter>,
+    /// Where the user-notification listener fd goes, when a rule uses `SCMP_ACT_NOTIFY`.
+    pub listener: Option<Listener>,
+    /// What was accepted but not applied (unknown syscall names, refused architectures,
+    /// ignored flags), one message each, for the caller to log.
+    pub warnings: Vec<String>,
+}
+
+/// One BPF program and the flags it is loaded with.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// The classic-BPF program.
+    pub program: Vec<SockFilter>,
+    /// `SECCOMP_FILTER_FLAG_*` for its `seccomp(2)` call (`NEW_LISTENER` on the filter that
+    /// returns `USER_NOTIF`).
+    pub flags: FilterFlags,
+}
+
+/// Where to send the listener fd of a profile that uses `SCMP_ACT_NOTIFY`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// `listenerPath`: the seccomp agent's unix socket.
+    pub path: PathBuf,
+    /// `listenerMetadata`, passed to the agent as is.
+    pub metadata: Option<String>,
+    /// Index in [`Compiled::filters`] of the filter loaded with `NEW_LISTENER`.
+    pub filter: usize,
 }
 
 /// What the audit line reports about a profile.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Summary {
-    /// sha256 of the profile's canonical JSON.
+    /// sha256 of the profile's canonical JSON (the seccomp object serialised by oci-spec).
     pub digest: String,
-    /// Number of syscall rules, by action.
-    pub rules: std::collections::BTreeMap<String, usize>,
+    /// Number of syscall rules, by action: one per (rule, syscall name known here).
+    pub rules: BTreeMap<String, usize>,
     /// Number of stacked BPF filters.
     pub filters: usize,
+    /// The default action (`SCMP_ACT_ERRNO`, ...).
+    pub default_action: String,
+    /// Total BPF instructions loaded.
+    pub instructions: usize,
+}
+
+impl Compiled {
+    /// Whether loading returns a listener fd to hand to the agent.
+    pub fn uses_notify(&self) -> bool {
+        self.listener.is_some()
+    }
 }
 
 /// Compile a runtime-spec seccomp object (pure; runs in the parent before cloning).
 pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled> {
-    let _ = seccomp;
-    Ok(Compiled::default())
+    let arch = syscalls::native().ok_or_else(|| {
+        Error::Unsupported(format!(
+            "seccomp on {}: sealrun has no syscall table for it",
+            std::env::consts::ARCH
+        ))
+    })?;
+    let model = model::resolve(seccomp, arch)?;
+    let program = bpf::assemble(&model, arch)?;
+    let canonical = serde_json::to_vec(seccomp)
+        .map_err(|e| Error::Other(format!("serialise seccomp profile: {e}")))?;
+    let summary = Summary {
+        digest: hex(&Sha256::digest(&canonical)),
+        rules: model.rule_counts,
+        filters: 1,
+        default_action: seccomp.default_action().to_string(),
+        instructions: program.len(),
+    };
+    let listener = match (model.notify, model.listener_path) {
+        (true, Some(path)) => Some(Listener {
+            path,
+            metadata: model.listener_metadata,
+            filter: 0,
+        }),
+        _ => None,
+    };
+    Ok(Compiled {
+        summary,
+        filters: vec![Filter {
+            program,
+            flags: model.flags,
+        }],
+        listener,
+        warnings: model.warnings,
+    })
 }
 
-/// Load a compiled profile into the calling process; returns the user-notification listener
-/// fd when the profile uses `SCMP_ACT_NOTIFY`.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    s
+}
+
+/// Load a compiled profile into the calling thread (and its future children); returns the
+/// user-notification listener fd when the profile uses `SCMP_ACT_NOTIFY`.
+///
+/// Does not set no_new_privs: the caller decides (without it the kernel requires
+/// `CAP_SYS_ADMIN`). Allocates nothing on success. Between this call and `execve` every
+/// syscall the caller makes is filtered: a NOTIFY rule on those waits for an agent, which
+/// only gets the listener fd through [`send_listener`].
 pub fn load(compiled: &Compiled) -> Result<Option<OwnedFd>> {
-    let _ = compiled;
-    Ok(None)
+    let mut listener = None;
+    for filter in &compiled.filters {
+        if let Some(fd) = seccomp_set_mode_filter(&filter.program, filter.flags)
+            .op("seccomp(SECCOMP_SET_MODE_FILTER)")?
+        {
+            listener = Some(fd);
+        }
+    }
+    Ok(listener)
+}
+
+/// The runtime-spec "container process state" sent to a seccomp agent.
+fn container_process_state(metadata: Option<&str>, state: &serde_json::Value) -> Vec<u8> {
+    let mut msg = serde_json::Map::new();
+    msg.insert("ociVersion".into(), crate::OCI_VERSION.into());
+    msg.insert("fds".into(), serde_json::json!(["seccompFd"]));
+    let pid = state
+        .get("pid")
+        .cloned()
+        .unwrap_or(serde_json::Value::from(0));
+    msg.insert("pid".into(), pid);
+    if let Some(m) = metadata {
+        msg.insert("metadata".into(), m.into());
+    }
+    msg.insert("state".into(), state.clone());
+    serde_json::Value::Object(msg).to_string().into_bytes()
+}
+
+/// Hand the listener fd to the seccomp agent listening at `listener_path`: connect, send the
+/// runtime-spec container process state (`ociVersion`, `fds: ["seccompFd"]`, `pid`,
+/// `metadata`, `state`) as JSON with the fd in the same `SCM_RIGHTS` message, close.
+/// `state` is the container's runtime-spec state (its `pid` is copied to the top level).
+pub fn send_listener(
+    listener_path: &Path,
+    metadata: Option<&str>,
+    state: &serde_json::Value,
+    fd: BorrowedFd<'_>,
+) -> Result<()> {
+    let payload = container_process_state(metadata, state);
+    let sock = crate::sys::socket::connect_unix(listener_path)
+        .op_path("connect to seccomp agent", listener_path)?;
+    crate::sys::socket::send_with_fds(sock.as_fd(), &payload, &[fd.as_raw_fd()])
+        .op_path("send seccomp listener fd", listener_path)?;
+    Ok(())
 }
 
 /// Hand the notify listener to the agent at `listenerPath` with the container state.

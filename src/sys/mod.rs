@@ -9,6 +9,7 @@ pub mod fd;
 pub mod memfd;
 pub mod mount;
 pub mod process;
+pub mod seccomp;
 pub mod socket;
 pub mod tty;
 

@@ -1,0 +1,184 @@
+//! Assembly of the one BPF program: our guard prefix, then one seccompiler-generated body per
+//! action group, chained so that a group's "no match" continues with the next group and the
+//! last group's "no match" returns the default action.
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+};
+
+use super::model::{Cond, Group, Matcher, Model, Op, Ret};
+use super::syscalls::NativeArch;
+use crate::error::{Error, Result};
+use crate::sys::seccomp::SockFilter;
+
+// Classic BPF opcodes (linux/bpf_common.h).
+pub(crate) const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+#[cfg(test)]
+pub(crate) const BPF_ALU_AND_K: u16 = 0x04 | 0x50;
+pub(crate) const BPF_JMP_JA: u16 = 0x05;
+pub(crate) const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
+pub(crate) const BPF_JMP_JGT_K: u16 = 0x05 | 0x20;
+pub(crate) const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
+pub(crate) const BPF_RET_K: u16 = 0x06;
+
+/// `offsetof(struct seccomp_data, nr)` and `arch`.
+const DATA_NR: u32 = 0;
+const DATA_ARCH: u32 = 4;
+
+/// The kernel's limit on a program's length (`BPF_MAXINSNS`).
+pub(crate) const MAX_INSNS: usize = 4096;
+
+/// Return values seccompiler is asked to emit for "rule matched" and "no rule matched"; we
+/// rewrite every such `ret` afterwards (seccompiler has no USER_NOTIF and no "continue").
+const MATCH_SENTINEL: SeccompAction = SeccompAction::Trace(0xa5a5);
+const MISS_SENTINEL: SeccompAction = SeccompAction::Trace(0x5a5a);
+
+fn stmt(code: u16, k: u32) -> SockFilter {
+    SockFilter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+fn jump(code: u16, k: u32, jt: u8, jf: u8) -> SockFilter {
+    SockFilter { code, jt, jf, k }
+}
+
+/// The guard every program starts with: a foreign syscall table (another `AUDIT_ARCH`, or the
+/// x32 bit on x86_64) gets ENOSYS; when the default is an errno, a syscall numbered above
+/// everything the profile names gets ENOSYS too, so libc falls back to an older call.
+/// Leaves the syscall number in the accumulator.
+fn guard(arch: &NativeArch, newer_than: Option<u32>) -> Vec<SockFilter> {
+    let enosys = stmt(BPF_RET_K, Ret::ENOSYS.0);
+    let mut prog = vec![
+        stmt(BPF_LD_W_ABS, DATA_ARCH),
+        jump(BPF_JMP_JEQ_K, arch.audit_arch, 1, 0),
+        enosys,
+        stmt(BPF_LD_W_ABS, DATA_NR),
+    ];
+    if let Some(bit) = arch.abi_bit {
+        // Unsigned: also catches negative numbers (nr -1 is "no syscall" for ptrace).
+        prog.push(jump(BPF_JMP_JGE_K, bit, 0, 1));
+        prog.push(enosys);
+    }
+    if let Some(max) = newer_than {
+        prog.push(jump(BPF_JMP_JGT_K, max, 0, 1));
+        prog.push(enosys);
+    }
+    prog
+}
+
+fn condition(c: &Cond) -> Result<SeccompCondition> {
+    let op = match c.op {
+        Op::Eq => SeccompCmpOp::Eq,
+        Op::Ne => SeccompCmpOp::Ne,
+        Op::Lt => SeccompCmpOp::Lt,
+        Op::Le => SeccompCmpOp::Le,
+        Op::Gt => SeccompCmpOp::Gt,
+        Op::Ge => SeccompCmpOp::Ge,
+        Op::MaskedEq(mask) => SeccompCmpOp::MaskedEq(mask),
+    };
+    // Always the full 64 bits, as libseccomp compares.
+    SeccompCondition::new(c.index, SeccompCmpArgLen::Qword, op, c.value).map_err(generator)
+}
+
+fn generator(e: seccompiler::BackendError) -> Error {
+    Error::Other(format!("seccomp BPF generator: {e}"))
+}
+
+/// seccompiler's program for one group, with its arch check stripped.
+fn group_body(group: &Group, arch: &NativeArch) -> Result<Vec<SockFilter>> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for (nr, matcher) in &group.syscalls {
+        let chain = match matcher {
+            Matcher::All => Vec::new(),
+            Matcher::Any(lists) => lists
+                .iter()
+                .map(|conds| {
+                    let conds = conds.iter().map(condition).collect::<Result<Vec<_>>>()?;
+                    SeccompRule::new(conds).map_err(generator)
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        rules.insert(i64::from(*nr), chain);
+    }
+    let filter =
+        SeccompFilter::new(rules, MISS_SENTINEL, MATCH_SENTINEL, arch.target).map_err(generator)?;
+    let prog: seccompiler::BpfProgram = filter.try_into().map_err(generator)?;
+    // seccompiler starts with `ld arch; jeq native, 1, 0; ret KILL_PROCESS`: our guard has
+    // already done that (with ENOSYS instead of a kill), so drop it.
+    let expected_prefix = [
+        (BPF_LD_W_ABS, DATA_ARCH),
+        (BPF_JMP_JEQ_K, arch.audit_arch),
+        (BPF_RET_K, libc::SECCOMP_RET_KILL_PROCESS),
+    ];
+    let prefix_ok = prog.len() > expected_prefix.len()
+        && prog
+            .iter()
+            .zip(expected_prefix)
+            .all(|(insn, (code, k))| insn.code == code && insn.k == k);
+    if !prefix_ok {
+        return Err(Error::Other(
+            "seccomp BPF generator: unexpected program prefix".into(),
+        ));
+    }
+    Ok(prog[expected_prefix.len()..]
+        .iter()
+        .map(|i| SockFilter {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect())
+}
+
+/// Assemble the profile's single program.
+pub(crate) fn assemble(model: &Model, arch: &NativeArch) -> Result<Vec<SockFilter>> {
+    let newer_than = match model.max_nr {
+        Some(max) if model.default.is_errno() && model.default != Ret::ENOSYS => Some(max),
+        _ => None,
+    };
+    let mut prog = guard(arch, newer_than);
+    let bodies = model
+        .groups
+        .iter()
+        .map(|g| group_body(g, arch))
+        .collect::<Result<Vec<_>>>()?;
+    let total = prog.len() + bodies.iter().map(Vec::len).sum::<usize>() + 1;
+    if total > MAX_INSNS {
+        return Err(Error::config(
+            "linux.seccomp.syscalls",
+            format!("the profile needs {total} BPF instructions, the kernel takes {MAX_INSNS}"),
+        ));
+    }
+    let match_k = u32::from(MATCH_SENTINEL);
+    let miss_k = u32::from(MISS_SENTINEL);
+    for (group, body) in model.groups.iter().zip(bodies) {
+        let start = prog.len();
+        let next = start + body.len();
+        for (offset, mut insn) in body.into_iter().enumerate() {
+            if insn.code == BPF_RET_K {
+                if insn.k == match_k {
+                    insn.k = group.ret.0;
+                } else if insn.k == miss_k {
+                    // Continue with the next group (which reloads the syscall number), or
+                    // fall through to the default action after the last one.
+                    insn = stmt(BPF_JMP_JA, (next - (start + offset) - 1) as u32);
+                } else {
+                    return Err(Error::Other(format!(
+                        "seccomp BPF generator: unexpected return value {:#x}",
+                        insn.k
+                    )));
+                }
+            }
+            prog.push(insn);
+        }
+    }
+    prog.push(stmt(BPF_RET_K, model.default.0));
+    Ok(prog)
+}
