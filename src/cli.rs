@@ -28,8 +28,8 @@ pub struct Cli {
     #[arg(long, global = true, hide = true)]
     pub criu: Option<String>,
     /// Accepted for runc compatibility (true, false or auto); ignored.
-    #[arg(long, global = true, hide = true)]
-    pub rootless: Option<String>,
+    #[arg(long = "rootless", hide = true)]
+    pub rootless_mode: Option<String>,
     /// TESTING ONLY: switch a hardening layer off (selfexe, landlock, seccomp, fd-hygiene,
     /// path-safety, nondumpable). Never use in production.
     #[arg(

@@ -37,6 +37,9 @@ fn create_inner(
     // Relative paths in the config, and the hooks' working directory, are the bundle (as runc).
     std::env::set_current_dir(&opts.bundle).op_path("chdir", &opts.bundle)?;
     let plan = spec::plan(&spec, opts)?;
+    for w in plan.seccomp.iter().flat_map(|s| &s.warnings) {
+        crate::log::warn(&format!("seccomp: {w}"));
+    }
     for name in &plan.process.unknown_to_kernel {
         crate::log::debug(&format!(
             "capability {name} is unknown to this kernel: skipped"

@@ -262,23 +262,60 @@ pub fn send_listener(
     Ok(())
 }
 
-/// Hand the notify listener to the agent at `listenerPath` with the container state.
+/// Hand the listener of a compiled profile to its agent (`listenerPath`).
 pub fn forward_listener(
     compiled: &Compiled,
     state: &serde_json::Value,
-    fd: std::os::fd::BorrowedFd<'_>,
+    fd: BorrowedFd<'_>,
 ) -> Result<()> {
-    let _ = (compiled, state, fd);
-    Ok(())
+    let listener = compiled
+        .listener
+        .as_ref()
+        .ok_or_else(|| Error::Other("seccomp listener fd without listenerPath".into()))?;
+    send_listener(&listener.path, listener.metadata.as_deref(), state, fd)
 }
 
-/// The shipped default profile rendered for `caps`, as OCI JSON (for `sealrun spec`).
+/// The shipped default profile rendered for the capability names `caps`, as OCI JSON (for
+/// `sealrun spec`).
 pub fn default_profile_json(caps: &[&str]) -> Result<serde_json::Value> {
-    let _ = caps;
-    Ok(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"}))
+    let granted: Vec<oci_spec::runtime::Capability> = caps
+        .iter()
+        .map(|c| {
+            serde_json::from_value(serde_json::Value::from(*c))
+                .map_err(|e| Error::Other(format!("capability {c}: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    let rendered = profile("default", granted.iter())?;
+    serde_json::to_value(rendered).map_err(|e| Error::Other(e.to_string()))
 }
 
-/// The `linux.seccomp` object of `features`.
+/// The `linux.seccomp` object of `features`: every action, operator and flag sealrun handles,
+/// and the architectures it has syscall tables for.
 pub fn features_json() -> serde_json::Value {
-    serde_json::json!({"enabled": false})
+    let archs: &[&str] = if syscalls::native().is_some() {
+        &["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"]
+    } else {
+        &[]
+    };
+    serde_json::json!({
+        "enabled": syscalls::native().is_some(),
+        "actions": [
+            "SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
+            "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE",
+            "SCMP_ACT_TRAP"
+        ],
+        "operators": [
+            "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
+            "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"
+        ],
+        "archs": archs,
+        "knownFlags": [
+            "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+            "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"
+        ],
+        "supportedFlags": [
+            "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+            "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"
+        ]
+    })
 }

@@ -80,11 +80,16 @@ pub fn process_from_overrides(spec: &Spec, o: &ExecOverrides) -> Result<Process>
         };
         let bad = || Error::InvalidArgument(format!("--user {user:?}: expected uid[:gid]"));
         p.user_mut().set_uid(uid.parse().map_err(|_| bad())?);
-        p.user_mut()
-            .set_gid(gid.map(str::parse).transpose().map_err(|_| bad())?.unwrap_or(0));
+        p.user_mut().set_gid(
+            gid.map(str::parse)
+                .transpose()
+                .map_err(|_| bad())?
+                .unwrap_or(0),
+        );
     }
     if !o.additional_gids.is_empty() {
-        p.user_mut().set_additional_gids(Some(o.additional_gids.clone()));
+        p.user_mut()
+            .set_additional_gids(Some(o.additional_gids.clone()));
     }
     if o.no_new_privs {
         p.set_no_new_privileges(Some(true));
@@ -169,8 +174,14 @@ mod tests {
             ..ExecOverrides::default()
         };
         let p = process_from_overrides(&spec(), &o).unwrap();
-        assert_eq!(p.args().as_ref().unwrap(), &vec!["ls".to_string(), "-l".into()]);
-        assert_eq!(p.env().as_ref().unwrap(), &vec!["PATH=/bin".to_string(), "A=2".into(), "B=3".into()]);
+        assert_eq!(
+            p.args().as_ref().unwrap(),
+            &vec!["ls".to_string(), "-l".into()]
+        );
+        assert_eq!(
+            p.env().as_ref().unwrap(),
+            &vec!["PATH=/bin".to_string(), "A=2".into(), "B=3".into()]
+        );
         assert_eq!((p.user().uid(), p.user().gid()), (1000, 100));
         assert_eq!(p.cwd(), &PathBuf::from("/tmp"));
     }
@@ -188,8 +199,27 @@ mod tests {
     #[test]
     fn cap_flag_adds_to_the_sets() {
         let s = spec();
-        let p = process_from_overrides(&s, &ExecOverrides { args: vec!["ls".into()], ..Default::default() }).unwrap();
-        let plan = exec_plan("c", &s, &p, &["CAP_SYS_PTRACE".into()], 0, Layers::default()).unwrap();
-        assert!(plan.process.caps.effective.contains(&caps::Capability::CAP_SYS_PTRACE));
+        let p = process_from_overrides(
+            &s,
+            &ExecOverrides {
+                args: vec!["ls".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let plan = exec_plan(
+            "c",
+            &s,
+            &p,
+            &["CAP_SYS_PTRACE".into()],
+            0,
+            Layers::default(),
+        )
+        .unwrap();
+        assert!(plan
+            .process
+            .caps
+            .effective
+            .contains(&caps::Capability::CAP_SYS_PTRACE));
     }
 }

@@ -18,8 +18,8 @@ use serde::de::DeserializeOwned;
 use crate::error::{Context, Error, Result};
 
 pub use default::{default_config, write_default, DEFAULT_CAPS};
-pub use exec::{exec_plan, process_from_json, process_from_overrides, ExecOverrides, ExecPlan};
 pub use devices::{DeviceNode, DEFAULT_DEVICES, DEFAULT_SYMLINKS};
+pub use exec::{exec_plan, process_from_json, process_from_overrides, ExecOverrides, ExecPlan};
 pub use mounts::{
     parse_mount_options, MountKind, MountOptions, MountPlan, KNOWN_OPTIONS as KNOWN_MOUNT_OPTIONS,
 };
