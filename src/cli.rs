@@ -156,4 +156,61 @@ pub enum Command {
     },
     /// Print what this runtime supports (runtime-spec features.md JSON).
     Features,
+    /// Run a new process in a running container.
+    Exec(ExecArgs),
+}
+
+/// `exec` options (runc's).
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Container id.
+    pub id: String,
+    /// The command and its arguments (unless --process is given).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// A runtime-spec process JSON file.
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Working directory in the container.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Set an environment variable (KEY=value); repeatable.
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// uid[:gid] to run as.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Additional gids; repeatable.
+    #[arg(short = 'g', long)]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability; repeatable.
+    #[arg(short, long)]
+    pub cap: Vec<String>,
+    /// Set no_new_privs.
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// SELinux label (accepted; SELinux is not supported here).
+    #[arg(long)]
+    pub process_label: Option<String>,
+    /// AppArmor profile (accepted; AppArmor is not supported here).
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// Do not wait for the process.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// File to write the process's pid to.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Pass N extra fds (3..3+N).
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Allow exec into a paused container.
+    #[arg(long)]
+    pub ignore_paused: bool,
 }

@@ -61,6 +61,41 @@ fn create_options(a: cli::CreateArgs, layers: Layers) -> CreateOptions {
     }
 }
 
+fn exec_options(a: cli::ExecArgs, layers: Layers) -> Result<container::ExecOptions> {
+    use container::ProcessSource;
+    for (flag, value) in [
+        ("--process-label", &a.process_label),
+        ("--apparmor", &a.apparmor),
+    ] {
+        if value.as_deref().is_some_and(|v| !v.is_empty()) {
+            sealrun::log::debug(&format!("{flag}: not supported on this host, ignored"));
+        }
+    }
+    let process = match a.process {
+        Some(path) => ProcessSource::File(path),
+        None => ProcessSource::Args(sealrun::spec::ExecOverrides {
+            args: a.command,
+            tty: a.tty,
+            cwd: a.cwd,
+            env: a.env,
+            user: a.user,
+            additional_gids: a.additional_gids,
+            no_new_privs: a.no_new_privs,
+        }),
+    };
+    Ok(container::ExecOptions {
+        id: a.id,
+        process,
+        caps: a.cap,
+        detach: a.detach,
+        pid_file: a.pid_file,
+        console_socket: a.console_socket,
+        preserve_fds: a.preserve_fds,
+        ignore_paused: a.ignore_paused,
+        layers,
+    })
+}
+
 fn dispatch(cli: Cli) -> Result<i32> {
     let Some(command) = cli.command else {
         return Err(Error::InvalidArgument(
@@ -76,7 +111,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
     for name in cli.unsafe_disable.iter().flat_map(|s| s.split(',')) {
         layers.disable(name)?;
     }
-    let seals = matches!(command, Command::Create(_) | Command::Run { .. });
+    let seals = matches!(
+        command,
+        Command::Create(_) | Command::Run { .. } | Command::Exec(_)
+    );
     let seal = if seals {
         selfexe::ensure_sealed(layers.no_selfexe)?
     } else {
@@ -109,6 +147,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Spec { bundle, rootless } => {
             sealrun::spec::write_default(&bundle, rootless).map(|_| 0)
         }
+        Command::Exec(a) => container::exec(&rt, exec_options(a, layers)?),
         Command::Features => {
             println!(
                 "{}",

@@ -1,12 +1,14 @@
 //! The parent side: state directory, create/start/run/state/kill/delete/list orchestration.
 
 mod create;
+mod exec;
 mod launch;
 mod lifecycle;
 pub mod state;
 mod tty;
 
 pub use create::{create, run, RunOutcome};
+pub use exec::{exec, ExecOptions, ProcessSource};
 pub use lifecycle::{delete, kill, list, parse_signal, start, state, ListEntry};
 pub use state::{StateRoot, Status};
 

@@ -3,6 +3,7 @@
 //! `(step, errno, message)` and the child exits; the parent cleans up.
 
 mod devices;
+pub mod exec;
 mod mounts;
 pub mod paths;
 pub mod process;
@@ -93,10 +94,16 @@ fn story(plan: &Plan, ch: &Channels, staged: bool) -> StepResult<Infallible> {
         Step::Landlock,
         crate::landlock::apply(&plan.landlock, Path::new("/")).map(drop),
     )?;
-    at(Step::SeccompEarly, seccomp(plan, ch, !p.no_new_privileges))?;
+    at(
+        Step::SeccompEarly,
+        seccomp(plan.seccomp.as_ref(), &ch.sync, !p.no_new_privileges),
+    )?;
     at(Step::Identity, process::apply_identity(p))?;
     at(Step::NoNewPrivileges, process::set_no_new_privileges(p))?;
-    at(Step::Seccomp, seccomp(plan, ch, p.no_new_privileges))?;
+    at(
+        Step::Seccomp,
+        seccomp(plan.seccomp.as_ref(), &ch.sync, p.no_new_privileges),
+    )?;
     wait_start_and_exec(plan, ch, host_pid, &exe)
 }
 
@@ -108,7 +115,7 @@ fn enter_namespaces(plan: &Plan, ch: &Channels, staged: bool) -> Result<i32> {
         sys::process::set_dumpable(false).op("prctl PR_SET_DUMPABLE")?;
     }
     sys::process::umask(0);
-    let pid = recv_go(ch)?;
+    let pid = recv_go(&ch.sync)?;
     if !staged {
         if plan.namespaces.creates(NsKind::User) {
             become_root();
@@ -133,8 +140,8 @@ fn enter_namespaces(plan: &Plan, ch: &Channels, staged: bool) -> Result<i32> {
 }
 
 /// Wait for the runtime's `Go` (maps written, cgroups joined); returns our host pid.
-fn recv_go(ch: &Channels) -> Result<i32> {
-    match ch.sync.recv()?.msg {
+fn recv_go(sync: &Channel) -> Result<i32> {
+    match sync.recv()?.msg {
         Some(Msg::Go { pid }) => Ok(pid),
         other => Err(Error::Other(format!(
             "expected Go from the runtime, got {other:?}"
@@ -156,7 +163,7 @@ fn first_stage(plan: &Plan, ch: &Channels) -> StepResult<Infallible> {
         if !plan.opts.layers.no_nondumpable {
             sys::process::set_dumpable(false).op("prctl PR_SET_DUMPABLE")?;
         }
-        recv_go(ch)?;
+        recv_go(&ch.sync)?;
         for (kind, path) in &plan.namespaces.join {
             if !matches!(kind, NsKind::Pid | NsKind::Time | NsKind::User) {
                 namespaces::join(*kind, path)?;
@@ -233,14 +240,13 @@ fn sweep_fds(plan: &Plan, ch: &Channels) -> Result<()> {
 }
 
 /// Steps 12 and 15: load seccomp now if `now`; hand a notify listener to the runtime.
-fn seccomp(plan: &Plan, ch: &Channels, now: bool) -> Result<()> {
-    let Some(compiled) = plan.seccomp.as_ref().filter(|_| now) else {
+fn seccomp(compiled: Option<&crate::seccomp::Compiled>, sync: &Channel, now: bool) -> Result<()> {
+    let Some(compiled) = compiled.filter(|_| now) else {
         return Ok(());
     };
     if let Some(listener) = crate::seccomp::load(compiled)? {
-        ch.sync
-            .send_with(&Msg::SeccompListener, &[listener.as_fd()])?;
-        ch.sync.expect(&Msg::SeccompListenerSent)?;
+        sync.send_with(&Msg::SeccompListener, &[listener.as_fd()])?;
+        sync.expect(&Msg::SeccompListenerSent)?;
     }
     Ok(())
 }

@@ -50,6 +50,14 @@ pub fn setup_terminal(console: Option<&OwnedFd>) -> Result<()> {
     Ok(())
 }
 
+/// Step 8 for `exec`: a new session and controlling terminal only when there is a terminal.
+pub fn setup_terminal_if(console: Option<&OwnedFd>) -> Result<()> {
+    match console {
+        Some(_) => setup_terminal(console),
+        None => Ok(()),
+    }
+}
+
 /// Step 9: change to the working directory (resolved inside the root: a cwd such as
 /// `/proc/self/fd/7` cannot land outside it, CVE-2024-21626) and find the executable.
 pub fn chdir_and_resolve(p: &ProcessPlan, safe: bool) -> Result<CString> {

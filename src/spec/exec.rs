@@ -24,8 +24,6 @@ pub struct ExecOverrides {
     pub user: Option<String>,
     /// `--additional-gids`.
     pub additional_gids: Vec<u32>,
-    /// `--cap`: capabilities added to the container's sets.
-    pub caps: Vec<String>,
     /// `--no-new-privs`.
     pub no_new_privs: bool,
 }

@@ -1,0 +1,214 @@
+//! `exec`: run another process in a container, with the same hardening as its own process.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+
+use super::state::{write_atomic, Status, CONFIG_FILE};
+use super::Runtime;
+use crate::error::{Context, Error, Result};
+use crate::hooks;
+use crate::init::exec::ExecChannels;
+use crate::namespaces::NsKind;
+use crate::spec::{self, ExecOverrides, Layers};
+use crate::sync::{Channel, Msg};
+use crate::sys::{self, process::Forked};
+
+/// Where the process comes from.
+#[derive(Debug, Clone)]
+pub enum ProcessSource {
+    /// `--process FILE`: a runtime-spec process JSON.
+    File(PathBuf),
+    /// The argument form, over the container's own process.
+    Args(ExecOverrides),
+}
+
+/// Options of `exec`.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// Container id.
+    pub id: String,
+    /// The process.
+    pub process: ProcessSource,
+    /// `--cap`.
+    pub caps: Vec<String>,
+    /// `--detach`.
+    pub detach: bool,
+    /// `--pid-file`.
+    pub pid_file: Option<PathBuf>,
+    /// `--console-socket`.
+    pub console_socket: Option<PathBuf>,
+    /// `--preserve-fds`.
+    pub preserve_fds: u32,
+    /// `--ignore-paused`.
+    pub ignore_paused: bool,
+    /// Layers switched off (tests only).
+    pub layers: Layers,
+}
+
+/// The namespaces of `pid` that differ from ours, as `CLONE_NEW*` flags.
+fn differing_namespaces(pid: i32) -> u64 {
+    NsKind::ALL
+        .iter()
+        .filter(|k| {
+            let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{}", k.proc_name()));
+            let ours = std::fs::metadata(format!("/proc/self/ns/{}", k.proc_name()));
+            match (theirs, ours) {
+                (Ok(t), Ok(o)) => (t.dev(), t.ino()) != (o.dev(), o.ino()),
+                _ => false,
+            }
+        })
+        .fold(0, |acc, k| acc | k.clone_flag())
+}
+
+/// Run the process; returns its exit code (or 0 when detached).
+pub fn exec(rt: &Runtime, opts: ExecOptions) -> Result<i32> {
+    let dir = rt.root.open(&opts.id)?;
+    let st = dir.load()?;
+    match dir.status(&st) {
+        Status::Running | Status::Created => {}
+        Status::Paused if opts.ignore_paused => {}
+        status => {
+            return Err(Error::WrongState {
+                id: opts.id.clone(),
+                status: status.as_str().into(),
+                reason: if status == Status::Stopped {
+                    "container not running: cannot exec in a stopped container".into()
+                } else {
+                    "cannot exec in a paused container (use --ignore-paused)".into()
+                },
+            })
+        }
+    }
+    let raw = std::fs::read(dir.path().join(CONFIG_FILE)).op("read container config")?;
+    let spec_cfg = spec::parse_json::<oci_spec::runtime::Spec>(&raw, "config.json")?;
+    drop(dir);
+    let process = match &opts.process {
+        ProcessSource::File(path) => {
+            let raw = std::fs::read(path).op_path("read process", path)?;
+            spec::process_from_json(&raw)?
+        }
+        ProcessSource::Args(o) => spec::process_from_overrides(&spec_cfg, o)?,
+    };
+    let mut layers = opts.layers;
+    for name in &st.disabled_layers {
+        layers.disable(name)?;
+    }
+    let plan = spec::exec_plan(
+        &opts.id,
+        &spec_cfg,
+        &process,
+        &opts.caps,
+        opts.preserve_fds,
+        layers,
+    )?;
+    if plan.process.terminal && opts.console_socket.is_none() && opts.detach {
+        return Err(Error::InvalidArgument(
+            "a terminal with --detach needs --console-socket".into(),
+        ));
+    }
+    let pidfd = sys::process::pidfd_open(Pid::from_raw(st.pid)).op("pidfd_open")?;
+    if !super::state::process_alive(st.pid, st.pid_start_time) {
+        return Err(Error::Other(
+            "container not running: no such process".into(),
+        ));
+    }
+    let flags = differing_namespaces(st.pid);
+    // pid and time namespaces apply to children: enter them here, so the helper is born in them.
+    let for_children = flags & (NsKind::Pid.clone_flag() | NsKind::Time.clone_flag());
+    if for_children != 0 {
+        sys::process::setns(
+            pidfd.as_fd(),
+            CloneFlags::from_bits_retain(for_children as i32),
+        )
+        .op("setns pid/time")?;
+    }
+    let (console, proxy) = match (&opts.console_socket, plan.process.terminal) {
+        (Some(path), true) => (
+            Some(sys::socket::connect_unix(path).op_path("connect console socket", path)?),
+            None,
+        ),
+        (None, true) => {
+            let (ours, theirs) = sys::socket::stream_pair().op("socketpair")?;
+            (Some(theirs), Some(ours))
+        }
+        _ => (None, None),
+    };
+    let (parent, child) = Channel::pair()?;
+    let cgroup_fd = st.cgroup.clone_into_fd()?;
+    let pid = match sys::process::clone3(0, cgroup_fd.as_ref().map(|f| f.as_fd())).op("clone3")? {
+        Forked::Child => {
+            drop(parent);
+            crate::init::exec::main(
+                &plan,
+                ExecChannels {
+                    sync: child,
+                    console,
+                    pidfd,
+                    join: flags & !for_children,
+                },
+            )
+        }
+        Forked::Parent(pid) => pid,
+    };
+    drop((child, console));
+    let started = (|| -> Result<()> {
+        st.cgroup.add_process(pid, cgroup_fd.is_some())?;
+        parent.send(&Msg::Go { pid: pid.as_raw() })?;
+        loop {
+            let incoming = parent.recv()?;
+            match incoming.msg {
+                // The channel closes on execve: the process runs.
+                None => return Ok(()),
+                Some(Msg::SeccompListener) => {
+                    let fd: &OwnedFd = incoming
+                        .fds
+                        .first()
+                        .ok_or_else(|| Error::Other("sync: listener without fd".into()))?;
+                    if let Some(c) = &plan.seccomp {
+                        let state = hooks::state_json(
+                            &opts.id,
+                            "running",
+                            st.pid,
+                            &st.bundle,
+                            &st.annotations,
+                        );
+                        crate::seccomp::forward_listener(c, &state, fd.as_fd())?;
+                    }
+                    parent.send(&Msg::SeccompListenerSent)?;
+                }
+                Some(Msg::Failed {
+                    step,
+                    errno,
+                    message,
+                }) => {
+                    return Err(Error::Init {
+                        step,
+                        errno,
+                        message,
+                    })
+                }
+                Some(other) => return Err(Error::Other(format!("sync: unexpected {other:?}"))),
+            }
+        }
+    })();
+    if let Err(e) = started {
+        let _ = sys::process::kill(pid, Some(nix::sys::signal::Signal::SIGKILL));
+        let _ = sys::process::waitpid(pid, None);
+        return Err(e);
+    }
+    if let Some(path) = &opts.pid_file {
+        write_atomic(path, pid.as_raw().to_string().as_bytes())?;
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    let master = match proxy {
+        Some(sock) => Some(super::tty::receive_master(sock.as_fd())?),
+        None => None,
+    };
+    super::tty::wait_forwarding(pid, master.as_ref())
+}

@@ -1,0 +1,135 @@
+//! The child side of `exec`: join the container's namespaces, then the same process steps as
+//! the container's init (limits, terminal, executable, fds, Landlock, seccomp, identity,
+//! no_new_privs) and execve. Success is the sync channel closing on execve.
+
+use std::convert::Infallible;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
+
+use super::{at, become_root, devices, paths::Resolver, process, recv_go, seccomp, StepResult};
+use crate::error::{Context, Error, Result, Step};
+use crate::spec::ExecPlan;
+use crate::sync::{Channel, Msg};
+use crate::sys;
+
+/// What the exec'd process inherits from the runtime.
+#[derive(Debug)]
+pub struct ExecChannels {
+    /// Sync channel to the runtime.
+    pub sync: Channel,
+    /// Console socket (or the runtime's proxy end), when the process has a terminal.
+    pub console: Option<OwnedFd>,
+    /// pidfd of the container's init (namespaces are joined through it).
+    pub pidfd: OwnedFd,
+    /// `CLONE_NEW*` flags of the namespaces to join.
+    pub join: u64,
+}
+
+/// Entry point of the cloned exec child. Never returns.
+pub fn main(plan: &ExecPlan, ch: ExecChannels) -> ! {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| story(plan, &ch)));
+    let (step, err) = match outcome {
+        Ok(Ok(never)) => match never {},
+        Ok(Err(failure)) => failure,
+        Err(_) => (
+            Step::Namespaces,
+            Error::Other("exec helper panicked".into()),
+        ),
+    };
+    let _ = ch.sync.send(&Msg::Failed {
+        step,
+        errno: err.errno().map(|e| e as i32).unwrap_or(0),
+        message: err.to_string(),
+    });
+    sys::process::exit_now(if step == Step::Executable { 127 } else { 1 })
+}
+
+fn story(plan: &ExecPlan, ch: &ExecChannels) -> StepResult<Infallible> {
+    let p = &plan.process;
+    let safe = !plan.layers.no_path_safety;
+    at(Step::Namespaces, join(plan, ch))?;
+    at(Step::Limits, process::apply_limits(p, None))?;
+    let console = at(Step::Terminal, terminal(plan, ch))?;
+    at(Step::Terminal, process::setup_terminal_if(console.as_ref()))?;
+    let exe = at(Step::Executable, process::chdir_and_resolve(p, safe))?;
+    at(Step::Fds, sweep(plan, ch))?;
+    at(
+        Step::Landlock,
+        crate::landlock::apply(&plan.landlock, Path::new("/")).map(drop),
+    )?;
+    at(
+        Step::SeccompEarly,
+        seccomp(plan.seccomp.as_ref(), &ch.sync, !p.no_new_privileges),
+    )?;
+    at(Step::Identity, process::apply_identity(p))?;
+    at(Step::NoNewPrivileges, process::set_no_new_privileges(p))?;
+    at(
+        Step::Seccomp,
+        seccomp(plan.seccomp.as_ref(), &ch.sync, p.no_new_privileges),
+    )?;
+    let errno = process::exec(&exe, p);
+    Err((
+        Step::Exec,
+        Error::Other(format!(
+            "exec {}: {}",
+            exe.to_string_lossy(),
+            crate::error::errno_text(errno)
+        )),
+    ))
+}
+
+/// Become non-dumpable, wait for the runtime to place us in the cgroup, join the namespaces.
+fn join(plan: &ExecPlan, ch: &ExecChannels) -> Result<()> {
+    if !plan.layers.no_nondumpable {
+        // A container process must not open our /proc entries while we are still the
+        // runtime (CVE-2019-5736, the exec route).
+        sys::process::set_dumpable(false).op("prctl PR_SET_DUMPABLE")?;
+    }
+    recv_go_exec(ch)?;
+    if ch.join != 0 {
+        sys::process::setns(
+            ch.pidfd.as_fd(),
+            CloneFlags::from_bits_retain(ch.join as i32),
+        )
+        .op("setns into the container's namespaces")?;
+    }
+    if ch.join & libc::CLONE_NEWUSER as u64 != 0 {
+        become_root();
+    }
+    Ok(())
+}
+
+fn recv_go_exec(ch: &ExecChannels) -> Result<i32> {
+    recv_go(&ch.sync)
+}
+
+/// A pty from the container's devpts when the process has a terminal; the master goes to the
+/// console socket.
+fn terminal(plan: &ExecPlan, ch: &ExecChannels) -> Result<Option<OwnedFd>> {
+    let (true, Some(sock)) = (plan.process.terminal, ch.console.as_ref()) else {
+        return Ok(None);
+    };
+    let r = Resolver::new(!plan.layers.no_path_safety);
+    let root = sys::fd::open(
+        Path::new("/"),
+        OFlag::O_PATH | OFlag::O_DIRECTORY,
+        Mode::empty(),
+    )
+    .op("open /")?;
+    let (master, peer, n) = devices::open_pty(&r, root.as_fd(), plan.process.console_size)?;
+    devices::send_master(sock.as_fd(), &master, n)?;
+    Ok(Some(peer))
+}
+
+fn sweep(plan: &ExecPlan, ch: &ExecChannels) -> Result<()> {
+    if plan.layers.no_fd_hygiene {
+        return Ok(());
+    }
+    let mut ours: Vec<RawFd> = vec![ch.sync.raw(), ch.pidfd.as_raw_fd()];
+    ours.extend(ch.console.as_ref().map(|c| c.as_raw_fd()));
+    process::sweep_fds(plan.preserve_fds, &ours)
+}
