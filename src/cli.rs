@@ -158,6 +158,89 @@ pub enum Command {
     Features,
     /// Run a new process in a running container.
     Exec(ExecArgs),
+    /// List the processes of a container.
+    Ps {
+        /// Output format (json: an array of pids).
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Container id.
+        id: String,
+        /// Options for ps(1) in table format (default -ef).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Freeze every process of a container.
+    Pause {
+        /// Container id.
+        id: String,
+    },
+    /// Thaw a paused container.
+    Resume {
+        /// Container id.
+        id: String,
+    },
+    /// Change a container's resource limits.
+    Update(UpdateArgs),
+    /// Print resource usage: one sample with --stats, else a sample every --interval.
+    Events {
+        /// Container id.
+        id: String,
+        /// Print one sample and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Sampling interval (e.g. 5s, 500ms).
+        #[arg(long, default_value = "5s")]
+        interval: String,
+    },
+}
+
+/// `update` options (runc's).
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Container id.
+    pub id: String,
+    /// A runtime-spec linux.resources JSON file, or - for stdin.
+    #[arg(short, long)]
+    pub resources: Option<PathBuf>,
+    /// Memory limit (bytes, or with a k/m/g suffix; -1: unlimited).
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Memory plus swap limit.
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    /// Memory soft limit.
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    /// Kernel memory limit (ignored by current kernels).
+    #[arg(long)]
+    pub kernel_memory: Option<String>,
+    /// CPU shares (relative weight).
+    #[arg(long = "cpu-share", alias = "cpu-shares")]
+    pub cpu_shares: Option<u64>,
+    /// CPU CFS quota in microseconds.
+    #[arg(long)]
+    pub cpu_quota: Option<i64>,
+    /// CPU CFS period in microseconds.
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    /// CPU realtime period.
+    #[arg(long)]
+    pub cpu_rt_period: Option<u64>,
+    /// CPU realtime runtime.
+    #[arg(long)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// CPUs allowed (e.g. 0-1).
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes allowed.
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Maximum number of processes (-1: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Block I/O weight (10-1000).
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
 }
 
 /// `exec` options (runc's).

@@ -148,6 +148,29 @@ fn dispatch(cli: Cli) -> Result<i32> {
             sealrun::spec::write_default(&bundle, rootless).map(|_| 0)
         }
         Command::Exec(a) => container::exec(&rt, exec_options(a, layers)?),
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => ps(&rt, &id, format, &ps_args),
+        Command::Pause { id } => container::pause(&rt, &id).map(|_| 0),
+        Command::Resume { id } => container::resume(&rt, &id).map(|_| 0),
+        Command::Update(a) => {
+            let id = a.id.clone();
+            container::update(&rt, &id, update_resources(a)?).map(|_| 0)
+        }
+        Command::Events {
+            id,
+            stats,
+            interval,
+        } => {
+            if stats {
+                println!("{}", container::stats(&rt, &id)?);
+                return Ok(0);
+            }
+            let every = parse_duration(&interval)?;
+            container::events(&rt, &id, every, |v| println!("{v}")).map(|_| 0)
+        }
         Command::Features => {
             println!(
                 "{}",
@@ -185,4 +208,104 @@ fn list(rt: &Runtime, format: Format, quiet: bool) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+fn ps(rt: &Runtime, id: &str, format: Format, args: &[String]) -> Result<i32> {
+    let pids = container::pids(rt, id)?;
+    if format == Format::Json {
+        println!("{}", serde_json::to_string(&pids).unwrap_or_default());
+        return Ok(0);
+    }
+    let args: Vec<String> = if args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        args.to_vec()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .map_err(|e| Error::Other(format!("ps: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .ok_or_else(|| Error::Other("ps output has no PID column".into()))?;
+    println!("{header}");
+    for line in lines {
+        let pid = line
+            .split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            println!("{line}");
+        }
+    }
+    Ok(0)
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration> {
+    let bad = || Error::InvalidArgument(format!("--interval {s:?}: use e.g. 5s or 500ms"));
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(bad()),
+    };
+    if secs <= 0.0 {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+fn update_resources(a: cli::UpdateArgs) -> Result<oci_spec::runtime::LinuxResources> {
+    use serde_json::{json, Value};
+    let mut r: Value = match &a.resources {
+        Some(path) => {
+            let raw = if path.as_os_str() == "-" {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                    .map_err(|e| Error::Other(format!("read stdin: {e}")))?;
+                buf
+            } else {
+                std::fs::read(path).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?
+            };
+            sealrun::spec::parse_json::<Value>(&raw, "resources")?
+        }
+        None => json!({}),
+    };
+    let size = |v: &Option<String>| v.as_deref().map(container::parse_size).transpose();
+    let mut set = |section: &str, key: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            if !r[section].is_object() {
+                r[section] = json!({});
+            }
+            r[section][key] = v;
+        }
+    };
+    set("memory", "limit", size(&a.memory)?.map(Value::from));
+    set("memory", "swap", size(&a.memory_swap)?.map(Value::from));
+    set(
+        "memory",
+        "reservation",
+        size(&a.memory_reservation)?.map(Value::from),
+    );
+    set("memory", "kernel", size(&a.kernel_memory)?.map(Value::from));
+    set("cpu", "shares", a.cpu_shares.map(Value::from));
+    set("cpu", "quota", a.cpu_quota.map(Value::from));
+    set("cpu", "period", a.cpu_period.map(Value::from));
+    set("cpu", "realtimePeriod", a.cpu_rt_period.map(Value::from));
+    set("cpu", "realtimeRuntime", a.cpu_rt_runtime.map(Value::from));
+    set("cpu", "cpus", a.cpuset_cpus.map(Value::from));
+    set("cpu", "mems", a.cpuset_mems.map(Value::from));
+    set("pids", "limit", a.pids_limit.map(Value::from));
+    set("blockIO", "weight", a.blkio_weight.map(Value::from));
+    let raw = serde_json::to_vec(&r).map_err(|e| Error::Other(e.to_string()))?;
+    sealrun::spec::parse_json(&raw, "resources")
 }

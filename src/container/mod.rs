@@ -4,12 +4,14 @@ mod create;
 mod exec;
 mod launch;
 mod lifecycle;
+mod manage;
 pub mod state;
 mod tty;
 
 pub use create::{create, run, RunOutcome};
 pub use exec::{exec, ExecOptions, ProcessSource};
 pub use lifecycle::{delete, kill, list, parse_signal, start, state, ListEntry};
+pub use manage::{events, parse_size, pause, pids, resume, stats, update};
 pub use state::{StateRoot, Status};
 
 /// Global settings every command needs.
