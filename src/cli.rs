@@ -7,7 +7,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// sealrun: a hardened, minimal, OCI-compatible container runtime.
 #[derive(Debug, Parser)]
-#[command(name = "sealrun", disable_version_flag = true, max_term_width = 100)]
+// A flag given twice keeps its last value, as in runc: podman passes its own `--log` after any
+// `--runtime-flag log=...` the user gave.
+#[command(
+    name = "sealrun",
+    disable_version_flag = true,
+    max_term_width = 100,
+    args_override_self = true
+)]
 pub struct Cli {
     /// Root directory for container state.
     #[arg(long, global = true, default_value = "/run/sealrun")]
@@ -296,4 +303,41 @@ pub struct ExecArgs {
     /// Allow exec into a paused container.
     #[arg(long)]
     pub ignore_paused: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_flags_keep_the_last_value_and_lists_accumulate() {
+        let cli = Cli::try_parse_from([
+            "sealrun",
+            "--root",
+            "/a",
+            "--log=/x",
+            "--root=/b",
+            "--log",
+            "/y",
+            "exec",
+            "--env",
+            "A=1",
+            "-e",
+            "B=2",
+            "--cwd",
+            "/c",
+            "--cwd=/d",
+            "id",
+            "true",
+        ])
+        .unwrap();
+        assert_eq!(cli.root, PathBuf::from("/b"));
+        assert_eq!(cli.log, Some(PathBuf::from("/y")));
+        let Some(Command::Exec(a)) = cli.command else {
+            panic!("not exec");
+        };
+        assert_eq!(a.env, ["A=1", "B=2"]);
+        assert_eq!(a.cwd, Some(PathBuf::from("/d")));
+        assert_eq!(a.command, ["true"]);
+    }
 }
