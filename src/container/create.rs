@@ -37,8 +37,10 @@ fn create_inner(
     // Relative paths in the config, and the hooks' working directory, are the bundle (as runc).
     std::env::set_current_dir(&opts.bundle).op_path("chdir", &opts.bundle)?;
     let plan = spec::plan(&spec, opts)?;
+    // Info, not warning: podman's default profile names 32-bit syscalls and architectures on
+    // every container, and conmon shows the runtime's stderr to the user (runc is silent).
     for w in plan.seccomp.iter().flat_map(|s| &s.warnings) {
-        crate::log::warn(&format!("seccomp: {w}"));
+        crate::log::info(&format!("seccomp: {w}"));
     }
     for name in &plan.process.unknown_to_kernel {
         crate::log::debug(&format!(
