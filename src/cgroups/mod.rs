@@ -315,25 +315,13 @@ impl Cgroup {
 
     fn create_dirs(&mut self) -> Result<()> {
         for h in self.hierarchies.clone() {
-            let rel = h.dir.strip_prefix(&h.mount_point).unwrap_or(Path::new(""));
-            let mut cur = h.mount_point.clone();
-            for part in rel.components() {
-                let parent = cur.clone();
-                cur.push(part);
-                match std::fs::create_dir(&cur) {
-                    Ok(()) => self.created.push(cur.clone()),
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        if !cur.is_dir() {
-                            return Err(Error::Other(format!(
-                                "{} exists and is not a cgroup directory",
-                                cur.display()
-                            )));
-                        }
-                    }
-                    Err(e) => return Err(e).op_path("mkdir", &cur),
-                }
-                if h.controllers.iter().any(|c| c == "cpuset") {
-                    inherit_cpuset(&parent, &cur)?;
+            // A parent another container made may vanish under us when that container is
+            // deleted at the same moment: start the walk again.
+            let mut attempts = 0;
+            while !self.make_path(&h)? {
+                attempts += 1;
+                if attempts == 5 {
+                    return Err(Error::os("mkdir", Some(&h.dir), Errno::ENOENT));
                 }
             }
             if !self.created.contains(&h.dir) {
@@ -361,6 +349,34 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+
+    /// Create the directories from `h`'s mount point down to its cgroup; `false` when a
+    /// parent disappeared on the way.
+    fn make_path(&mut self, h: &Hierarchy) -> Result<bool> {
+        let rel = h.dir.strip_prefix(&h.mount_point).unwrap_or(Path::new(""));
+        let mut cur = h.mount_point.clone();
+        for part in rel.components() {
+            let parent = cur.clone();
+            cur.push(part);
+            match std::fs::create_dir(&cur) {
+                Ok(()) => self.created.push(cur.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if !cur.is_dir() {
+                        return Err(Error::Other(format!(
+                            "{} exists and is not a cgroup directory",
+                            cur.display()
+                        )));
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(e).op_path("mkdir", &cur),
+            }
+            if h.controllers.iter().any(|c| c == "cpuset") {
+                inherit_cpuset(&parent, &cur)?;
+            }
+        }
+        Ok(true)
     }
 
     /// Apply (or update) resource limits. Device rules are applied when present (create);
@@ -698,6 +714,16 @@ impl Cgroup {
                 first_err.get_or_insert(e);
             }
         }
+        // The default parent is sealrun's own: whoever leaves it empty removes it, even if
+        // another container created it (else concurrent deletes leave it behind).
+        if self.path.starts_with(&format!("{DEFAULT_PARENT}/")) {
+            for h in &self.hierarchies {
+                let parent = h.mount_point.join(DEFAULT_PARENT.trim_start_matches('/'));
+                if let Err(e) = remove_parent(&parent) {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
         first_err.map_or(Ok(()), Err)
     }
 }
@@ -840,21 +866,33 @@ fn remove_tree(dir: &Path) -> Result<()> {
 
 /// Remove a parent directory sealrun created, unless another cgroup still lives in it.
 fn remove_parent(dir: &Path) -> Result<()> {
-    let in_use = match std::fs::read_dir(dir) {
+    let in_use = |dir: &Path| match std::fs::read_dir(dir) {
         Ok(mut entries) => {
             entries.any(|e| e.is_ok_and(|e| e.file_type().is_ok_and(|t| t.is_dir())))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).op_path("read dir", dir),
+        Err(_) => false,
     };
-    if in_use {
+    if in_use(dir) {
         crate::log::debug(&format!(
-            "cgroup {} is still in use by other cgroups: left in place",
+            "cgroup {} is still in use: left in place",
             dir.display()
         ));
         return Ok(());
     }
-    rmdir_retrying(dir, Duration::from_secs(1))
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        // Another container made a cgroup in it since we looked, or someone put processes
+        // there: not ours to empty.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::ENOTEMPTY)) => {
+            crate::log::debug(&format!(
+                "cgroup {} is in use: left in place",
+                dir.display()
+            ));
+            Ok(())
+        }
+        Err(e) => Err(e).op_path("rmdir", dir),
+    }
 }
 
 /// Load the device program for `state` and make it the only one on `dir`: attach the new one
