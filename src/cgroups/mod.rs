@@ -619,10 +619,16 @@ impl Cgroup {
             if let Some(h) = self.v2() {
                 let kill = h.dir.join("cgroup.kill");
                 if kill.exists() {
-                    return match write_raw(&kill, "1") {
-                        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-                        other => other.op_path("write", &kill),
-                    };
+                    match write_raw(&kill, "1") {
+                        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+                        other => other.op_path("write", &kill)?,
+                    }
+                    // Tasks frozen by a v1 freezer only die once thawed (cgroup2's freezer
+                    // lets fatal signals through).
+                    if self.v1("freezer").is_some() && self.is_frozen()? {
+                        self.thaw()?;
+                    }
+                    return Ok(());
                 }
             }
         }
