@@ -434,6 +434,7 @@ pub fn plan(spec: &Spec, opts: CreateOptions) -> Result<Plan> {
         plan_devices(linux.devices().as_deref().unwrap_or(&[]))?
     };
     let mut resources = linux.resources().clone().unwrap_or_default();
+    crate::cgroups::resources::validate(&resources)?;
     let rules = cgroup_device_rules(resources.devices().as_deref().unwrap_or(&[]), &devices);
     resources.set_devices(Some(rules));
     let paths = |list: &Option<Vec<String>>, field: &str| -> Result<Vec<PathBuf>> {
@@ -469,13 +470,10 @@ pub fn plan(spec: &Spec, opts: CreateOptions) -> Result<Plan> {
             "--console-socket given but process.terminal is false".into(),
         ));
     }
-    let personality = match linux.personality() {
-        Some(p) => Some(match p.domain() {
-            oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
-            oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
-        }),
-        None => None,
-    };
+    let personality = linux.personality().as_ref().map(|p| match p.domain() {
+        oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
+        oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+    });
     let mut time_offsets = Vec::new();
     for (clock, off) in linux.time_offsets().iter().flatten() {
         if clock != "monotonic" && clock != "boottime" {

@@ -123,6 +123,8 @@ pub fn parse_capabilities(names: &[String], field: &str) -> Result<CapsHashSet> 
     Ok(out)
 }
 
+// The RLIMIT_* constants are u32 on glibc and c_int on musl.
+#[allow(clippy::unnecessary_cast)]
 fn rlimit_resource(t: PosixRlimitType) -> u32 {
     (match t {
         PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
