@@ -39,6 +39,16 @@ pub enum Msg {
     Ready,
     /// Parent → child: state is written; the init may outlive the runtime now.
     Committed,
+    /// Child in a user namespace → parent: open my bind-mount sources for me.
+    MountSourcesPlease,
+    /// Parent → child: the source of `mounts[index]`, opened `O_PATH` in the child's mount
+    /// namespace (fd attached).
+    MountSource {
+        /// Index in the config's `mounts`.
+        index: i32,
+    },
+    /// Parent → child: no more mount sources.
+    MountSourcesDone,
     /// Child → parent: setup failed.
     Failed {
         /// Where.
@@ -64,6 +74,9 @@ impl Msg {
             Msg::Ready => 9,
             Msg::Committed => 10,
             Msg::Failed { .. } => 11,
+            Msg::MountSourcesPlease => 12,
+            Msg::MountSource { .. } => 13,
+            Msg::MountSourcesDone => 14,
         }
     }
 
@@ -73,6 +86,9 @@ impl Msg {
         buf[0] = self.tag();
         match self {
             Msg::Go { pid } => buf[8..16].copy_from_slice(&(*pid as i64).to_le_bytes()),
+            Msg::MountSource { index } => {
+                buf[8..16].copy_from_slice(&(*index as i64).to_le_bytes())
+            }
             Msg::Failed {
                 step,
                 errno,
@@ -121,6 +137,11 @@ impl Msg {
                 errno,
                 message: String::from_utf8_lossy(&buf[HEADER..]).into_owned(),
             },
+            12 => Msg::MountSourcesPlease,
+            13 => Msg::MountSource {
+                index: value as i32,
+            },
+            14 => Msg::MountSourcesDone,
             t => return Err(Error::Other(format!("sync: unknown message tag {t}"))),
         })
     }
@@ -212,6 +233,9 @@ mod tests {
         let msgs = [
             Msg::Go { pid: 4242 },
             Msg::Ready,
+            Msg::MountSourcesPlease,
+            Msg::MountSource { index: 17 },
+            Msg::MountSourcesDone,
             Msg::Failed {
                 step: Step::PivotRoot,
                 errno: 22,

@@ -249,6 +249,10 @@ fn converse(
                 crate::seccomp::forward_listener(compiled, &state, fd.as_fd())?;
                 ch.send(&Msg::SeccompListenerSent)?;
             }
+            Msg::MountSourcesPlease => {
+                let who = Pid::from_raw(incoming.pid.unwrap_or(pid.as_raw()));
+                send_mount_sources(plan, ch, who)?;
+            }
             Msg::Ready => return Ok(pid),
             Msg::Failed {
                 step,
@@ -264,6 +268,45 @@ fn converse(
             other => return Err(Error::Other(format!("sync: unexpected {other:?}"))),
         }
     }
+}
+
+/// Open the bind-mount sources in the init's mount namespace with the runtime's privileges and
+/// pass them over, as runc does: in a user namespace the init's root has no access to host paths
+/// owned by unmapped ids (podman's per-container files under a 0700 run root, for one). A source
+/// that cannot be opened here is left to the init, which reports it.
+fn send_mount_sources(plan: &Plan, ch: &Channel, who: Pid) -> Result<()> {
+    use crate::spec::MountKind;
+    let dir = OFlag::O_PATH | OFlag::O_DIRECTORY;
+    let cwd = sys::fd::open(Path::new("."), dir, Mode::empty()).op("open cwd")?;
+    let ours = sys::fd::open(
+        Path::new("/proc/self/ns/mnt"),
+        OFlag::O_RDONLY,
+        Mode::empty(),
+    )
+    .op("open /proc/self/ns/mnt")?;
+    let theirs_path = format!("/proc/{who}/ns/mnt");
+    let theirs = sys::fd::open(Path::new(&theirs_path), OFlag::O_RDONLY, Mode::empty())
+        .op_path("open", Path::new(&theirs_path))?;
+    // Opened in the init's mount namespace, so that the init may bind-mount them there.
+    sys::process::setns(theirs.as_fd(), CloneFlags::CLONE_NEWNS).op("setns init mount ns")?;
+    let opened: Vec<(usize, OwnedFd)> = plan
+        .mounts
+        .iter()
+        .filter_map(|m| match &m.kind {
+            MountKind::Bind { source, .. } => sys::fd::open(source, OFlag::O_PATH, Mode::empty())
+                .ok()
+                .map(|fd| (m.index, fd)),
+            _ => None,
+        })
+        .collect();
+    // setns resets the working directory: back to the bundle (hooks and relative paths).
+    sys::process::setns(ours.as_fd(), CloneFlags::CLONE_NEWNS).op("setns back")?;
+    sys::fd::fchdir(cwd.as_fd()).op("fchdir back")?;
+    for (index, fd) in &opened {
+        let index = i32::try_from(*index).map_err(|_| Error::Other("too many mounts".into()))?;
+        ch.send_with(&Msg::MountSource { index }, &[fd.as_fd()])?;
+    }
+    ch.send(&Msg::MountSourcesDone)
 }
 
 /// The init vanished without a word: say how it ended.

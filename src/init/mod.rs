@@ -73,9 +73,10 @@ fn story(plan: &Plan, ch: &Channels, staged: bool) -> StepResult<Infallible> {
     let p = &plan.process;
     let host_pid = at(Step::Namespaces, enter_namespaces(plan, ch, staged))?;
     at(Step::Hostname, set_hostname(plan))?;
+    let sources = at(Step::Rootfs, mounts::receive_sources(plan, &ch.sync))?;
     let prepared = at(
         Step::Rootfs,
-        rootfs::prepare(plan, ch.console.as_ref().map(|c| c.as_fd())),
+        rootfs::prepare(plan, ch.console.as_ref().map(|c| c.as_fd()), &sources),
     )?;
     at(Step::CreateContainerHooks, create_hooks(plan, ch, host_pid))?;
     at(Step::PivotRoot, rootfs::pivot(plan))?;

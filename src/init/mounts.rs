@@ -1,6 +1,7 @@
 //! One `mounts[]` entry: bind mounts, filesystems and cgroup mounts, each resolved inside the
 //! rootfs and mounted onto the resolved fd.
 
+use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use super::rootfs::current_flags;
 use crate::error::{Context, Error, Result};
 use crate::namespaces::NsKind;
 use crate::spec::{IdMap, MountKind, MountPlan, Plan};
+use crate::sync::{Channel, Msg};
 use crate::sys::fd::{self as sfd, proc_fd_path, Resolve};
 use crate::sys::mount::{mount, mount_setattr};
 
@@ -28,10 +30,56 @@ const REMOUNT_FLAGS: MsFlags = MsFlags::MS_RDONLY
     .union(MsFlags::MS_RELATIME)
     .union(MsFlags::MS_STRICTATIME);
 
-/// Mount one entry.
-pub fn mount_one(plan: &Plan, r: &Resolver, root: BorrowedFd<'_>, m: &MountPlan) -> Result<()> {
+/// Bind-mount sources opened by the runtime, by `mounts[]` index.
+pub type MountSources = BTreeMap<usize, OwnedFd>;
+
+/// In a user namespace, ask the runtime for the bind-mount sources: it opens them in our mount
+/// namespace with its own privileges (our root may not reach them, as runc's init may not).
+pub fn receive_sources(plan: &Plan, sync: &Channel) -> Result<MountSources> {
+    let mut sources = MountSources::new();
+    let binds = plan
+        .mounts
+        .iter()
+        .any(|m| matches!(m.kind, MountKind::Bind { .. }));
+    if !plan.in_user_namespace() || !binds {
+        return Ok(sources);
+    }
+    sync.send(&Msg::MountSourcesPlease)?;
+    loop {
+        let mut incoming = sync.recv()?;
+        match incoming.msg {
+            Some(Msg::MountSource { index }) => {
+                let fd = incoming
+                    .fds
+                    .pop()
+                    .ok_or_else(|| Error::Other("sync: mount source without an fd".into()))?;
+                let index = usize::try_from(index)
+                    .map_err(|_| Error::Other(format!("sync: bad mount index {index}")))?;
+                sources.insert(index, fd);
+            }
+            Some(Msg::MountSourcesDone) => return Ok(sources),
+            other => {
+                return Err(Error::Other(format!(
+                    "sync: expected mount sources, got {other:?}"
+                )))
+            }
+        }
+    }
+}
+
+/// Mount one entry (`source`: the bind source opened by the runtime, if it did).
+pub fn mount_one(
+    plan: &Plan,
+    r: &Resolver,
+    root: BorrowedFd<'_>,
+    m: &MountPlan,
+    source: Option<BorrowedFd<'_>>,
+) -> Result<()> {
     match &m.kind {
-        MountKind::Bind { source, recursive } => bind(plan, r, root, m, source, *recursive)?,
+        MountKind::Bind {
+            source: path,
+            recursive,
+        } => bind(plan, r, root, m, path, source, *recursive)?,
         MountKind::Cgroup => cgroup(plan, r, root, m)?,
         MountKind::Fs { fstype, source } => filesystem(plan, r, root, m, fstype, source)?,
     }
@@ -62,14 +110,22 @@ fn bind(
     root: BorrowedFd<'_>,
     m: &MountPlan,
     source: &Path,
+    opened: Option<BorrowedFd<'_>>,
     recursive: bool,
 ) -> Result<()> {
-    let src = sfd::open(source, OFlag::O_PATH, Mode::empty()).map_err(|e| {
-        Error::config(
-            format!("mounts[{}].source", m.index),
-            format!("{}: {}", source.display(), crate::error::errno_text(e)),
-        )
-    })?;
+    let own;
+    let src = match opened {
+        Some(fd) => fd,
+        None => {
+            own = sfd::open(source, OFlag::O_PATH, Mode::empty()).map_err(|e| {
+                Error::config(
+                    format!("mounts[{}].source", m.index),
+                    format!("{}: {}", source.display(), crate::error::errno_text(e)),
+                )
+            })?;
+            own.as_fd()
+        }
+    };
     let is_dir = sfd::fstat(src.as_fd()).op("fstat")?.st_mode & libc::S_IFMT == libc::S_IFDIR;
     let target = r.ensure(root, &m.destination, !is_dir)?;
     let mut flags = MsFlags::MS_BIND;

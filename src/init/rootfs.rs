@@ -10,7 +10,7 @@ use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::Mode;
 
 use super::devices;
-use super::mounts::mount_one;
+use super::mounts::{mount_one, MountSources};
 use super::paths::{check_char_device, is_fs, Resolver, PROC_MAGIC};
 use crate::error::{Context, Error, Result};
 use crate::spec::Plan;
@@ -31,7 +31,11 @@ pub fn resolver(plan: &Plan) -> Resolver {
 
 /// Step 3: propagation, bind the rootfs, mounts resolved inside it, devices, /dev symlinks,
 /// console, cwd.
-pub fn prepare(plan: &Plan, console_socket: Option<BorrowedFd<'_>>) -> Result<Prepared> {
+pub fn prepare(
+    plan: &Plan,
+    console_socket: Option<BorrowedFd<'_>>,
+    sources: &MountSources,
+) -> Result<Prepared> {
     let r = resolver(plan);
     // Everything below targets fds through /proc/self/fd: /proc must really be procfs.
     let proc = sfd::open(
@@ -63,7 +67,8 @@ pub fn prepare(plan: &Plan, console_socket: Option<BorrowedFd<'_>>) -> Result<Pr
     )
     .op_path("open", &plan.rootfs)?;
     for m in &plan.mounts {
-        mount_one(plan, &r, root.as_fd(), m).map_err(|e| {
+        let source = sources.get(&m.index).map(|fd| fd.as_fd());
+        mount_one(plan, &r, root.as_fd(), m, source).map_err(|e| {
             Error::Other(format!(
                 "mounts[{}] ({}): {e}",
                 m.index,
