@@ -444,3 +444,118 @@ fn rm_leaves_nothing_behind() {
     let r = pm.ok(&["ps", "-a", "--format", "{{.ID}}"]);
     assert_eq!(r.out(), "", "{r}");
 }
+
+#[test]
+fn user_namespace_with_a_private_rootfs_and_volume() {
+    // With --rootfs and --uidmap podman leaves its per-container files (hosts, hostname,
+    // .containerenv) root-owned under a private run root, and the volume below is in a 0700
+    // directory: the container's root (host uid 100000) cannot reach them. The runtime opens
+    // bind sources with its own privileges, as runc does.
+    let pm = Podman::new("userns");
+    let private = pm.dir.join("private");
+    fs::create_dir_all(private.join("vol")).unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(private.join("vol/f"), "from-the-host\n").unwrap();
+    pm.make_mount_points(&["vol"]);
+    let volume = format!("{}:/vol", private.join("vol").display());
+    let maps = [
+        "--uidmap",
+        "0:100000:65536",
+        "--gidmap",
+        "0:100000:65536",
+        "-v",
+        &volume,
+    ];
+    let script = "cat /proc/self/uid_map; id -u; cat /vol/f; grep -c localhost /etc/hosts";
+    let mut flags = vec!["--rm"];
+    flags.extend_from_slice(&maps);
+    let r = pm.run(&pm.with_rootfs("run", &flags, &["sh", "-c", script]));
+    assert!(r.ok(), "{r}");
+    let out: Vec<String> = r
+        .out()
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(out, ["0 100000 65536", "0", "from-the-host", "1"], "{r}");
+
+    let id = pm.run_detached("c", &maps, &["sleep", "1000"]);
+    let r = pm.ok(&[
+        "exec",
+        "c",
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; cat /vol/f",
+    ]);
+    assert!(r.out().ends_with("from-the-host"), "{r}");
+    assert!(r.out().contains("100000"), "{r}");
+    pm.ok(&["rm", "-f", "-t", "0", "c"]);
+    assert_gone(&pm, &id);
+}
+
+#[test]
+fn pod_with_a_user_namespace() {
+    // The containers of a pod join the infra container's user, network, ipc and uts
+    // namespaces by path, with the pod's id mappings in their config.
+    let pm = Podman::new("pod");
+    let private = pm.dir.join("private");
+    fs::create_dir_all(private.join("vol")).unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(private.join("vol/f"), "from-the-host\n").unwrap();
+    pm.make_mount_points(&["vol"]);
+    let r = pm.run_without_host_cache(&[
+        "pod",
+        "create",
+        "--name",
+        "p",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &pm.cgroup_parent,
+        "--uidmap",
+        "0:100000:65536",
+        "--gidmap",
+        "0:100000:65536",
+    ]);
+    assert!(r.ok(), "{r}");
+    let volume = format!("{}:/vol", private.join("vol").display());
+    let rootfs = pm.rootfs.display().to_string();
+    let in_pod = |extra: &[&str], command: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["run", "--pod", "p", "-v", &volume, "--rootfs", &rootfs]
+            .map(String::from)
+            .to_vec();
+        args.splice(1..1, extra.iter().map(|s| s.to_string()));
+        args.extend(command.iter().map(|s| s.to_string()));
+        args
+    };
+    let r = pm.run(&in_pod(
+        &["--rm"],
+        &["sh", "-c", "cat /proc/self/uid_map; cat /vol/f; hostname"],
+    ));
+    assert!(r.ok(), "{r}");
+    let out: Vec<String> = r
+        .out()
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(out, ["0 100000 65536", "from-the-host", "p"], "{r}");
+
+    let r = pm.ok(&in_pod(&["-d", "--name", "c"], &["sleep", "1000"]));
+    let id = r.out();
+    let infra = pm
+        .ok(&["pod", "inspect", "--format", "{{.InfraContainerID}}", "p"])
+        .out();
+    let ns = |container: &str| {
+        let pid = pm.inspect(container, "{{.State.Pid}}");
+        fs::read_link(format!("/proc/{pid}/ns/user")).unwrap()
+    };
+    assert_eq!(ns("c"), ns(&infra), "not in the pod's user namespace");
+    let r = pm.ok(&["exec", "c", "cat", "/vol/f"]);
+    assert_eq!(r.out(), "from-the-host", "{r}");
+
+    pm.ok(&["pod", "rm", "-f", "-t", "0", "p"]);
+    assert_gone(&pm, &id);
+    assert_gone(&pm, &infra);
+    wait_for("the pod's processes to end", || {
+        pm.processes().is_empty().then_some(())
+    });
+}

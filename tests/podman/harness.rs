@@ -260,8 +260,11 @@ impl Podman {
         // lock_type file: podman's default shm lock segment (/dev/shm/libpod_lock) is shared by
         // every podman on the host. Paths podman would otherwise put under /etc, /run or /var
         // are all moved here.
+        // default_ulimits: podman's defaults exceed this host's hard limits, and the infra
+        // container of a pod takes no --ulimit.
         let conf = format!(
             r#"[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
@@ -417,11 +420,30 @@ network_config_dir = "{d}/net"
         });
     }
 
+    /// Runs podman in a private mount namespace with a tmpfs over /var/lib: containers/image
+    /// writes a blob-info cache to /var/lib/containers/cache for root whatever the storage paths
+    /// are (`podman import`, and `pod create`, which builds the pause image), and the host must
+    /// not keep it.
+    pub fn run_without_host_cache<S: AsRef<OsStr>>(&self, args: &[S]) -> Run {
+        let podman = self.cmd(args);
+        let mut cmd = Command::new("unshare");
+        cmd.env_clear();
+        for (k, v) in podman.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        cmd.args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg("mount -t tmpfs -o mode=0755 sealrun-test /var/lib && exec \"$@\"")
+            .arg("sh")
+            .arg(podman.get_program())
+            .args(podman.get_args());
+        let r = run(cmd);
+        self.note_ids(&r);
+        r
+    }
+
     /// Builds an image from the busybox root filesystem with `podman import`; returns its name.
-    ///
-    /// containers/image writes a blob-info cache to /var/lib/containers/cache for root whatever
-    /// the storage paths are; the import runs in a private mount namespace with a tmpfs over
-    /// /var/lib, so nothing is written to the host.
     pub fn import_image(&self, name: &str) -> String {
         let tar = self.dir.join("rootfs.tar");
         let r = run({
@@ -431,42 +453,55 @@ network_config_dir = "{d}/net"
         });
         assert!(r.ok(), "{r}");
         let image = format!("localhost/{name}:test");
-        let podman = self.cmd(&[
+        let r = self.run_without_host_cache(&[
             OsStr::new("import"),
             OsStr::new("-q"),
             tar.as_os_str(),
             OsStr::new(&image),
         ]);
-        let mut line: Vec<String> = vec![
-            "mount -t tmpfs -o mode=0755 sealrun-test /var/lib && exec \"$@\"".into(),
-            "sh".into(),
-        ];
-        line.push(podman.get_program().to_string_lossy().into_owned());
-        line.extend(podman.get_args().map(|a| a.to_string_lossy().into_owned()));
-        let mut cmd = Command::new("unshare");
-        cmd.env_clear();
-        for (k, v) in podman.get_envs() {
-            if let Some(v) = v {
-                cmd.env(k, v);
-            }
-        }
-        cmd.args(["-m", "--propagation", "private", "sh", "-c"])
-            .args(&line);
-        let r = run(cmd);
         assert!(r.ok(), "{r}");
         image
     }
 
-    /// The container's cgroup directories that exist, in every hierarchy of this host.
+    /// Creates the mount points podman's config names in the rootfs, for containers whose root
+    /// (in a user namespace) cannot create them in the host-owned rootfs.
+    pub fn make_mount_points(&self, dirs: &[&str]) {
+        for d in ["proc", "sys", "dev", "run"].iter().chain(dirs) {
+            fs::create_dir_all(self.rootfs.join(d)).unwrap();
+        }
+        for f in [
+            "etc/hosts",
+            "etc/hostname",
+            "etc/resolv.conf",
+            "run/.containerenv",
+        ] {
+            fs::write(self.rootfs.join(f), "").unwrap();
+        }
+    }
+
+    /// The container's cgroup directories that exist, in every hierarchy of this host (below
+    /// the test's parent, or below a pod's cgroup in it).
     pub fn container_cgroups(&self, id: &str) -> Vec<PathBuf> {
-        cgroup_entries()
-            .into_iter()
-            .map(|h| {
-                h.join(self.cgroup_parent.trim_start_matches('/'))
-                    .join(format!("libpod-{id}"))
-            })
-            .filter(|p| p.is_dir())
-            .collect()
+        let name = format!("libpod-{id}");
+        let parent = self.cgroup_parent.trim_start_matches('/');
+        let mut found = Vec::new();
+        for h in cgroup_entries() {
+            let top = h.join(parent);
+            let mut dirs = vec![top.clone()];
+            if let Ok(rd) = fs::read_dir(&top) {
+                dirs.extend(
+                    rd.flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
+            }
+            found.extend(
+                dirs.into_iter()
+                    .map(|d| d.join(&name))
+                    .filter(|p| p.is_dir()),
+            );
+        }
+        found
     }
 
     /// Pids of processes in the test's cgroup parent (any hierarchy), conmon's included.
@@ -503,6 +538,7 @@ network_config_dir = "{d}/net"
         // Full ids of every container podman still knows, for the runtime-state cleanup.
         let _ = self.run(&["ps", "-aq", "--no-trunc"]);
         let _ = run(self.cmd(&["unpause", "--all"]));
+        let _ = run(self.cmd(&["pod", "rm", "-af", "-t", "0"]));
         let _ = run(self.cmd(&["rm", "-af", "-t", "0"]));
         for pid in self.conmons().into_iter().chain(self.processes()) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
