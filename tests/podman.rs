@@ -252,6 +252,28 @@ fn terminals_for_run_and_exec() {
     assert!(r.out().contains("/dev/pts/"), "{r}");
     assert!(r.out().contains("stdio-is-a-tty"), "{r}");
 
+    // Interactive: what is typed reaches the shell, the window size is the terminal's, and
+    // the exit status comes back.
+    let typed = b"echo typed-$((6*7))\nstty size\nexit 3\n";
+    let r = pm.run_pty_typing(
+        &pm.with_rootfs("run", &["--rm", "-it"], &["sh"]),
+        "stty cols 100 rows 30",
+        typed,
+    );
+    assert_eq!(r.code, Some(3), "{r}");
+    let lines: Vec<&str> = r.stdout.lines().map(|l| l.trim_end_matches('\r')).collect();
+    assert!(lines.contains(&"typed-42"), "{r}");
+    assert!(lines.contains(&"30 100"), "{r}");
+    let r = pm.run_pty_typing(
+        &["exec", "-it", "c", "sh"],
+        "stty cols 90 rows 20",
+        b"echo exec-typed\nstty size\nexit 4\n",
+    );
+    assert_eq!(r.code, Some(4), "{r}");
+    let lines: Vec<&str> = r.stdout.lines().map(|l| l.trim_end_matches('\r')).collect();
+    assert!(lines.contains(&"exec-typed"), "{r}");
+    assert!(lines.contains(&"20 90"), "{r}");
+
     // A terminal for the process also when podman's own stdin is not one.
     let r = pm.run(&["exec", "-t", "c", "sh", "-c", "tty; exit 6"]);
     assert_eq!(r.code, Some(6), "{r}");
@@ -558,4 +580,29 @@ fn pod_with_a_user_namespace() {
     wait_for("the pod's processes to end", || {
         pm.processes().is_empty().then_some(())
     });
+}
+
+#[test]
+fn update_changes_the_memory_limit() {
+    let pm = Podman::new("update");
+    let id = pm.run_detached("c", &["--memory", "64m"], &["sleep", "1000"]);
+    let limit = || {
+        let dirs = pm.container_cgroups(&id);
+        // The v1 memory controller where it is mounted, else cgroup2.
+        let file = dirs
+            .iter()
+            .find(|d| d.starts_with("/sys/fs/cgroup/memory"))
+            .map(|d| d.join("memory.limit_in_bytes"))
+            .or_else(|| {
+                dirs.iter()
+                    .map(|d| d.join("memory.max"))
+                    .find(|f| f.exists())
+            })
+            .unwrap_or_else(|| panic!("no memory cgroup for {id} in {dirs:?}"));
+        fs::read_to_string(file).unwrap().trim().to_string()
+    };
+    assert_eq!(limit(), (64u64 << 20).to_string());
+    pm.ok(&["update", "--memory", "100m", "c"]);
+    assert_eq!(limit(), (100u64 << 20).to_string());
+    assert_eq!(pm.inspect("c", "{{.State.Status}}"), "running");
 }

@@ -158,11 +158,20 @@ fn sh_quote(s: &str) -> String {
 /// Runs `cmd` with a pseudo-terminal as its controlling terminal and stdio (util-linux
 /// `script`), as a user at a terminal would; the output is what the terminal showed.
 pub fn run_in_pty(cmd: Command) -> Run {
-    let line = std::iter::once(cmd.get_program())
+    run_in_pty_typing(cmd, "", None)
+}
+
+/// Like [`run_in_pty`], with `setup` (shell commands, e.g. `stty cols 100`) run on the terminal
+/// first and `input` typed at it.
+pub fn run_in_pty_typing(cmd: Command, setup: &str, input: Option<&[u8]>) -> Run {
+    let mut line = std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(|a| sh_quote(&a.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ");
+    if !setup.is_empty() {
+        line = format!("{setup}; exec {line}");
+    }
     let mut script = Command::new("script");
     script.env_clear();
     for (k, v) in cmd.get_envs() {
@@ -171,7 +180,7 @@ pub fn run_in_pty(cmd: Command) -> Run {
         }
     }
     script.args(["-q", "-e", "-c", &line, "/dev/null"]);
-    let mut r = run(script);
+    let mut r = run_with_input(script, input);
     r.what = format!("(in a pty) {line}");
     r
 }
@@ -348,6 +357,11 @@ network_config_dir = "{d}/net"
     /// Runs podman with `args` under a pseudo-terminal.
     pub fn run_pty<S: AsRef<OsStr>>(&self, args: &[S]) -> Run {
         run_in_pty(self.cmd(args))
+    }
+
+    /// Runs podman with `args` under a pseudo-terminal set up by `setup`, typing `input`.
+    pub fn run_pty_typing<S: AsRef<OsStr>>(&self, args: &[S], setup: &str, input: &[u8]) -> Run {
+        run_in_pty_typing(self.cmd(args), setup, Some(input))
     }
 
     /// Runs podman with `args`; panics unless it succeeds.
