@@ -605,7 +605,16 @@ impl Test {
             &b.id,
         ];
         let (out, o, e) = self.exec(self.command(&[], &args));
-        self.remember_io(&b.id, &out, o, e);
+        // The container may write before the runtime exits: its output starts at 0.
+        self.tracked().io.insert(
+            b.id.clone(),
+            Io {
+                out: o,
+                err: e,
+                out_at: 0,
+                err_at: 0,
+            },
+        );
         self.track_pid_file(&b.id);
         out
     }
@@ -618,7 +627,9 @@ impl Test {
         out.probe_facts()
     }
 
-    /// What a created/detached container wrote on (stdout, stderr) after the runtime exited.
+    /// What a container wrote on (stdout, stderr): for `create`, what came after the runtime
+    /// exited; for `run --detach`, the whole files (the container may write before `run`
+    /// returns, so they may also hold the runtime's own output).
     pub fn output(&self, id: &str) -> (String, String) {
         let io = self
             .tracked()
