@@ -113,6 +113,13 @@ impl ForChildren {
     }
 }
 
+impl ForChildren {
+    /// Close the saved descriptors without going back (the cloned child stays where it is).
+    fn stay(mut self) {
+        self.saved.clear();
+    }
+}
+
 impl Drop for ForChildren {
     fn drop(&mut self) {
         for (kind, fd) in self.saved.drain(..).rev() {
@@ -145,12 +152,13 @@ pub fn launch(
     } else {
         plan.namespaces.clone_flags()
     };
-    let forked = {
-        let _ns = ForChildren::enter(plan)?;
-        sys::process::clone3(flags, cgroup_fd.as_ref().map(|f| f.as_fd())).op("clone3")?
-    };
+    let ns = ForChildren::enter(plan)?;
+    let forked = sys::process::clone3(flags, cgroup_fd.as_ref().map(|f| f.as_fd())).op("clone3")?;
     let first = match forked {
         Forked::Child => {
+            // Only the runtime goes back: setns to a time namespace moves the caller itself,
+            // so the guard's restore would pull the init out of the container's namespace.
+            ns.stay();
             drop(parent);
             init::main(
                 plan,
@@ -163,7 +171,10 @@ pub fn launch(
                 two_stage,
             )
         }
-        Forked::Parent(pid) => pid,
+        Forked::Parent(pid) => {
+            drop(ns);
+            pid
+        }
     };
     undo.pid = Some(first);
     drop((child, start, console));
