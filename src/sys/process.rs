@@ -54,7 +54,8 @@ pub enum Forked {
 }
 
 /// `clone3(2)` with fork semantics (no `CLONE_VM`): namespace flags, optional `CLONE_PARENT`,
-/// and `CLONE_INTO_CGROUP` when `cgroup` is given. The child gets `SIGCHLD` as exit signal.
+/// and `CLONE_INTO_CGROUP` when `cgroup` is given. The child gets `SIGCHLD` as exit signal
+/// (with `CLONE_PARENT`: the caller's own exit signal, as the kernel requires).
 ///
 /// Forking is sound only in a single-threaded process (another thread could hold a lock the
 /// child then waits on forever). sealrun never starts threads, and this wrapper checks it:
@@ -63,9 +64,15 @@ pub fn clone3(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> nix::Result<Forked>
     if thread_count()? != 1 {
         return Err(Errno::EDEADLK);
     }
+    // clone3 refuses an exit signal with CLONE_PARENT (the child inherits ours instead).
+    let exit_signal = if flags & libc::CLONE_PARENT as u64 != 0 {
+        0
+    } else {
+        libc::SIGCHLD as u64
+    };
     let mut args = CloneArgs {
         flags,
-        exit_signal: libc::SIGCHLD as u64,
+        exit_signal,
         ..CloneArgs::default()
     };
     if let Some(fd) = cgroup {
