@@ -403,10 +403,12 @@ pub fn plan(spec: &Spec, opts: CreateOptions) -> Result<Plan> {
             "a new user namespace needs uidMappings and gidMappings",
         ));
     }
-    if !namespaces.creates(NsKind::User) && (!uid_maps.is_empty() || !gid_maps.is_empty()) {
+    // With a joined user namespace the mappings are those of the namespace; runc requires
+    // them in the config and podman writes them, so they are accepted (and not written).
+    if !namespaces.has(NsKind::User) && (!uid_maps.is_empty() || !gid_maps.is_empty()) {
         return Err(Error::config(
             "linux.uidMappings",
-            "mappings are only valid with a new user namespace",
+            "mappings are only valid with a user namespace",
         ));
     }
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !namespaces.has(NsKind::Uts) {
