@@ -27,7 +27,7 @@ pub fn apply_limits(p: &ProcessPlan, personality: Option<libc::c_ulong>) -> Resu
     sp::umask(p.umask.unwrap_or(0o022));
     if let Some(adj) = p.oom_score_adj {
         let path = Path::new("/proc/self/oom_score_adj");
-        std::fs::write(path, adj.to_string()).op_path("write", path)?;
+        std::fs::write(path, adj.to_string()).op_path("process.oomScoreAdj: write", path)?;
     }
     if let Some(attr) = p.scheduler {
         sp::sched_setattr(attr).op("sched_setattr")?;

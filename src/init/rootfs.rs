@@ -218,14 +218,19 @@ fn write_sysctls(plan: &Plan, r: &Resolver, root: BorrowedFd<'_>) -> Result<()> 
         // cannot redirect the write to another procfs file (CVE-2025-52881).
         let strict =
             Resolve::BENEATH | Resolve::NO_SYMLINKS | Resolve::NO_MAGICLINKS | Resolve::NO_XDEV;
-        let fd = sfd::openat2(sys.as_fd(), &rel, OFlag::O_WRONLY, Mode::empty(), strict)
-            .op_path("open sysctl", &Path::new("/proc/sys").join(&rel))?;
+        let fd = sfd::openat2(sys.as_fd(), &rel, OFlag::O_WRONLY, Mode::empty(), strict).op_path(
+            &format!("linux.sysctl {key}: open"),
+            &Path::new("/proc/sys").join(&rel),
+        )?;
         if !is_fs(fd.as_fd(), PROC_MAGIC)? {
             return Err(Error::Other(format!("sysctl {key}: not a procfs file")));
         }
         std::fs::File::from(fd)
             .write_all(value.as_bytes())
-            .op_path("write sysctl", &Path::new("/proc/sys").join(&rel))?;
+            .op_path(
+                &format!("linux.sysctl {key}: write"),
+                &Path::new("/proc/sys").join(&rel),
+            )?;
     }
     Ok(())
 }
