@@ -129,6 +129,8 @@ pub fn host_ns(kind: &str) -> u64 {
 /// What one runtime invocation did.
 #[derive(Debug, Clone)]
 pub struct Out {
+    /// The program that ran (the runtime binary).
+    pub program: String,
     /// The arguments it got (after the runtime path).
     pub args: Vec<String>,
     /// How it ended.
@@ -144,7 +146,7 @@ impl std::fmt::Display for Out {
         write!(
             f,
             "`{} {}` -> {}\n--- stdout:\n{}\n--- stderr:\n{}",
-            runtime().display(),
+            self.program,
             self.args.join(" "),
             self.status,
             self.stdout,
@@ -299,6 +301,7 @@ struct Tracked {
     ids: Vec<String>,
     pids: Vec<(i32, u64)>,
     io: HashMap<String, Io>,
+    own_mounts: Vec<PathBuf>,
     n: u32,
 }
 
@@ -446,7 +449,13 @@ impl Test {
     /// A runtime command with the test's global flags (`--root`, `--log`, `--log-format json`),
     /// extra global flags, then `args`; stdin is /dev/null, the marker is in its environment.
     pub fn command(&self, global: &[&str], args: &[&str]) -> Command {
-        let mut c = Command::new(runtime());
+        self.command_with(runtime(), global, args)
+    }
+
+    /// [`Test::command`] for another runtime binary (differential tests run sealrun and runc
+    /// side by side).
+    pub fn command_with(&self, rt: &Path, global: &[&str], args: &[&str]) -> Command {
+        let mut c = Command::new(rt);
         c.arg("--root")
             .arg(&self.root)
             .arg("--log")
@@ -467,6 +476,7 @@ impl Test {
             t.n += 1;
             t.n
         };
+        let program = cmd.get_program().to_string_lossy().into_owned();
         let args: Vec<String> = cmd
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
@@ -488,7 +498,7 @@ impl Test {
         cmd.stdout(out_f).stderr(err_f);
         let mut child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", runtime().display()));
+            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
         let deadline = Instant::now() + TIMEOUT;
         let status = loop {
             if let Some(s) = child.try_wait().expect("wait runtime") {
@@ -498,14 +508,14 @@ impl Test {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "`{} {}` did not finish within {TIMEOUT:?}",
-                    runtime().display(),
+                    "`{program} {}` did not finish within {TIMEOUT:?}",
                     args.join(" ")
                 );
             }
             std::thread::sleep(Duration::from_millis(5));
         };
         let out = Out {
+            program,
             args,
             status,
             stdout: fs::read_to_string(&out_path).unwrap_or_default(),
@@ -617,6 +627,20 @@ impl Test {
         );
         self.track_pid_file(&b.id);
         out
+    }
+
+    /// `run` the bundle in the foreground under the runtime binary `rt`, assert success and
+    /// return the probe's report.
+    #[track_caller]
+    pub fn probe_with(&self, rt: &Path, b: &Bundle) -> Value {
+        b.write();
+        self.track_id(&b.id);
+        let dir = b.dir.to_string_lossy().into_owned();
+        let out = self
+            .exec(self.command_with(rt, &[], &["run", "--bundle", &dir, &b.id]))
+            .0;
+        out.ok();
+        out.probe_facts()
     }
 
     /// Run the bundle in the foreground, assert success and return the probe's report.
@@ -735,7 +759,14 @@ impl Test {
             .output()
             .expect("run unshare (util-linux)");
         assert!(out.status.success(), "unshare --{kind}: {out:?}");
+        self.own_mount(&file);
         file
+    }
+
+    /// Declare a mount the test made itself under its temp dir: [`Test::leftovers`] does not
+    /// count it (it is still unmounted on drop).
+    pub fn own_mount(&self, path: &Path) {
+        self.tracked().own_mounts.push(path.to_path_buf());
     }
 
     fn new_seq(&self) -> u32 {
@@ -749,9 +780,9 @@ impl Test {
     /// (`<cgroup_parent>/<id>` in any hierarchy), mounts under the temp dir, processes
     /// (tracked pids, pids in the test's cgroups, processes carrying its marker).
     pub fn leftovers(&self, grace: Duration) -> Vec<String> {
-        let (ids, pids) = {
+        let (ids, pids, own) = {
             let t = self.tracked();
-            (t.ids.clone(), t.pids.clone())
+            (t.ids.clone(), t.pids.clone(), t.own_mounts.clone())
         };
         let needle = format!("SEALRUN_TEST_MARK={}", self.mark);
         let procs = || {
@@ -790,6 +821,9 @@ impl Test {
             }
         }
         for m in host::mounts_under(&self.dir) {
+            if own.contains(&m) {
+                continue;
+            }
             left.push(format!("mount {}", m.display()));
         }
         left
