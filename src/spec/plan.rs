@@ -469,13 +469,10 @@ pub fn plan(spec: &Spec, opts: CreateOptions) -> Result<Plan> {
             "--console-socket given but process.terminal is false".into(),
         ));
     }
-    let personality = match linux.personality() {
-        Some(p) => Some(match p.domain() {
-            oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
-            oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
-        }),
-        None => None,
-    };
+    let personality = linux.personality().as_ref().map(|p| match p.domain() {
+        oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
+        oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+    });
     let mut time_offsets = Vec::new();
     for (clock, off) in linux.time_offsets().iter().flatten() {
         if clock != "monotonic" && clock != "boottime" {

@@ -123,6 +123,8 @@ pub fn parse_capabilities(names: &[String], field: &str) -> Result<CapsHashSet> 
     Ok(out)
 }
 
+// The libc constants are `c_int` on musl and `u32` on glibc.
+#[allow(clippy::unnecessary_cast)]
 fn rlimit_resource(t: PosixRlimitType) -> u32 {
     (match t {
         PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,

@@ -138,6 +138,8 @@ pub fn fstatfs(fd: BorrowedFd<'_>) -> nix::Result<i64> {
     check(unsafe { libc::fstatfs(fd.as_raw_fd(), st.as_mut_ptr()) } as libc::c_long)?;
     // SAFETY: fstatfs succeeded, so it filled the whole struct.
     let st = unsafe { st.assume_init() };
+    // `f_type`'s width differs between architectures and libcs.
+    #[allow(clippy::unnecessary_cast)]
     Ok(st.f_type as i64)
 }
 
@@ -147,6 +149,8 @@ pub fn fstatvfs_flags(fd: BorrowedFd<'_>) -> nix::Result<u64> {
     // SAFETY: `st` points to writable memory of the right size; `fd` is live.
     check(unsafe { libc::fstatvfs(fd.as_raw_fd(), st.as_mut_ptr()) } as libc::c_long)?;
     // SAFETY: fstatvfs succeeded, so it filled the whole struct.
+    // `f_flag`'s width differs between architectures and libcs.
+    #[allow(clippy::unnecessary_cast)]
     Ok(unsafe { st.assume_init() }.f_flag as u64)
 }
 
