@@ -201,6 +201,46 @@ fn kill_signals_reach_the_container() {
 }
 
 #[test]
+fn processes_left_by_an_init_sharing_a_pid_namespace_are_killed() {
+    // A container that joins another's pid namespace (a Kubernetes pod with a shared process
+    // namespace) has no init to take its children down: when its process exits, the shim runs
+    // `<runtime> kill --all <id> 9` on the now stopped container, as runc allows.
+    let ctd = Containerd::start();
+    let owner = ctd.run_detached("pidns-owner", &[], &["sleep", "3600"]);
+    let with_ns = format!("pid:/proc/{owner}/ns/pid");
+    let script = "sleep 3600 & touch /tmp/child-started; exit 0";
+    ctd.expect_ok(ctd.ctr_run(
+        "pidns-guest",
+        true,
+        &["--with-ns", &with_ns],
+        &["sh", "-c", script],
+    ));
+    ctd.wait_status("pidns-guest", "STOPPED");
+    assert!(ctd
+        .bundle("pidns-guest")
+        .join("rootfs/tmp/child-started")
+        .exists());
+    let procs = ctd.cgroup_file("pidns-guest", "pids", "cgroup.procs", "cgroup.procs");
+    let mut left = String::from("?");
+    for _ in 0..500 {
+        left = fs::read_to_string(&procs).unwrap_or_default();
+        if left.trim().is_empty() {
+            break;
+        }
+        sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        left.trim(),
+        "",
+        "processes left in {}\n{}",
+        procs.display(),
+        ctd.log_tail()
+    );
+    let r = ctd.task(&["delete", "pidns-guest"]);
+    assert!(!r.stderr.contains("exit code"), "{r}");
+}
+
+#[test]
 fn pause_and_resume() {
     let ctd = Containerd::start();
     ctd.run_detached("pause", &[], &["sleep", "3600"]);
