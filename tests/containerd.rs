@@ -306,6 +306,113 @@ fn resource_limits_are_applied_and_updated() {
 }
 
 #[test]
+fn memory_limit_is_enforced() {
+    // No swap here: a process holding more than the limit is OOM-killed (128+9).
+    let ctd = Containerd::start();
+    let hog = "head -c 268435456 /dev/zero | tail -n 1 >/dev/null";
+    let r = run(ctd.ctr_run(
+        "oom",
+        false,
+        &["--memory-limit", "33554432"],
+        &["sh", "-c", hog],
+    ));
+    assert_eq!(r.code, Some(137), "{r}\n{}", ctd.log_tail());
+}
+
+#[test]
+fn default_cgroups_path_is_namespace_and_id() {
+    let ctd = Containerd::start();
+    let pid = ctd.run_detached_with("defcg", &[], &["sleep", "3600"]);
+    let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let want = format!("/{}/defcg", ctd.namespace);
+    assert!(cgroup.lines().all(|l| l.ends_with(&want)), "{cgroup}");
+    ctd.task(&["delete", "--force", "defcg"]);
+    let pure_v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.procs").exists();
+    for line in cgroup.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, controllers, path) = (f.next(), f.next().unwrap(), f.next().unwrap());
+        let hierarchy = match controllers {
+            _ if pure_v2 => String::new(),
+            "" => "unified".to_string(),
+            c => c.trim_start_matches("name=").to_string(),
+        };
+        let dir = std::path::Path::new("/sys/fs/cgroup")
+            .join(hierarchy)
+            .join(path.trim_start_matches('/'));
+        assert!(!dir.exists(), "{} left after delete", dir.display());
+    }
+}
+
+#[test]
+fn seccomp_profile_from_containerd_is_loaded() {
+    let ctd = Containerd::start();
+    let r = run(ctd.ctr_run(
+        "seccomp",
+        false,
+        &["--seccomp"],
+        &["grep", "^Seccomp:", "/proc/self/status"],
+    ));
+    assert!(r.ok(), "{r}\n{}", ctd.log_tail());
+    assert_eq!(
+        r.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["Seccomp:", "2"],
+        "{r}"
+    );
+    // containerd's default profile denies unshare without CAP_SYS_ADMIN.
+    let r = run(ctd.ctr_run(
+        "seccomp2",
+        false,
+        &["--seccomp"],
+        &["unshare", "-U", "true"],
+    ));
+    assert!(!r.ok(), "{r}");
+    let r = run(ctd.ctr_run("seccomp3", false, &[], &["unshare", "-U", "true"]));
+    assert!(r.ok(), "{r}");
+}
+
+#[test]
+fn read_only_rootfs_and_bind_mount() {
+    let ctd = Containerd::start();
+    let shared = ctd.dir.join("shared");
+    fs::create_dir_all(&shared).unwrap();
+    fs::write(shared.join("hello"), "from the host\n").unwrap();
+    let mount = format!(
+        "type=bind,src={},dst=/shared,options=rbind:ro",
+        shared.display()
+    );
+    let script = "cat /shared/hello; touch /x 2>/dev/null && echo rootfs-writable; touch /shared/y 2>/dev/null && echo bind-writable; echo done";
+    let r = run(ctd.ctr_run(
+        "ro",
+        false,
+        &["--read-only", "--mount", &mount],
+        &["sh", "-c", script],
+    ));
+    assert!(r.ok(), "{r}\n{}", ctd.log_tail());
+    assert_eq!(
+        r.stdout.lines().collect::<Vec<_>>(),
+        ["from the host", "done"],
+        "{r}"
+    );
+    assert!(!shared.join("y").exists());
+}
+
+#[test]
+fn host_network_namespace() {
+    let ctd = Containerd::start();
+    let host = fs::read_link("/proc/self/ns/net").unwrap();
+    let r = run(ctd.ctr_run(
+        "nethost",
+        false,
+        &["--net-host"],
+        &["readlink", "/proc/self/ns/net"],
+    ));
+    assert!(r.ok(), "{r}\n{}", ctd.log_tail());
+    assert_eq!(r.stdout.trim(), host.to_str().unwrap(), "{r}");
+    let r = run(ctd.ctr_run("netpriv", false, &[], &["readlink", "/proc/self/ns/net"]));
+    assert!(r.ok() && r.stdout.trim() != host.to_str().unwrap(), "{r}");
+}
+
+#[test]
 fn delete_removes_everything() {
     let ctd = Containerd::start();
     ctd.run_detached("gone", &[], &["sleep", "3600"]);

@@ -292,6 +292,12 @@ disabled_plugins = [
 
     /// `ctr run` with the runtime under test and every path private: `--rm` unless `detach`.
     pub fn ctr_run(&self, id: &str, detach: bool, opts: &[&str], args: &[&str]) -> Command {
+        let cgroup = ["--cgroup", &self.cgroup_path(id)];
+        self.ctr_run_with(id, detach, &[&cgroup[..], opts].concat(), args)
+    }
+
+    /// `ctr_run` without `--cgroup`: containerd's default cgroups path, `/<namespace>/<id>`.
+    pub fn ctr_run_with(&self, id: &str, detach: bool, opts: &[&str], args: &[&str]) -> Command {
         self.ids.lock().unwrap().push(id.to_string());
         let mut cmd = self.ctr();
         cmd.arg("run")
@@ -302,12 +308,7 @@ disabled_plugins = [
             .arg(&self.runc_root)
             .arg("--fifo-dir")
             .arg(&self.fifo_dir)
-            .args([
-                "--snapshotter",
-                "overlayfs",
-                "--cgroup",
-                &self.cgroup_path(id),
-            ])
+            .args(["--snapshotter", "overlayfs"])
             .args(opts)
             .arg(self.image())
             .arg(id)
@@ -318,6 +319,12 @@ disabled_plugins = [
     /// Starts a detached container running `args` and waits until its task is RUNNING.
     pub fn run_detached(&self, id: &str, opts: &[&str], args: &[&str]) -> u32 {
         self.expect_ok(self.ctr_run(id, true, opts, args));
+        self.wait_status(id, "RUNNING")
+    }
+
+    /// `run_detached` without `--cgroup`.
+    pub fn run_detached_with(&self, id: &str, opts: &[&str], args: &[&str]) -> u32 {
+        self.expect_ok(self.ctr_run_with(id, true, opts, args));
         self.wait_status(id, "RUNNING")
     }
 
@@ -512,7 +519,13 @@ disabled_plugins = [
         for dir in self.owned_cgroups() {
             remove_cgroup_tree(&dir);
         }
-        // 7. The temp dir, unless something is still mounted in it.
+        // 7. The temp dir, unless something is still mounted in it; containerd's log is kept
+        //    on request (SEALRUN_TEST_KEEP_LOGS=DIR) to compare runtimes.
+        if let Some(keep) = std::env::var_os("SEALRUN_TEST_KEEP_LOGS") {
+            let keep = PathBuf::from(keep);
+            let _ = fs::create_dir_all(&keep);
+            let _ = fs::copy(&self.log, keep.join(format!("{}.log", self.namespace)));
+        }
         if mounts_under(&self.dir).is_empty() {
             let _ = fs::remove_dir_all(&self.dir);
         } else {
