@@ -506,6 +506,30 @@ mod tests {
     }
 
     #[test]
+    fn the_kernel_verifier_accepts_the_programs() {
+        let states = [
+            DeviceState::deny_all(),
+            DeviceState::from_rules(&[
+                rule(true, "c", Some(1), Some(3), "rwm"),
+                rule(true, "c", Some(136), None, "rw"),
+                rule(true, "b", None, Some(0), "m"),
+            ]),
+            DeviceState::from_rules(&[
+                rule(true, "a", None, None, "rwm"),
+                rule(false, "c", Some(10), Some(200), "r"),
+            ]),
+        ];
+        for state in &states {
+            match crate::sys::bpf::prog_load_cgroup_device(&program(state), c"Apache-2.0") {
+                Ok(_) => {}
+                // Loading needs CAP_BPF/CAP_SYS_ADMIN; unprivileged runs cannot check this.
+                Err((nix::errno::Errno::EPERM, _)) if !nix::unistd::geteuid().is_root() => return,
+                Err((e, log)) => panic!("{e}: {log}"),
+            }
+        }
+    }
+
+    #[test]
     fn random_rule_lists_compile_to_the_kernels_decisions() {
         // A small deterministic generator (no rand dependency).
         let mut seed = 0x2545_f491_4f6c_dd1du64;

@@ -52,7 +52,9 @@ fn unescape(s: &str) -> String {
         if b[i] == b'\\' && i + 4 <= b.len() {
             let oct = &b[i + 1..i + 4];
             if oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
-                let v = oct.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+                let v = oct
+                    .iter()
+                    .fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
                 if let Ok(v) = u8::try_from(v) {
                     out.push(v);
                     i += 4;
@@ -206,7 +208,12 @@ pub fn clean_path(path: &str) -> String {
 /// cgroup (`own`, from /proc/self/cgroup), or from its parent on a pure v2 host, as runc 1.1
 /// does (the caller's own v2 cgroup usually has processes, so it cannot have controllers
 /// enabled for children).
-pub fn dir_in(h: &Mounted, mode: Mode, inner: &str, own: &[(Vec<String>, PathBuf)]) -> Result<PathBuf> {
+pub fn dir_in(
+    h: &Mounted,
+    mode: Mode,
+    inner: &str,
+    own: &[(Vec<String>, PathBuf)],
+) -> Result<PathBuf> {
     let rel = inner.trim_start_matches('/');
     if inner.starts_with('/') {
         return Ok(h.mount_point.join(rel));
@@ -299,19 +306,27 @@ mod tests {
     fn v1_layout_keeps_comounted_controllers_together_and_skips_duplicates() {
         let l = parse_mountinfo(V1);
         assert_eq!(l.mode, Mode::V1);
-        let names: Vec<String> = l.hierarchies.iter().map(|h| h.controllers.join(",")).collect();
+        let names: Vec<String> = l
+            .hierarchies
+            .iter()
+            .map(|h| h.controllers.join(","))
+            .collect();
         assert_eq!(
             names,
-            ["name=systemd", "cpu,cpuacct", "memory", "net_cls,net_prio", "devices"]
+            [
+                "name=systemd",
+                "cpu,cpuacct",
+                "memory",
+                "net_cls,net_prio",
+                "devices"
+            ]
         );
         assert!(l.hierarchies.iter().all(|h| !h.v2));
     }
 
     #[test]
     fn shadowed_cgroup2_mount_is_ignored() {
-        let text = format!(
-            "{HYBRID}50 41 0:60 / /sys/fs/cgroup/unified rw - tmpfs none rw\n"
-        );
+        let text = format!("{HYBRID}50 41 0:60 / /sys/fs/cgroup/unified rw - tmpfs none rw\n");
         let l = parse_mountinfo(&text);
         assert_eq!(l.mode, Mode::V1);
         assert!(l.hierarchies.iter().all(|h| !h.v2));
@@ -346,7 +361,11 @@ mod tests {
     fn absolute_paths_start_at_the_hierarchy_root() {
         let l = parse_mountinfo(HYBRID);
         let own = parse_proc_cgroup(OWN);
-        let mem = l.hierarchies.iter().find(|h| h.controllers == ["memory"]).unwrap();
+        let mem = l
+            .hierarchies
+            .iter()
+            .find(|h| h.controllers == ["memory"])
+            .unwrap();
         assert_eq!(
             dir_in(mem, l.mode, "/sealrun/c1", &own).unwrap(),
             Path::new("/sys/fs/cgroup/memory/sealrun/c1")

@@ -123,7 +123,11 @@ fn hugepage_sizes() -> Vec<String> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            let kb: u64 = name.strip_prefix("hugepages-")?.strip_suffix("kB")?.parse().ok()?;
+            let kb: u64 = name
+                .strip_prefix("hugepages-")?
+                .strip_suffix("kB")?
+                .parse()
+                .ok()?;
             Some(page_size_name(kb))
         })
         .collect();
@@ -171,7 +175,8 @@ impl Host for Live<'_> {
     fn version(&self, ctl: &str) -> Option<Ver> {
         if self.cg.v1(ctl).is_some() {
             Some(Ver::V1)
-        } else if self.cg.v2().is_some() && (ctl == "cgroup" || self.v2_ctls.iter().any(|c| c == ctl))
+        } else if self.cg.v2().is_some()
+            && (ctl == "cgroup" || self.v2_ctls.iter().any(|c| c == ctl))
         {
             Some(Ver::V2)
         } else {
@@ -241,7 +246,9 @@ impl Cgroup {
         id: &str,
     ) -> Result<Cgroup> {
         if id.is_empty() || id.contains('/') || id == "." || id == ".." {
-            return Err(Error::InvalidArgument(format!("invalid container id {id:?}")));
+            return Err(Error::InvalidArgument(format!(
+                "invalid container id {id:?}"
+            )));
         }
         let inner = match cgroups_path.filter(|p| !p.is_empty()) {
             Some(p) => layout::clean_path(p),
@@ -308,25 +315,13 @@ impl Cgroup {
 
     fn create_dirs(&mut self) -> Result<()> {
         for h in self.hierarchies.clone() {
-            let rel = h.dir.strip_prefix(&h.mount_point).unwrap_or(Path::new(""));
-            let mut cur = h.mount_point.clone();
-            for part in rel.components() {
-                let parent = cur.clone();
-                cur.push(part);
-                match std::fs::create_dir(&cur) {
-                    Ok(()) => self.created.push(cur.clone()),
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        if !cur.is_dir() {
-                            return Err(Error::Other(format!(
-                                "{} exists and is not a cgroup directory",
-                                cur.display()
-                            )));
-                        }
-                    }
-                    Err(e) => return Err(e).op_path("mkdir", &cur),
-                }
-                if h.controllers.iter().any(|c| c == "cpuset") {
-                    inherit_cpuset(&parent, &cur)?;
+            // A parent another container made may vanish under us when that container is
+            // deleted at the same moment: start the walk again.
+            let mut attempts = 0;
+            while !self.make_path(&h)? {
+                attempts += 1;
+                if attempts == 5 {
+                    return Err(Error::os("mkdir", Some(&h.dir), Errno::ENOENT));
                 }
             }
             if !self.created.contains(&h.dir) {
@@ -354,6 +349,34 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+
+    /// Create the directories from `h`'s mount point down to its cgroup; `false` when a
+    /// parent disappeared on the way.
+    fn make_path(&mut self, h: &Hierarchy) -> Result<bool> {
+        let rel = h.dir.strip_prefix(&h.mount_point).unwrap_or(Path::new(""));
+        let mut cur = h.mount_point.clone();
+        for part in rel.components() {
+            let parent = cur.clone();
+            cur.push(part);
+            match std::fs::create_dir(&cur) {
+                Ok(()) => self.created.push(cur.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if !cur.is_dir() {
+                        return Err(Error::Other(format!(
+                            "{} exists and is not a cgroup directory",
+                            cur.display()
+                        )));
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(e).op_path("mkdir", &cur),
+            }
+            if h.controllers.iter().any(|c| c == "cpuset") {
+                inherit_cpuset(&parent, &cur)?;
+            }
+        }
+        Ok(true)
     }
 
     /// Apply (or update) resource limits. Device rules are applied when present (create);
@@ -386,9 +409,9 @@ impl Cgroup {
     }
 
     fn write_setting(&self, live: &Live<'_>, w: &resources::Write) -> Result<()> {
-        let dir = live.dir(&w.ctl).ok_or_else(|| {
-            Error::Unsupported(format!("{}: no {} controller", w.field, w.ctl))
-        })?;
+        let dir = live
+            .dir(&w.ctl)
+            .ok_or_else(|| Error::Unsupported(format!("{}: no {} controller", w.field, w.ctl)))?;
         if live.version(&w.ctl) == Some(Ver::V2) && w.ctl != "cgroup" {
             if let Some(h) = self.v2() {
                 enable_v2(h, &w.ctl)?;
@@ -620,7 +643,9 @@ impl Cgroup {
             for pid in pids {
                 match sys::process::kill(*pid, Some(signal)) {
                     Ok(()) | Err(Errno::ESRCH) => {}
-                    Err(e) => crate::log::warn(&format!("kill {pid}: {}", crate::error::errno_text(e))),
+                    Err(e) => {
+                        crate::log::warn(&format!("kill {pid}: {}", crate::error::errno_text(e)))
+                    }
                 }
             }
         }
@@ -687,6 +712,16 @@ impl Cgroup {
             };
             if let Err(e) = r {
                 first_err.get_or_insert(e);
+            }
+        }
+        // The default parent is sealrun's own: whoever leaves it empty removes it, even if
+        // another container created it (else concurrent deletes leave it behind).
+        if self.path.starts_with(&format!("{DEFAULT_PARENT}/")) {
+            for h in &self.hierarchies {
+                let parent = h.mount_point.join(DEFAULT_PARENT.trim_start_matches('/'));
+                if let Err(e) = remove_parent(&parent) {
+                    first_err.get_or_insert(e);
+                }
             }
         }
         first_err.map_or(Ok(()), Err)
@@ -804,7 +839,13 @@ fn rmdir_retrying(dir: &Path, limit: Duration) -> Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(None),
         Err(e) => Err(e).op_path("rmdir", dir),
     })?;
-    r.ok_or_else(|| Error::os("rmdir (cgroup still has processes)", Some(dir), Errno::EBUSY))
+    r.ok_or_else(|| {
+        Error::os(
+            "rmdir (cgroup still has processes)",
+            Some(dir),
+            Errno::EBUSY,
+        )
+    })
 }
 
 /// Remove a container cgroup and the sub-cgroups its processes created, deepest first.
@@ -825,19 +866,33 @@ fn remove_tree(dir: &Path) -> Result<()> {
 
 /// Remove a parent directory sealrun created, unless another cgroup still lives in it.
 fn remove_parent(dir: &Path) -> Result<()> {
-    let in_use = match std::fs::read_dir(dir) {
-        Ok(mut entries) => entries.any(|e| e.is_ok_and(|e| e.file_type().is_ok_and(|t| t.is_dir()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).op_path("read dir", dir),
+    let in_use = |dir: &Path| match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            entries.any(|e| e.is_ok_and(|e| e.file_type().is_ok_and(|t| t.is_dir())))
+        }
+        Err(_) => false,
     };
-    if in_use {
+    if in_use(dir) {
         crate::log::debug(&format!(
-            "cgroup {} is still in use by other cgroups: left in place",
+            "cgroup {} is still in use: left in place",
             dir.display()
         ));
         return Ok(());
     }
-    rmdir_retrying(dir, Duration::from_secs(1))
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        // Another container made a cgroup in it since we looked, or someone put processes
+        // there: not ours to empty.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::ENOTEMPTY)) => {
+            crate::log::debug(&format!(
+                "cgroup {} is in use: left in place",
+                dir.display()
+            ));
+            Ok(())
+        }
+        Err(e) => Err(e).op_path("rmdir", dir),
+    }
 }
 
 /// Load the device program for `state` and make it the only one on `dir`: attach the new one
@@ -962,12 +1017,24 @@ mod tests {
         let m = cg.container_mounts();
         let short: Vec<(&str, &str, &str, Vec<String>)> = m
             .iter()
-            .map(|m| (m.subdir.as_str(), m.fstype, m.data.as_str(), m.symlinks.clone()))
+            .map(|m| {
+                (
+                    m.subdir.as_str(),
+                    m.fstype,
+                    m.data.as_str(),
+                    m.symlinks.clone(),
+                )
+            })
             .collect();
         assert_eq!(
             short,
             [
-                ("cpu,cpuacct", "cgroup", "cpu,cpuacct", vec!["cpu".to_string(), "cpuacct".to_string()]),
+                (
+                    "cpu,cpuacct",
+                    "cgroup",
+                    "cpu,cpuacct",
+                    vec!["cpu".to_string(), "cpuacct".to_string()]
+                ),
                 ("memory", "cgroup", "memory", vec![]),
                 ("systemd", "cgroup", "name=systemd", vec![]),
                 ("unified", "cgroup2", "", vec![]),

@@ -314,7 +314,12 @@ fn memory(r: &LinuxResources, host: &dyn Host, p: &mut Planned) -> Result<()> {
                 p.write("memory", "memory.max", max_or(limit), "memory.limit");
             }
             if reservation != 0 {
-                p.write("memory", "memory.low", max_or(reservation), "memory.reservation");
+                p.write(
+                    "memory",
+                    "memory.low",
+                    max_or(reservation),
+                    "memory.reservation",
+                );
             }
             if m.swappiness().is_some() {
                 p.ignore("memory.swappiness", "not supported by cgroup v2");
@@ -359,7 +364,10 @@ fn cpu(r: &LinuxResources, host: &dyn Host, p: &mut Planned) {
                 if host.exists("cpu", file) {
                     p.write("cpu", file, v, field);
                 } else {
-                    p.ignore(field, "realtime scheduling groups are not enabled in this kernel");
+                    p.ignore(
+                        field,
+                        "realtime scheduling groups are not enabled in this kernel",
+                    );
                 }
             }
             if shares != 0 {
@@ -389,7 +397,10 @@ fn cpu(r: &LinuxResources, host: &dyn Host, p: &mut Planned) {
         }
         Ver::V2 => {
             if rt_period != 0 || rt_runtime != 0 {
-                p.ignore("cpu.realtimeRuntime", "realtime limits are not supported by cgroup v2");
+                p.ignore(
+                    "cpu.realtimeRuntime",
+                    "realtime limits are not supported by cgroup v2",
+                );
             }
             if shares != 0 {
                 p.write("cpu", "cpu.weight", shares_to_weight(shares), "cpu.shares");
@@ -496,7 +507,10 @@ fn blkio(r: &LinuxResources, host: &dyn Host, p: &mut Planned) {
             };
             if weight != 0 {
                 if wfile.is_empty() {
-                    p.ignore("blockIO.weight", "no I/O scheduler with weights on this host");
+                    p.ignore(
+                        "blockIO.weight",
+                        "no I/O scheduler with weights on this host",
+                    );
                 } else {
                     p.write(ctl, wfile, weight, "blockIO.weight");
                 }
@@ -523,7 +537,10 @@ fn blkio(r: &LinuxResources, host: &dyn Host, p: &mut Planned) {
                         let v = format!("{}:{} {w}", d.major(), d.minor());
                         p.write(ctl, "blkio.leaf_weight_device", v, &field);
                     } else {
-                        p.ignore(&format!("{field}.leafWeight"), "not supported by this kernel");
+                        p.ignore(
+                            &format!("{field}.leafWeight"),
+                            "not supported by this kernel",
+                        );
                     }
                 }
             }
@@ -539,9 +556,17 @@ fn blkio(r: &LinuxResources, host: &dyn Host, p: &mut Planned) {
                 if bfq {
                     p.write(ctl, "io.bfq.weight", weight, "blockIO.weight");
                 } else if host.exists(ctl, "io.weight") {
-                    p.write(ctl, "io.weight", blkio_weight_to_io_weight(weight), "blockIO.weight");
+                    p.write(
+                        ctl,
+                        "io.weight",
+                        blkio_weight_to_io_weight(weight),
+                        "blockIO.weight",
+                    );
                 } else {
-                    p.ignore("blockIO.weight", "no I/O scheduler with weights on this host");
+                    p.ignore(
+                        "blockIO.weight",
+                        "no I/O scheduler with weights on this host",
+                    );
                 }
             }
             if leaf != 0 {
@@ -560,7 +585,12 @@ fn blkio(r: &LinuxResources, host: &dyn Host, p: &mut Planned) {
             }
             for (list, _, key, field) in &throttles {
                 for (i, d) in list.iter().flatten().enumerate() {
-                    p.write(ctl, "io.max", device_line(d, Some(key)), &format!("{field}[{i}]"));
+                    p.write(
+                        ctl,
+                        "io.max",
+                        device_line(d, Some(key)),
+                        &format!("{field}[{i}]"),
+                    );
                 }
             }
         }
@@ -582,7 +612,10 @@ fn hugetlb(r: &LinuxResources, host: &dyn Host, p: &mut Planned) {
         if !sizes.iter().any(|s| s == h.page_size()) {
             p.ignore(
                 &field,
-                format!("huge page size {} is not supported by this host", h.page_size()),
+                format!(
+                    "huge page size {} is not supported by this host",
+                    h.page_size()
+                ),
             );
             continue;
         }
@@ -647,7 +680,7 @@ mod tests {
         pub files: HashMap<String, String>,
         pub sizes: Vec<String>,
     }
-    
+
     impl Host for FakeHost {
         fn version(&self, ctl: &str) -> Option<Ver> {
             self.ctls.get(ctl).copied()
@@ -670,7 +703,9 @@ mod tests {
     /// This machine: v1 controllers alone, hugetlb only on the unified hierarchy.
     fn hybrid() -> FakeHost {
         let mut h = FakeHost::default();
-        for c in ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids"] {
+        for c in [
+            "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
+        ] {
             h.ctls.insert(c.into(), Ver::V1);
         }
         h.ctls.insert("hugetlb".into(), Ver::V2);
@@ -683,8 +718,10 @@ mod tests {
         ] {
             h.files.insert(f.into(), String::new());
         }
-        h.files
-            .insert("memory.limit_in_bytes".into(), "9223372036854771712\n".into());
+        h.files.insert(
+            "memory.limit_in_bytes".into(),
+            "9223372036854771712\n".into(),
+        );
         h.sizes = vec!["2MB".into(), "1GB".into()];
         h
     }
@@ -709,7 +746,9 @@ mod tests {
     }
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -758,7 +797,11 @@ mod tests {
         let mut h = hybrid();
         h.files
             .insert("memory.limit_in_bytes".into(), "536870912\n".into());
-        let p = plan(&res(r#"{"memory":{"limit":67108864,"swap":134217728}}"#), &h).unwrap();
+        let p = plan(
+            &res(r#"{"memory":{"limit":67108864,"swap":134217728}}"#),
+            &h,
+        )
+        .unwrap();
         assert_eq!(
             files(&p),
             pairs(&[
@@ -803,7 +846,8 @@ mod tests {
 
     #[test]
     fn cpu_v1_and_v2() {
-        let r = res(r#"{"cpu":{"shares":1024,"quota":50000,"period":100000,"cpus":"0","mems":"0"}}"#);
+        let r =
+            res(r#"{"cpu":{"shares":1024,"quota":50000,"period":100000,"cpus":"0","mems":"0"}}"#);
         let p = plan(&r, &hybrid()).unwrap();
         assert_eq!(
             files(&p),
@@ -836,12 +880,10 @@ mod tests {
 
     #[test]
     fn pids_blkio_and_hugetlb_on_the_hybrid_host() {
-        let r = res(
-            r#"{"pids":{"limit":-1},
+        let r = res(r#"{"pids":{"limit":-1},
                 "blockIO":{"weight":500,"leafWeight":300,
                            "throttleReadBpsDevice":[{"major":8,"minor":0,"rate":1048576}]},
-                "hugepageLimits":[{"pageSize":"2MB","limit":4194304},{"pageSize":"16GB","limit":1}]}"#,
-        );
+                "hugepageLimits":[{"pageSize":"2MB","limit":4194304},{"pageSize":"16GB","limit":1}]}"#);
         let p = plan(&r, &hybrid()).unwrap();
         assert_eq!(
             files(&p),
@@ -860,11 +902,9 @@ mod tests {
 
     #[test]
     fn io_v2_converts_weight_and_uses_io_max() {
-        let r = res(
-            r#"{"blockIO":{"weight":500,
+        let r = res(r#"{"blockIO":{"weight":500,
                 "throttleWriteIOPSDevice":[{"major":8,"minor":16,"rate":100}],
-                "throttleReadBpsDevice":[{"major":8,"minor":0,"rate":0}]}}"#,
-        );
+                "throttleReadBpsDevice":[{"major":8,"minor":0,"rate":0}]}}"#);
         let p = plan(&r, &v2()).unwrap();
         assert_eq!(
             files(&p),
@@ -928,8 +968,14 @@ mod tests {
             (r#"{"unified":{"cgroup.procs":"1"}}"#, "cgroup.procs"),
             (r#"{"memory":{"swappiness":101}}"#, "memory.swappiness"),
             (r#"{"memory":{"limit":100,"swap":50}}"#, "memory.swap"),
-            (r#"{"hugepageLimits":[{"pageSize":"2M/../x","limit":1}]}"#, "hugepageLimits[0]"),
-            (r#"{"devices":[{"allow":true,"access":"q"}]}"#, "devices[0].access"),
+            (
+                r#"{"hugepageLimits":[{"pageSize":"2M/../x","limit":1}]}"#,
+                "hugepageLimits[0]",
+            ),
+            (
+                r#"{"devices":[{"allow":true,"access":"q"}]}"#,
+                "devices[0].access",
+            ),
         ];
         for (json, field) in bad {
             let e = validate(&res(json)).unwrap_err().to_string();

@@ -531,7 +531,10 @@ mod tests {
                 ("cpuacct.usage", "12032575\n"),
                 ("cpuacct.usage_percpu", "12032575 0 \n"),
                 ("cpuacct.stat", "user 0\nsystem 1\n"),
-                ("cpu.stat", "nr_periods 4\nnr_throttled 0\nthrottled_time 0\n"),
+                (
+                    "cpu.stat",
+                    "nr_periods 4\nnr_throttled 0\nthrottled_time 0\n",
+                ),
                 ("cpuset.cpus", "0-2,5\n"),
                 ("cpuset.sched_relax_domain_level", "-1\n"),
                 ("memory.stat", "cache 4096\nrss 53248\n"),
@@ -542,7 +545,10 @@ mod tests {
                 ("memory.memsw.limit_in_bytes", "268435456\n"),
                 ("pids.current", "1\n"),
                 ("pids.max", "max\n"),
-                ("blkio.throttle.io_service_bytes", "8:0 Read 10\n8:0 Write 0\nTotal 10\n"),
+                (
+                    "blkio.throttle.io_service_bytes",
+                    "8:0 Read 10\n8:0 Write 0\nTotal 10\n",
+                ),
                 ("hugetlb.2MB.current", "0\n"),
                 ("hugetlb.2MB.events", "max 3\n"),
             ]
@@ -550,7 +556,10 @@ mod tests {
         };
         let v = serde_json::to_value(collect(&host)).unwrap();
         assert_eq!(v["cpu"]["usage"]["total"], 12032575);
-        assert_eq!(v["cpu"]["usage"]["percpu"], serde_json::json!([12032575, 0]));
+        assert_eq!(
+            v["cpu"]["usage"]["percpu"],
+            serde_json::json!([12032575, 0])
+        );
         assert_eq!(v["cpu"]["usage"]["kernel"], 10_000_000);
         assert_eq!(v["cpu"]["usage"]["user"], 0);
         assert_eq!(v["cpu"]["throttling"], serde_json::json!({"periods": 4}));

@@ -104,10 +104,7 @@ unsafe fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> nix::Result<libc::c_long> {
 
 /// `BPF_PROG_LOAD` of a cgroup device program. On failure the load is retried with the
 /// verifier log on, and its text is returned with the errno.
-pub fn prog_load_cgroup_device(
-    insns: &[Insn],
-    license: &CStr,
-) -> Result<OwnedFd, (Errno, String)> {
+pub fn prog_load_cgroup_device(insns: &[Insn], license: &CStr) -> Result<OwnedFd, (Errno, String)> {
     let insn_cnt = u32::try_from(insns.len()).map_err(|_| (Errno::E2BIG, String::new()))?;
     let load = |log: &mut [u8]| {
         let mut attr = ProgLoadAttr {
