@@ -101,7 +101,7 @@ fn make_parent_private(rootfs: &Path) -> Result<()> {
         if rootfs.starts_with(&mp)
             && best
                 .as_ref()
-                .map_or(true, |(b, _)| mp.as_os_str().len() >= b.as_os_str().len())
+                .is_none_or(|(b, _)| mp.as_os_str().len() >= b.as_os_str().len())
         {
             let shared = f[6..]
                 .iter()
