@@ -413,6 +413,34 @@ fn host_network_namespace() {
 }
 
 #[test]
+fn user_namespace_from_uid_and_gid_maps() {
+    // ctr chowns a copy of the snapshot for the map; the runtime creates the user namespace
+    // and writes the maps, and `exec` joins it.
+    let ctd = Containerd::start();
+    let maps = ["--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536"];
+    let pid = ctd.run_detached("userns", &maps, &["sleep", "3600"]);
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(uid.split_whitespace().nth(1), Some("100000"), "{uid}");
+    let r = ctd.expect_ok(ctd.ctr_exec(
+        "userns",
+        "maps",
+        &[],
+        &[
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map /proc/self/gid_map",
+        ],
+    ));
+    let words: Vec<&str> = r.stdout.split_whitespace().collect();
+    assert_eq!(
+        words,
+        ["0", "0", "100000", "65536", "0", "100000", "65536"],
+        "{r}"
+    );
+}
+
+#[test]
 fn delete_removes_everything() {
     let ctd = Containerd::start();
     ctd.run_detached("gone", &[], &["sleep", "3600"]);
