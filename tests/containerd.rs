@@ -306,9 +306,16 @@ fn resource_limits_are_applied_and_updated() {
 }
 
 #[test]
-fn memory_limit_is_enforced() {
-    // No swap here: a process holding more than the limit is OOM-killed (128+9).
+fn memory_limit_is_enforced_and_oom_reported() {
+    let swaps = fs::read_to_string("/proc/swaps").unwrap_or_default();
+    if swaps.lines().count() > 1 {
+        // With swap, a memory limit alone does not force an OOM kill (ctr sets no swap limit).
+        eprintln!("skipped: swap is enabled on this host");
+        return;
+    }
     let ctd = Containerd::start();
+    let events = ctd.events();
+    // `tail -n 1` holds its whole newline-free input: 256 MiB against a 32 MiB limit.
     let hog = "head -c 268435456 /dev/zero | tail -n 1 >/dev/null";
     let r = run(ctd.ctr_run(
         "oom",
@@ -317,6 +324,21 @@ fn memory_limit_is_enforced() {
         &["sh", "-c", hog],
     ));
     assert_eq!(r.code, Some(137), "{r}\n{}", ctd.log_tail());
+    // The shim watches the memory cgroup the runtime put the container in, and tells
+    // containerd (Kubernetes reports OOMKilled from this event).
+    let oom = |t: &str| {
+        t.lines()
+            .any(|l| l.contains("/tasks/oom") && l.contains("\"oom\""))
+    };
+    let mut text = events.text();
+    for _ in 0..500 {
+        if oom(&text) {
+            break;
+        }
+        sleep(Duration::from_millis(20));
+        text = events.text();
+    }
+    assert!(oom(&text), "no /tasks/oom event:\n{text}");
 }
 
 #[test]

@@ -7,11 +7,12 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::fs;
+use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -417,6 +418,47 @@ disabled_plugins = [
             .collect()
     }
 
+    /// Subscribes to containerd's events (`ctr events`) and waits until the subscription is
+    /// live (an event this call provokes itself has arrived).
+    pub fn events(&self) -> Events {
+        let mut cmd = self.ctr();
+        cmd.arg("events")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let seen = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let events = Events { child, seen };
+        for i in 0..POLL_ROUNDS {
+            let mut label = self.ctr();
+            label.args([
+                "namespaces",
+                "label",
+                &self.namespace,
+                &format!("probe={i}"),
+            ]);
+            self.expect_ok(label);
+            if events.text().contains("/namespaces/update") {
+                return events;
+            }
+            sleep(POLL);
+        }
+        panic!("`ctr events` never saw an event\n{}", self.log_tail());
+    }
+
     /// containerd's `Tasks.Update` with the given runtime-spec LinuxResources JSON.
     pub fn update_resources(&self, id: &str, resources_json: &str) -> Result<(), String> {
         grpc::update_task(&self.address, &self.namespace, id, resources_json)
@@ -547,6 +589,26 @@ disabled_plugins = [
             }
         }
         out
+    }
+}
+
+/// A running `ctr events`; stopped when dropped.
+pub struct Events {
+    child: Child,
+    seen: Arc<Mutex<String>>,
+}
+
+impl Events {
+    /// Everything printed so far.
+    pub fn text(&self) -> String {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
