@@ -161,7 +161,7 @@ impl Containerd {
         }
         fs::create_dir_all(&dir).unwrap();
         let mut ctd = Containerd {
-            namespace: format!("sealrun-test-{tag}"),
+            namespace: format!("sealrun-ctdns-{tag}"),
             address: dir.join("containerd.sock"),
             runc_root: dir.join("runc-root"),
             fifo_dir: dir.join("fifo"),
