@@ -377,8 +377,13 @@ fn main() {
                 sysctl.push((v.to_string(), val));
             }
             "read" => {
-                let val = match fs::read(v) {
-                    Ok(b) => s(String::from_utf8_lossy(&b[..b.len().min(4096)])),
+                // At most 4 KiB: /dev/zero never ends.
+                let val = match fs::File::open(v).and_then(|f| {
+                    let mut b = Vec::new();
+                    std::io::Read::read_to_end(&mut std::io::Read::take(f, 4096), &mut b)?;
+                    Ok(b)
+                }) {
+                    Ok(b) => s(String::from_utf8_lossy(&b)),
                     Err(e) => errno(&e),
                 };
                 read.push((v.to_string(), val));
