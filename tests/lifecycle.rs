@@ -7,7 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// A container that says "ready" and then waits for signals; traps TERM and USR1.
 const WAITER: &str = "trap 'echo got-term; exit 0' TERM; trap 'echo got-usr1' USR1; \
@@ -450,5 +450,216 @@ fn start_does_not_wait_for_the_process() {
     t.wait_output(id, "started");
     assert_eq!(t.status(id), "running");
     t.delete_force(id).ok();
+    t.assert_nothing_left();
+}
+
+/// Run `cmd` with `files` as its fds 3, 4, ... (inherited across exec).
+fn with_fds(cmd: &mut std::process::Command, files: Vec<std::fs::File>) {
+    use std::os::fd::AsRawFd;
+    let raw: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
+    // Keep the files open until the command is spawned (they are dropped with the closure).
+    let keep = files;
+    // SAFETY: between fork and exec the closure only calls dup/dup2/fcntl (async-signal-safe)
+    // on descriptor numbers captured by copy; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            let _ = &keep;
+            // Move the sources out of the way first, then dup2 onto 3, 4, ... (dup2 clears
+            // FD_CLOEXEC on the new descriptor).
+            let mut high = [0i32; 8];
+            for (i, fd) in raw.iter().enumerate() {
+                high[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 100);
+                if high[i] < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, fd) in high.iter().take(raw.len()).enumerate() {
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn preserve_fds_passes_extra_descriptors() {
+    let t = Test::new();
+    let mut opened = Vec::new();
+    for preserve in [0, 2] {
+        let id = t.new_id("p");
+        let b = t.bundle_for(&id);
+        b.write();
+        let files: Vec<std::fs::File> = ["extra-a", "extra-b"]
+            .iter()
+            .map(|n| std::fs::File::create(t.path(n)).unwrap())
+            .collect();
+        let n = preserve.to_string();
+        let dir = b.dir.to_string_lossy().into_owned();
+        let mut c = t.command(&[], &["run", "--preserve-fds", &n, "--bundle", &dir, &id]);
+        with_fds(&mut c, files);
+        let (out, _, _) = t.exec(c);
+        out.ok();
+        opened.push(out.probe_facts()["fds"].clone());
+    }
+    let keys = |v: &Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
+    assert_eq!(
+        keys(&opened[0]),
+        ["0", "1", "2"],
+        "nothing leaks without --preserve-fds"
+    );
+    assert_eq!(keys(&opened[1]), ["0", "1", "2", "3", "4"]);
+    assert!(
+        opened[1]["3"].as_str().unwrap().ends_with("extra-a"),
+        "{}",
+        opened[1]
+    );
+    assert!(
+        opened[1]["4"].as_str().unwrap().ends_with("extra-b"),
+        "{}",
+        opened[1]
+    );
+    t.assert_nothing_left();
+}
+
+#[test]
+fn no_pivot_runs_the_container() {
+    let t = Test::new();
+    let mut b = t.bundle();
+    b.probe_args(&["ls=/", "write=/x"]);
+    let out = t.run_with(&[], &b, &["--no-pivot"]);
+    out.ok();
+    let f = out.probe_facts();
+    assert!(f["ls"]["/"].as_array().unwrap().contains(&json!("probe")));
+    assert_eq!(f["write"]["/x"]["errno"], 30, "still a read-only root");
+    assert_eq!(f["cwd"], "/");
+    t.assert_nothing_left();
+}
+
+#[test]
+fn new_session_keyring_unless_no_new_keyring() {
+    let t = Test::new();
+    let mut seen = Vec::new();
+    for extra in [&[][..], &["--no-new-keyring"][..]] {
+        let id = t.new_id("k");
+        let mut b = t.bundle_for(&id);
+        // /proc/keys is masked by default: unmask it to look at the session keyring.
+        let masked: Vec<Value> = b.config["linux"]["maskedPaths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| *p != "/proc/keys")
+            .cloned()
+            .collect();
+        b.set("/linux/maskedPaths", Value::Array(masked));
+        b.probe_args(&["read=/proc/keys"]);
+        let out = t.run_with(&[], &b, extra);
+        out.ok();
+        let keys = out.probe_facts()["read"]["/proc/keys"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        seen.push(
+            keys.lines()
+                .any(|l| l.contains("keyring") && l.contains(&id)),
+        );
+    }
+    assert_eq!(
+        seen,
+        [true, false],
+        "a session keyring named after the container, unless --no-new-keyring"
+    );
+    t.assert_nothing_left();
+}
+
+/// Receive one fd sent with SCM_RIGHTS on a connected unix socket.
+fn receive_fd(conn: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut buf = [0u8; 512];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .expect("recvmsg on the console socket");
+    for c in msg.cmsgs().expect("cmsgs") {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel just installed this descriptor for us; nobody else owns it.
+            return unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no fd received on the console socket");
+}
+
+#[test]
+fn console_socket_receives_the_pty_master() {
+    let t = Test::new();
+    let id = t.id();
+    let mut b = t.bundle();
+    b.set("/process/terminal", json!(true));
+    b.sh("/probe; sleep 1000");
+    let sock_path = t.path("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let sock = sock_path.to_str().unwrap().to_string();
+    let master = std::thread::scope(|s| {
+        let accept = s.spawn(|| {
+            let (conn, _) = listener.accept().expect("the runtime connects");
+            receive_fd(&conn)
+        });
+        t.create_with(&[], &b, &["--console-socket", &sock]).ok();
+        accept.join().expect("console thread")
+    });
+    t.start(id).ok();
+    // Read the probe's report from the pty master.
+    let mut master = std::fs::File::from(master);
+    let mut text = String::new();
+    let got = wait_until(TIMEOUT, || {
+        let mut buf = [0u8; 65536];
+        if let Ok(n) = std::io::Read::read(&mut master, &mut buf) {
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        text.contains("\"mounts\"") && text.trim_end().ends_with('}')
+    });
+    assert!(got, "probe report through the pty: {text}");
+    let line = text.lines().find(|l| l.starts_with('{')).unwrap();
+    let f: Value = serde_json::from_str(line.trim()).expect("probe JSON");
+    assert_ne!(f["tty_nr"], 0, "the process has a controlling terminal");
+    assert_eq!(f["sid"], 1, "the container process leads the session");
+    for fd in ["0", "1", "2"] {
+        assert!(
+            f["fds"][fd].as_str().unwrap().starts_with("/dev/pts/"),
+            "{}",
+            f["fds"]
+        );
+    }
+    t.delete_force(id).ok();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn run_with_a_terminal_proxies_it() {
+    if !is_sealrun() {
+        // runc 1.1.5 needs a terminal on its own stdin for `run` with terminal: true.
+        eprintln!("sealrun-only: run proxies the pty without a console socket");
+        return;
+    }
+    let t = Test::new();
+    let mut b = t.bundle();
+    b.set("/process/terminal", json!(true));
+    let out = t.run(&b);
+    out.ok();
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("probe output");
+    let f: Value = serde_json::from_str(line.trim()).unwrap();
+    assert_ne!(f["tty_nr"], 0);
+    assert!(f["fds"]["1"].as_str().unwrap().starts_with("/dev/pts/"));
     t.assert_nothing_left();
 }
