@@ -1,0 +1,261 @@
+//! Escape tests: each replays a real container-escape technique against the runtime, as root,
+//! on a real busybox bundle. With every layer on the attack fails; with only the layer that
+//! stops it switched off (`--unsafe-disable LAYER`, sealrun's hidden test flag) it succeeds, so
+//! each test can fail. Where two or three layers each stop a technique on their own, the test
+//! shows each of them alone holding, and the attack working only with all of them off.
+//!
+//! Attack targets are copies and scratch files in the test's temp dir: a copy of the runtime
+//! binary, scratch directories and files "on the host" — never the host's own binaries or
+//! /proc/sys settings.
+
+#[path = "common/attack.rs"]
+mod attack;
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use attack::{get, off, strs, Agent, RuntimeCopy};
+use common::*;
+use serde_json::json;
+
+/// The default capabilities (CAP_KILL 5, CAP_NET_BIND_SERVICE 10, CAP_AUDIT_WRITE 29) as a mask.
+const DEFAULT_CAPS_MASK: &str = "0x20000420";
+
+// ---------------------------------------------------------------------------------------------
+// CVE-2019-5736, route (a): the container's init is the runtime until `start`.
+//
+// A process in the container's pid and mount namespaces, with the container's capabilities
+// (the attack program joins them from the host, like `nsenter`), opens /proc/1/exe while the
+// init still runs the runtime, waits for `start` (after which nothing executes the file, so
+// it is no longer "text busy"), then reopens the fd through /proc/self/fd for writing and
+// writes. Two layers each stop it on their own:
+// - nondumpable: the init is not dumpable until execve, so without CAP_SYS_PTRACE the open
+//   of /proc/1/exe fails (EACCES);
+// - selfexe: the init runs from a sealed memfd copy, so the fd is that copy: the write fails
+//   (F_SEAL_WRITE) and the binary on disk is not what the fd names anyway.
+// Landlock plays no part here: the attacker comes from the host side, outside the domain.
+
+/// Run route (a) with `layers` off; returns the attack's output and whether the runtime copy
+/// is unchanged.
+fn init_route(layers: &[&str]) -> (String, bool) {
+    let t = Test::new();
+    let copy = RuntimeCopy::new(&t, "sealrun-copy");
+    let mut b = t.bundle();
+    attack::attack_args(&mut b, &["sleep"]);
+    let global = off(layers);
+    let (out, _) = attack::create(&t, Some(&copy), &strs(&global), &b, &[]);
+    out.ok();
+    let pid = t.pid_of(&b.id);
+    let mut attacker = Command::new(attack::attack_binary())
+        .args(["exe-init", &pid.to_string(), DEFAULT_CAPS_MASK])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the attacker");
+    t.track_pid(attacker.id() as i32);
+    let mut lines = BufReader::new(attacker.stdout.take().expect("stdout")).lines();
+    let mut text = String::new();
+    for line in lines.by_ref() {
+        let line = line.expect("read attacker");
+        text.push_str(&line);
+        text.push('\n');
+        if line.starts_with("open=") || line.starts_with("setns=") {
+            break;
+        }
+    }
+    // `start` with the same copy: it too runs from (and stops running) the file.
+    t.exec(copy.command(&t, &[], &["start", &b.id])).0.ok();
+    let mut stdin = attacker.stdin.take().expect("stdin");
+    let _ = writeln!(stdin, "started");
+    drop(stdin);
+    for line in lines {
+        let line = line.expect("read attacker");
+        text.push_str(&line);
+        text.push('\n');
+    }
+    attack::wait_child(&mut attacker);
+    let unchanged = copy.unchanged();
+    t.delete_force(&b.id).ok();
+    t.assert_nothing_left();
+    (text, unchanged)
+}
+
+#[test]
+fn cve_2019_5736_init_route_is_blocked() {
+    let (out, unchanged) = init_route(&[]);
+    assert_eq!(get(&out, "capset"), "ok", "{out}");
+    assert_eq!(get(&out, "open"), "errno:13", "{out}");
+    assert!(unchanged, "the runtime copy was modified:\n{out}");
+}
+
+#[test]
+fn cve_2019_5736_init_route_nondumpable_alone_blocks() {
+    if !attack::can_disable() {
+        return;
+    }
+    // selfexe off: the init runs the copy itself, but cannot be opened.
+    let (out, unchanged) = init_route(&["selfexe"]);
+    assert_eq!(get(&out, "open"), "errno:13", "{out}");
+    assert!(unchanged, "{out}");
+}
+
+#[test]
+fn cve_2019_5736_init_route_selfexe_alone_blocks() {
+    if !attack::can_disable() {
+        return;
+    }
+    // nondumpable off: the open works, but it is the sealed memfd copy: EPERM on write.
+    let (out, unchanged) = init_route(&["nondumpable"]);
+    assert_eq!(get(&out, "open"), "ok", "{out}");
+    assert_eq!(get(&out, "reopen"), "ok", "{out}");
+    assert_eq!(get(&out, "write"), "errno:1", "{out}");
+    assert!(unchanged, "{out}");
+}
+
+#[test]
+fn cve_2019_5736_init_route_works_with_both_layers_off() {
+    if !attack::can_disable() {
+        return;
+    }
+    let (out, unchanged) = init_route(&["selfexe", "nondumpable"]);
+    assert_eq!(get(&out, "open"), "ok", "{out}");
+    assert_eq!(get(&out, "write"), "ok", "{out}");
+    assert!(
+        !unchanged,
+        "the attack should have rewritten the copy:\n{out}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// CVE-2019-5736, route (b): `exec` sends a helper into the running container.
+//
+// The helper is the runtime until its execve, and it is born in the container's pid
+// namespace. The container's own process (the attack program as the container's init: in
+// its Landlock domain, with its capabilities) opens /proc/<helper>/exe, waits for the exec to
+// finish, then writes through the fd. To make the race deterministic the test holds the
+// helper just before its execve: the container's seccomp profile has a NOTIFY rule (on
+// `acct`, which nothing here calls), so the helper hands its listener fd to the runtime,
+// which connects to the agent socket — and the test's agent socket has a backlog of 0 with
+// the `create` connection still waiting, so that connect blocks until the test accepts.
+// The test then names the helper's pid to the attacker through a FIFO.
+// Three layers each stop it on their own:
+// - nondumpable: the helper is not dumpable (open fails, EACCES);
+// - selfexe: the helper runs from a sealed memfd (open works, write fails with EPERM);
+// - Landlock: the runtime binary on disk is outside the container's root (open fails, EACCES;
+//   a memfd is refused too).
+
+fn exec_route(layers: &[&str]) -> (String, bool) {
+    let t = Test::new();
+    let copy = RuntimeCopy::new(&t, "sealrun-copy");
+    let agent = Agent::new(&t.path("agent.sock"));
+    let mut b = t.bundle();
+    attack::attack_args(&mut b, &["exe-helper", "/gate"]);
+    let fifo = b.rootfs().join("gate");
+    attack::mkfifo(&fifo);
+    b.set(
+        "/linux/seccomp",
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": agent.path,
+            "syscalls": [{"names": ["acct"], "action": "SCMP_ACT_NOTIFY"}]
+        }),
+    );
+    let global = off(layers);
+    let (out, stdout) = attack::create(&t, Some(&copy), &strs(&global), &b, &[]);
+    out.ok();
+    t.exec(copy.command(&t, &[], &["start", &b.id])).0.ok();
+    let (mut exec, _, exec_err) = attack::spawn(
+        &t,
+        copy.command(&t, &strs(&global), &["exec", &b.id, "/bin/true"]),
+        "exec",
+    );
+    let epid = exec.id() as i32;
+    // Wait for the runtime to block in connect(2) (42): its helper is then waiting, set up,
+    // just before execve.
+    let held = wait_until(TIMEOUT, || {
+        if exec.try_wait().ok().flatten().is_some() {
+            return true;
+        }
+        attack::blocked_in(epid) == Some(42)
+    });
+    assert!(held, "exec never reached the agent");
+    if let Some(status) = exec.try_wait().expect("try_wait") {
+        panic!(
+            "exec ended early ({status}): {}",
+            std::fs::read_to_string(&exec_err).unwrap_or_default()
+        );
+    }
+    let helper = attack::children(epid);
+    assert_eq!(helper.len(), 1, "one exec helper expected: {helper:?}");
+    let inner = attack::inner_pid(helper[0]).expect("helper's pid in the container");
+    attack::gate(&fifo, &inner.to_string());
+    attack::wait_file(&stdout, "open=");
+    // Release the runtime: accept create's connection and exec's.
+    let _ = agent.accept();
+    let _ = agent.accept();
+    let status = attack::wait_child(&mut exec);
+    assert!(
+        status.success(),
+        "exec failed: {}",
+        std::fs::read_to_string(&exec_err).unwrap_or_default()
+    );
+    attack::gate(&fifo, "go");
+    let text = attack::wait_file(&stdout, "done=1");
+    let unchanged = copy.unchanged();
+    t.delete_force(&b.id).ok();
+    t.assert_nothing_left();
+    (text, unchanged)
+}
+
+#[test]
+fn cve_2019_5736_exec_route_is_blocked() {
+    let (out, unchanged) = exec_route(&[]);
+    assert_eq!(get(&out, "open"), "errno:13", "{out}");
+    assert!(unchanged, "{out}");
+}
+
+#[test]
+fn cve_2019_5736_exec_route_nondumpable_alone_blocks() {
+    if !attack::can_disable() {
+        return;
+    }
+    let (out, unchanged) = exec_route(&["selfexe", "landlock"]);
+    assert_eq!(get(&out, "open"), "errno:13", "{out}");
+    assert!(unchanged, "{out}");
+}
+
+#[test]
+fn cve_2019_5736_exec_route_selfexe_alone_blocks() {
+    if !attack::can_disable() {
+        return;
+    }
+    let (out, unchanged) = exec_route(&["nondumpable", "landlock"]);
+    assert_eq!(get(&out, "open"), "ok", "{out}");
+    assert_eq!(get(&out, "write"), "errno:1", "{out}");
+    assert!(unchanged, "{out}");
+}
+
+#[test]
+fn cve_2019_5736_exec_route_landlock_alone_blocks() {
+    if !attack::can_disable() {
+        return;
+    }
+    let (out, unchanged) = exec_route(&["nondumpable", "selfexe"]);
+    assert_eq!(get(&out, "open"), "errno:13", "{out}");
+    assert!(unchanged, "{out}");
+}
+
+#[test]
+fn cve_2019_5736_exec_route_works_with_the_three_layers_off() {
+    if !attack::can_disable() {
+        return;
+    }
+    let (out, unchanged) = exec_route(&["nondumpable", "selfexe", "landlock"]);
+    assert_eq!(get(&out, "open"), "ok", "{out}");
+    assert_eq!(get(&out, "write"), "ok", "{out}");
+    assert!(
+        !unchanged,
+        "the attack should have rewritten the copy:\n{out}"
+    );
+}
