@@ -259,3 +259,133 @@ fn cve_2019_5736_exec_route_works_with_the_three_layers_off() {
         "the attack should have rewritten the copy:\n{out}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// fd hygiene (CVE-2024-21626): only 0-2 and `--preserve-fds` reach the container.
+//
+// The test's shell leaks a read-write fd of a host scratch file (fd 7, no close-on-exec) into
+// the runtime, and passes fd 3 on purpose with `--preserve-fds 1`. Landlock does not check
+// reads and writes on descriptors that are already open, so only the fd sweep stops a leaked
+// one: with fd-hygiene off the container writes to the host file.
+
+fn leaked_fd(layers: &[&str]) -> (String, String) {
+    let t = Test::new();
+    let scratch = t.path("host-scratch.txt");
+    std::fs::write(&scratch, "untouched\n").expect("write scratch");
+    let mut b = t.bundle();
+    attack::install(&b);
+    b.sh("/attack fds; /attack write-fd 7 pwned");
+    let redir = format!("7<>{} 3</dev/null", scratch.display());
+    let global = off(layers);
+    let out = attack::run_with_fds(&t, &strs(&global), &b, &["--preserve-fds", "1"], &redir);
+    out.ok();
+    t.assert_nothing_left();
+    let host = std::fs::read_to_string(&scratch).expect("read scratch");
+    (out.stdout, host)
+}
+
+#[test]
+fn leaked_fd_does_not_reach_the_container() {
+    let (out, host) = leaked_fd(&[]);
+    assert_eq!(get(&out, "fds"), "0,1,2,3", "{out}");
+    assert_eq!(get(&out, "write"), "errno:9", "{out}");
+    assert_eq!(host, "untouched\n");
+}
+
+#[test]
+fn leaked_fd_reaches_the_container_without_fd_hygiene() {
+    if !attack::can_disable() {
+        return;
+    }
+    let (out, host) = leaked_fd(&["fd-hygiene"]);
+    assert!(get(&out, "fds").split(',').any(|f| f == "7"), "{out}");
+    assert_eq!(get(&out, "write"), "ok", "{out}");
+    assert!(host.starts_with("pwned"), "host file: {host:?}");
+}
+
+// The same leak, with the image faking /proc: the config's last mount puts a directory over
+// /proc whose self/fd lists only 0-2. A sweep that trusts the container's /proc to list the
+// open fds would miss fd 7 and leak it.
+#[test]
+fn leaked_fd_sweep_does_not_trust_the_containers_proc() {
+    let t = Test::new();
+    let scratch = t.path("host-scratch.txt");
+    std::fs::write(&scratch, "untouched\n").expect("write scratch");
+    let fake = t.path("fake-proc");
+    std::fs::create_dir_all(fake.join("self/fd")).expect("mkdir fake proc");
+    for fd in ["0", "1", "2"] {
+        std::os::unix::fs::symlink("/dev/null", fake.join("self/fd").join(fd)).expect("symlink");
+    }
+    let mut b = t.bundle();
+    attack::install(&b);
+    b.add_mount(
+        json!({"destination": "/proc", "type": "bind", "source": fake, "options": ["rbind"]}),
+    );
+    b.set("/linux/maskedPaths", json!([]));
+    b.set("/linux/readonlyPaths", json!([]));
+    b.writable_root();
+    b.sh("/attack write-fd 7 pwned");
+    let redir = format!("7<>{}", scratch.display());
+    let out = attack::run_with_fds(&t, &[], &b, &[], &redir);
+    t.assert_nothing_left();
+    let host = std::fs::read_to_string(&scratch).expect("read scratch");
+    assert_eq!(host, "untouched\n", "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// CVE-2024-21626 proper: `process.cwd` = /proc/self/fd/N of a leaked host directory fd.
+//
+// Two layers each stop it: path-safety resolves the cwd inside the root without magic links
+// (the create fails, naming the cwd), and Landlock leaves nothing readable outside the root
+// even when the cwd lands there. fd-hygiene is not the layer here: the fds are swept after
+// the chdir (step 9 before step 10), and the sweep only marks them close-on-exec.
+
+fn cwd_trick(layers: &[&str]) -> Out {
+    let t = Test::new();
+    let host_dir = t.path("host-dir");
+    std::fs::create_dir_all(&host_dir).expect("mkdir host dir");
+    std::fs::write(host_dir.join("secret"), "host-secret\n").expect("write secret");
+    let mut b = t.bundle();
+    attack::attack_args(&mut b, &["cwd-read", "secret"]);
+    b.set("/process/cwd", json!("/proc/self/fd/7"));
+    let redir = format!("7<{}", host_dir.display());
+    let global = off(layers);
+    let out = attack::run_with_fds(&t, &strs(&global), &b, &[], &redir);
+    t.assert_nothing_left();
+    out
+}
+
+#[test]
+fn cwd_through_leaked_fd_is_refused() {
+    let out = cwd_trick(&[]);
+    out.error_line(&["/proc/self/fd/7"]);
+}
+
+#[test]
+fn cwd_through_leaked_fd_fd_hygiene_is_not_what_stops_it() {
+    if !attack::can_disable() {
+        return;
+    }
+    cwd_trick(&["fd-hygiene"]).error_line(&["/proc/self/fd/7"]);
+}
+
+#[test]
+fn cwd_through_leaked_fd_landlock_alone_blocks() {
+    if !attack::can_disable() {
+        return;
+    }
+    // path-safety off: the cwd is the host directory, but Landlock denies the read.
+    let out = cwd_trick(&["path-safety"]);
+    out.ok();
+    assert_eq!(get(&out.stdout, "read"), "errno:13", "{out}");
+}
+
+#[test]
+fn cwd_through_leaked_fd_works_with_both_layers_off() {
+    if !attack::can_disable() {
+        return;
+    }
+    let out = cwd_trick(&["path-safety", "landlock"]);
+    out.ok();
+    assert_eq!(get(&out.stdout, "read"), "ok:host-secret", "{out}");
+}

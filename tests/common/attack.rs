@@ -384,3 +384,41 @@ pub fn blocked_in(pid: i32) -> Option<i64> {
 pub fn poll_pause() {
     std::thread::sleep(Duration::from_millis(20));
 }
+
+/// The same command run through `/bin/sh` with extra redirections first (`7<>/path`,
+/// `3</dev/null`): the shell opens them without close-on-exec, so the runtime inherits them —
+/// a descriptor "leaked" into the runtime by its caller, or one passed on purpose with
+/// `--preserve-fds`.
+pub fn with_fds(cmd: &Command, redirections: &str) -> Command {
+    let mut c = Command::new("/bin/sh");
+    c.arg("-c")
+        .arg(format!("exec {redirections} \"$0\" \"$@\""))
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(Stdio::null());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
+/// `run --bundle DIR [extra] ID` in the foreground (config written first), through [`with_fds`].
+pub fn run_with_fds(
+    t: &Test,
+    global: &[&str],
+    b: &Bundle,
+    extra: &[&str],
+    redirections: &str,
+) -> Out {
+    b.write();
+    t.track_id(&b.id);
+    let dir = b.dir.to_string_lossy().into_owned();
+    let mut args = vec!["run", "--bundle", &dir];
+    args.extend_from_slice(extra);
+    args.push(&b.id);
+    let cmd = t.command(global, &args);
+    t.exec(with_fds(&cmd, redirections)).0
+}
