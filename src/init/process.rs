@@ -17,7 +17,8 @@ use crate::sys::fd::{self as sfd, Resolve};
 use crate::sys::{process as sp, tty};
 
 /// Step 7: rlimits, personality, umask, oom score, scheduler, I/O priority.
-pub fn apply_limits(p: &ProcessPlan, personality: Option<libc::c_ulong>) -> Result<()> {
+/// `safe` is the path-safety layer: /proc files are opened checked ([`super::paths::open_proc`]).
+pub fn apply_limits(p: &ProcessPlan, personality: Option<libc::c_ulong>, safe: bool) -> Result<()> {
     for (res, soft, hard) in &p.rlimits {
         sp::setrlimit(*res, *soft, *hard).op(&format!("setrlimit {res}"))?;
     }
@@ -27,7 +28,9 @@ pub fn apply_limits(p: &ProcessPlan, personality: Option<libc::c_ulong>) -> Resu
     sp::umask(p.umask.unwrap_or(0o022));
     if let Some(adj) = p.oom_score_adj {
         let path = Path::new("/proc/self/oom_score_adj");
-        std::fs::write(path, adj.to_string()).op_path("write", path)?;
+        let fd = super::paths::open_proc(Path::new("self/oom_score_adj"), OFlag::O_WRONLY, safe)?;
+        std::io::Write::write_all(&mut std::fs::File::from(fd), adj.to_string().as_bytes())
+            .op_path("write", path)?;
     }
     if let Some(attr) = p.scheduler {
         sp::sched_setattr(attr).op("sched_setattr")?;
