@@ -389,3 +389,261 @@ fn cwd_through_leaked_fd_works_with_both_layers_off() {
     out.ok();
     assert_eq!(get(&out.stdout, "read"), "ok:host-secret", "{out}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Symlinked mount destinations (CVE-2021-30465, CVE-2019-19921): the image has
+// `/evil -> <absolute path of a host scratch directory>` and the config mounts on /evil/sub.
+// path-safety resolves the destination inside the rootfs (the directory is created under
+// rootfs/<that path>); without it the runtime follows the link out and creates `sub` on the
+// host.
+
+fn symlinked_destination(layers: &[&str]) -> (bool, bool) {
+    let t = Test::new();
+    let host_dir = t.path("host-scratch-dir");
+    std::fs::create_dir_all(&host_dir).expect("mkdir host scratch");
+    let mut b = t.bundle();
+    attack::attack_args(&mut b, &["sleep"]);
+    std::os::unix::fs::symlink(&host_dir, b.rootfs().join("evil")).expect("symlink");
+    b.add_mount(json!({"destination": "/evil/sub", "type": "tmpfs", "source": "tmpfs"}));
+    let global = off(layers);
+    let (out, _) = attack::create(&t, None, &strs(&global), &b, &[]);
+    out.ok();
+    let on_host = host_dir.join("sub").exists();
+    let inside = b
+        .rootfs()
+        .join(host_dir.strip_prefix("/").expect("absolute"))
+        .join("sub")
+        .exists();
+    t.delete_force(&b.id).ok();
+    t.assert_nothing_left();
+    (on_host, inside)
+}
+
+#[test]
+fn symlinked_mount_destination_stays_in_the_rootfs() {
+    let (on_host, inside) = symlinked_destination(&[]);
+    assert!(!on_host, "the mount destination was created on the host");
+    assert!(
+        inside,
+        "the destination should be resolved inside the rootfs"
+    );
+}
+
+#[test]
+fn symlinked_mount_destination_escapes_without_path_safety() {
+    if !attack::can_disable() {
+        return;
+    }
+    let (on_host, _) = symlinked_destination(&["path-safety"]);
+    assert!(
+        on_host,
+        "with path-safety off the link should have been followed out"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc must be the kernel's procfs (CVE-2023-28642, CVE-2025-52881).
+
+/// The image's /proc is a symlink: the proc mount would land wherever it points.
+fn proc_symlink(layers: &[&str]) -> Out {
+    let t = Test::new();
+    let mut b = t.bundle();
+    attack::install(&b);
+    std::fs::remove_dir(b.rootfs().join("proc")).expect("rmdir proc");
+    std::fs::create_dir(b.rootfs().join("elsewhere")).expect("mkdir elsewhere");
+    std::os::unix::fs::symlink("elsewhere", b.rootfs().join("proc")).expect("symlink");
+    b.sh("grep ' proc ' /elsewhere/self/mountinfo || true");
+    let global = off(layers);
+    let out = t.run_with(&strs(&global), &b, &[]);
+    t.assert_nothing_left();
+    out
+}
+
+#[test]
+fn proc_symlink_in_the_image_is_refused() {
+    proc_symlink(&[]).error_line(&["/proc", "symlink"]);
+}
+
+#[test]
+fn proc_symlink_is_followed_without_path_safety() {
+    if !attack::can_disable() {
+        return;
+    }
+    let out = proc_symlink(&["path-safety"]);
+    out.ok();
+    assert!(
+        out.stdout.contains(" /elsewhere "),
+        "procfs should have been mounted at the link's target:\n{out}"
+    );
+}
+
+/// A mount puts a directory over /proc (after the real one): the runtime's own write to
+/// /proc/self/oom_score_adj must not land in that directory's file on the host.
+fn fake_proc_write(layers: &[&str]) -> (Out, String) {
+    let t = Test::new();
+    let fake = t.path("fake-proc");
+    std::fs::create_dir_all(fake.join("self")).expect("mkdir fake proc");
+    std::fs::write(fake.join("self/oom_score_adj"), "0\n").expect("write fake file");
+    let mut b = t.bundle();
+    attack::attack_args(&mut b, &["ids"]);
+    b.add_mount(
+        json!({"destination": "/proc", "type": "bind", "source": fake, "options": ["rbind"]}),
+    );
+    b.set("/process/oomScoreAdj", json!(123));
+    b.set("/linux/maskedPaths", json!([]));
+    b.set("/linux/readonlyPaths", json!([]));
+    let global = off(layers);
+    let out = t.run_with(&strs(&global), &b, &[]);
+    t.assert_nothing_left();
+    let host = std::fs::read_to_string(fake.join("self/oom_score_adj")).expect("read");
+    (out, host)
+}
+
+#[test]
+fn proc_writes_do_not_land_in_a_fake_proc() {
+    let (out, host) = fake_proc_write(&[]);
+    out.error_line(&["/proc"]);
+    assert_eq!(host, "0\n");
+}
+
+#[test]
+fn proc_writes_land_in_a_fake_proc_without_path_safety() {
+    if !attack::can_disable() {
+        return;
+    }
+    let (out, host) = fake_proc_write(&["path-safety"]);
+    out.ok();
+    assert_eq!(host.trim(), "123", "{out}");
+}
+
+/// A bind mount over a sysctl file: the runtime's sysctl write must not go to the bound file.
+fn sysctl_redirect(layers: &[&str]) -> (Out, String) {
+    let t = Test::new();
+    let scratch = t.path("scratch-sysctl");
+    std::fs::write(&scratch, "0\n").expect("write scratch");
+    let mut b = t.bundle();
+    attack::attack_args(&mut b, &["ids"]);
+    b.add_mount(
+        json!({"destination": "/proc/sys/net/ipv4/ip_forward", "type": "bind",
+                       "source": scratch, "options": ["bind"]}),
+    );
+    b.set("/linux/sysctl", json!({"net.ipv4.ip_forward": "1"}));
+    let global = off(layers);
+    let out = t.run_with(&strs(&global), &b, &[]);
+    t.assert_nothing_left();
+    let host = std::fs::read_to_string(&scratch).expect("read scratch");
+    (out, host)
+}
+
+#[test]
+fn sysctl_write_is_not_redirected_by_a_mount() {
+    let (out, host) = sysctl_redirect(&[]);
+    out.error_line(&["ip_forward"]);
+    assert_eq!(host, "0\n");
+}
+
+#[test]
+fn sysctl_write_is_redirected_without_path_safety() {
+    if !attack::can_disable() {
+        return;
+    }
+    let (out, host) = sysctl_redirect(&["path-safety"]);
+    out.ok();
+    assert_eq!(host.trim(), "1", "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// /dev/null and /dev/console must be the real devices (CVE-2025-31133, CVE-2025-52565).
+//
+// /dev is a bind mount of a scratch directory (so the runtime creates no device nodes) in
+// which `null` or `console` is a symlink to /scratch-target, a file of the image. Masking
+// binds /dev/null over the masked paths; with path-safety off the bind uses the symlink's
+// target instead, and the container reads that file at /proc/keys.
+
+fn dev_bundle(t: &Test, link: &str) -> (Bundle, std::path::PathBuf) {
+    let devdir = t.path("scratch-dev");
+    std::fs::create_dir_all(&devdir).expect("mkdir scratch dev");
+    std::os::unix::fs::symlink("/scratch-target", devdir.join(link)).expect("symlink");
+    let mut b = t.bundle();
+    attack::install(&b);
+    std::fs::write(b.rootfs().join("scratch-target"), "scratch-target\n").expect("write");
+    b.remove_mount("/dev");
+    let mounts = b.config["mounts"].as_array_mut().expect("mounts");
+    mounts.insert(
+        1,
+        json!({"destination": "/dev", "type": "bind", "source": devdir, "options": ["rbind"]}),
+    );
+    (b, devdir)
+}
+
+fn dev_null_swap(layers: &[&str]) -> Out {
+    let t = Test::new();
+    let (mut b, _) = dev_bundle(&t, "null");
+    b.set("/linux/maskedPaths", json!(["/proc/keys"]));
+    b.sh("cat /proc/keys");
+    let global = off(layers);
+    let out = t.run_with(&strs(&global), &b, &[]);
+    t.assert_nothing_left();
+    out
+}
+
+#[test]
+fn dev_null_symlink_is_refused() {
+    dev_null_swap(&[]).error_line(&["/dev/null"]);
+}
+
+#[test]
+fn dev_null_symlink_redirects_masking_without_path_safety() {
+    if !attack::can_disable() {
+        return;
+    }
+    let out = dev_null_swap(&["path-safety"]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "scratch-target", "{out}");
+}
+
+/// The console is set up before `pivot_root`: an absolute link is resolved from the host's
+/// root without path-safety. Its target is a host scratch path that does not exist yet.
+fn dev_console_swap(layers: &[&str]) -> (Out, bool) {
+    let t = Test::new();
+    let target = t.path("host-console-target");
+    let devdir = t.path("scratch-dev");
+    std::fs::create_dir_all(&devdir).expect("mkdir scratch dev");
+    std::os::unix::fs::symlink(&target, devdir.join("console")).expect("symlink");
+    let mut b = t.bundle();
+    b.remove_mount("/dev");
+    let mounts = b.config["mounts"].as_array_mut().expect("mounts");
+    mounts.insert(
+        1,
+        json!({"destination": "/dev", "type": "bind", "source": devdir, "options": ["rbind"]}),
+    );
+    let console = attack::ConsoleSocket::new(&t.path("console.sock"));
+    b.set("/process/terminal", json!(true));
+    b.set("/linux/maskedPaths", json!([]));
+    b.sh("true");
+    let global = off(layers);
+    let sock = console.path.to_string_lossy().into_owned();
+    let out = t.run_with(&strs(&global), &b, &["--console-socket", &sock]);
+    t.assert_nothing_left();
+    (out, target.exists())
+}
+
+#[test]
+fn dev_console_symlink_is_refused() {
+    let (out, created) = dev_console_swap(&[]);
+    out.error_line(&["/dev/console"]);
+    assert!(!created, "the host path was created");
+}
+
+#[test]
+fn dev_console_symlink_reaches_the_host_without_path_safety() {
+    if !attack::can_disable() {
+        return;
+    }
+    let (out, created) = dev_console_swap(&["path-safety"]);
+    out.ok();
+    assert!(
+        created,
+        "the console bind should have followed the link to the host:\n{out}"
+    );
+}

@@ -422,3 +422,59 @@ pub fn run_with_fds(
     let cmd = t.command(global, &args);
     t.exec(with_fds(&cmd, redirections)).0
 }
+
+/// A console socket (`--console-socket`) that accepts connections in a thread and keeps every
+/// pty master it receives open until dropped (closing it would hang up the container).
+#[derive(Debug)]
+pub struct ConsoleSocket {
+    /// The socket path.
+    pub path: PathBuf,
+    masters: std::sync::Arc<std::sync::Mutex<Vec<OwnedFd>>>,
+}
+
+impl ConsoleSocket {
+    /// Listen at `path`.
+    pub fn new(path: &Path) -> ConsoleSocket {
+        let listener = UnixListener::bind(path).expect("bind console socket");
+        let masters = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = masters.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                if let Some(fd) = recv_fd(&conn) {
+                    keep.lock().unwrap_or_else(|e| e.into_inner()).push(fd);
+                }
+            }
+        });
+        ConsoleSocket {
+            path: path.to_path_buf(),
+            masters,
+        }
+    }
+
+    /// How many pty masters arrived.
+    pub fn received(&self) -> usize {
+        self.masters.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// Receive one message with one fd.
+fn recv_fd(conn: &UnixStream) -> Option<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = vec![0u8; 4096];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .ok()?;
+    for c in msg.cmsgs().ok()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel just installed these fds for us; we own them.
+            return fds.first().map(|f| unsafe { OwnedFd::from_raw_fd(*f) });
+        }
+    }
+    None
+}
