@@ -22,7 +22,8 @@
 //! - `abi`: `getppid` natively, through the i386 table (`int 0x80`) and the x32 ABI.
 //! - `umask MODE...`: the raw `umask` syscall for each MODE (octal).
 //! - `abstract NAME`: connect to the abstract unix socket `@NAME`.
-//! - `tcp-bind PORT`, `tcp-connect PORT`: TCP on 127.0.0.1.
+//! - `tcp-bind PORT...`, `tcp-connect PORT...`: TCP on 127.0.0.1 (`bindPORT=`, `connectPORT=`).
+//! - `landlock-abi`: the kernel's Landlock ABI version.
 //! - `sleep`: block until killed.
 
 use std::ffi::CString;
@@ -486,13 +487,23 @@ fn main() {
         "umask" => umask(rest),
         "abstract" => abstract_connect(&rest[0]),
         "tcp-bind" => {
-            let r = std::net::TcpListener::bind(("127.0.0.1", rest[0].parse::<u16>().expect("port")));
-            say("bind", file_result(r.map(|_| String::new())));
+            for port in rest {
+                let r = std::net::TcpListener::bind(("127.0.0.1", port.parse::<u16>().expect("port")));
+                say(&format!("bind{port}"), file_result(r.map(|_| String::new())));
+            }
             0
         }
         "tcp-connect" => {
-            let r = std::net::TcpStream::connect(("127.0.0.1", rest[0].parse::<u16>().expect("port")));
-            say("connect", file_result(r.map(|_| String::new())));
+            for port in rest {
+                let r = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().expect("port")));
+                say(&format!("connect{port}"), file_result(r.map(|_| String::new())));
+            }
+            0
+        }
+        "landlock-abi" => {
+            // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION).
+            let r = unsafe { syscall(444, std::ptr::null::<c_void>(), 0usize, 1 as c_uint) };
+            say("abi", value_or_errno(r));
             0
         }
         "sleep" => loop {
