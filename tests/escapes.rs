@@ -647,3 +647,159 @@ fn dev_console_symlink_reaches_the_host_without_path_safety() {
         "the console bind should have followed the link to the host:\n{out}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Capabilities (CVE-2022-29162): the five sets are exactly the config's, the bounding set is
+// dropped, and a binary with file capabilities cannot gain one the config did not grant.
+// There is no layer to switch off: the attack is shown working with a config that grants
+// the capability (in the bounding set) and failing with one that does not.
+
+/// CapInh, CapPrm, CapEff, CapBnd, CapAmb as numbers.
+fn cap_sets(out: &str) -> [u64; 5] {
+    ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]
+        .map(|k| u64::from_str_radix(&get(out, k), 16).expect("hex capability set"))
+}
+
+const CAP_KILL: u64 = 1 << 5;
+const CAP_NET_BIND_SERVICE: u64 = 1 << 10;
+const CAP_NET_RAW: u64 = 1 << 13;
+const CAP_SYS_ADMIN: u64 = 1 << 21;
+
+/// A non-root container process (uid 1000, no_new_privs off so file capabilities count) with
+/// `bounding`, running `script`; `/fcap` is the attack program with file capabilities
+/// `cap_net_raw,cap_sys_admin+ip` (no effective bit: the kernel refuses to execute a
+/// "capability-dumb" +e binary that does not get all of its capabilities, which would hide
+/// what was gained).
+fn caps_run(bounding: &[&str], script: &str) -> String {
+    caps_run_inh(bounding, &["CAP_NET_BIND_SERVICE"], script)
+}
+
+fn caps_run_inh(bounding: &[&str], inheritable: &[&str], script: &str) -> String {
+    let t = Test::new();
+    let mut b = t.bundle();
+    attack::install(&b);
+    let fcap = b.rootfs().join("fcap");
+    std::fs::copy(attack::attack_binary(), &fcap).expect("copy fcap");
+    let setcap = Command::new("setcap")
+        .arg("cap_net_raw,cap_sys_admin+ip")
+        .arg(&fcap)
+        .output()
+        .expect("run setcap (Debian's libcap2-bin; ./scripts/test installs it)");
+    assert!(setcap.status.success(), "setcap: {setcap:?}");
+    // `/icap`: inheritable file capabilities only; they count only where the process's own
+    // inheritable set has them (the CVE-2022-29162 route when a runtime fills that set).
+    let icap = b.rootfs().join("icap");
+    std::fs::copy(attack::attack_binary(), &icap).expect("copy icap");
+    let setcap = Command::new("setcap")
+        .arg("cap_kill,cap_net_raw+i")
+        .arg(&icap)
+        .output()
+        .expect("run setcap");
+    assert!(setcap.status.success(), "setcap: {setcap:?}");
+    b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+    b.set("/process/noNewPrivileges", json!(false));
+    b.set(
+        "/process/capabilities",
+        json!({
+            "bounding": bounding,
+            "effective": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+            "permitted": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+            "inheritable": inheritable,
+            "ambient": ["CAP_NET_BIND_SERVICE"]
+        }),
+    );
+    b.sh(script);
+    let out = t.run(&b);
+    out.ok();
+    t.assert_nothing_left();
+    out.stdout
+}
+
+#[test]
+fn capability_sets_are_exactly_the_configs() {
+    let out = caps_run(&["CAP_KILL", "CAP_NET_BIND_SERVICE"], "/attack ids");
+    let [inh, prm, eff, bnd, amb] = cap_sets(&out);
+    // After execve as uid 1000 without file capabilities only the ambient set survives in
+    // permitted and effective; inheritable and bounding are as configured.
+    assert_eq!(inh, CAP_NET_BIND_SERVICE, "{out}");
+    assert_eq!(amb, CAP_NET_BIND_SERVICE, "{out}");
+    assert_eq!(prm, CAP_NET_BIND_SERVICE, "{out}");
+    assert_eq!(eff, CAP_NET_BIND_SERVICE, "{out}");
+    assert_eq!(bnd, CAP_KILL | CAP_NET_BIND_SERVICE, "{out}");
+}
+
+#[test]
+fn file_capabilities_cannot_gain_what_the_config_did_not_grant() {
+    let out = caps_run(&["CAP_KILL", "CAP_NET_BIND_SERVICE"], "/fcap ids");
+    let [_, prm, _, _, _] = cap_sets(&out);
+    assert_eq!(prm & (CAP_NET_RAW | CAP_SYS_ADMIN), 0, "{out}");
+}
+
+#[test]
+fn inheritable_file_capabilities_need_the_configs_inheritable_set() {
+    // CAP_KILL is in the bounding and permitted sets but not in the inheritable set: an
+    // inheritable-only file capability must not bring it back.
+    let out = caps_run(&["CAP_KILL", "CAP_NET_BIND_SERVICE"], "/icap ids");
+    let [_, prm, _, _, _] = cap_sets(&out);
+    assert_eq!(prm & (CAP_KILL | CAP_NET_RAW), 0, "{out}");
+    // Granted in the inheritable set, the same file gains it (so the check can fail).
+    let out = caps_run_inh(
+        &["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+        &["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+        "/icap ids",
+    );
+    let [_, prm, _, _, _] = cap_sets(&out);
+    assert_eq!(prm & (CAP_KILL | CAP_NET_RAW), CAP_KILL, "{out}");
+}
+
+#[test]
+fn file_capabilities_gain_only_what_the_bounding_set_grants() {
+    // The same attack with CAP_NET_RAW granted in the bounding set: the binary gains it (so
+    // the previous test can fail), and still not CAP_SYS_ADMIN.
+    let out = caps_run(
+        &["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW"],
+        "/fcap ids",
+    );
+    let [_, prm, _, _, _] = cap_sets(&out);
+    assert_eq!(prm & (CAP_NET_RAW | CAP_SYS_ADMIN), CAP_NET_RAW, "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// no_new_privs: a setuid-root copy of the attack program, run by a non-root container user,
+// gains euid 0 only when noNewPrivileges is false.
+
+fn setuid_run(no_new_privileges: bool) -> String {
+    let t = Test::new();
+    let mut b = t.bundle();
+    attack::install(&b);
+    let suid = b.rootfs().join("suid");
+    std::fs::copy(attack::attack_binary(), &suid).expect("copy");
+    std::fs::set_permissions(
+        &suid,
+        std::fs::Permissions::from(std::os::unix::fs::PermissionsExt::from_mode(0o4755)),
+    )
+    .expect("chmod 4755");
+    b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+    b.set("/process/noNewPrivileges", json!(no_new_privileges));
+    b.args(&["/suid", "ids"]);
+    let out = t.run(&b);
+    out.ok();
+    t.assert_nothing_left();
+    out.stdout
+}
+
+#[test]
+fn no_new_privs_stops_setuid() {
+    let out = setuid_run(true);
+    assert_eq!(get(&out, "uid"), "1000", "{out}");
+    assert_eq!(get(&out, "euid"), "1000", "{out}");
+    assert_eq!(get(&out, "NoNewPrivs"), "1", "{out}");
+}
+
+#[test]
+fn setuid_works_without_no_new_privs() {
+    let out = setuid_run(false);
+    assert_eq!(get(&out, "uid"), "1000", "{out}");
+    assert_eq!(get(&out, "euid"), "0", "{out}");
+    assert_eq!(get(&out, "NoNewPrivs"), "0", "{out}");
+}
