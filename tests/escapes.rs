@@ -776,7 +776,7 @@ fn setuid_run(no_new_privileges: bool) -> String {
     std::fs::copy(attack::attack_binary(), &suid).expect("copy");
     std::fs::set_permissions(
         &suid,
-        std::fs::Permissions::from(std::os::unix::fs::PermissionsExt::from_mode(0o4755)),
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o4755),
     )
     .expect("chmod 4755");
     b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
@@ -802,4 +802,218 @@ fn setuid_works_without_no_new_privs() {
     assert_eq!(get(&out, "uid"), "1000", "{out}");
     assert_eq!(get(&out, "euid"), "0", "{out}");
     assert_eq!(get(&out, "NoNewPrivs"), "0", "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The audit line: `create --log FILE --log-format json` writes exactly one "container
+// protections" record saying what protects the container, and which layers a test switched
+// off.
+
+fn audit_profile() -> serde_json::Value {
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {"names": ["getppid", "umask"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+            {"names": ["acct"], "action": "SCMP_ACT_KILL"}
+        ]
+    })
+}
+
+fn audit_record(layers: &[&str]) -> (serde_json::Value, String) {
+    let t = Test::new();
+    let mut b = t.bundle();
+    attack::attack_args(&mut b, &["sleep"]);
+    b.set("/linux/seccomp", audit_profile());
+    b.set(
+        "/process/capabilities",
+        json!({"bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE"], "effective": ["CAP_KILL"],
+               "permitted": ["CAP_KILL"], "inheritable": [], "ambient": []}),
+    );
+    let global = off(layers);
+    let (out, _) = attack::create(&t, None, &strs(&global), &b, &[]);
+    out.ok();
+    let report = t.report();
+    let records: Vec<&serde_json::Value> = report
+        .with_msg("container protections")
+        .into_iter()
+        .filter(|r| r["id"] == json!(b.id))
+        .collect();
+    assert_eq!(records.len(), 1, "exactly one audit record: {records:?}");
+    let record = records[0].clone();
+    assert_eq!(record["level"], "info", "{record}");
+    assert_eq!(record["pid"], json!(t.pid_of(&b.id)), "{record}");
+    t.delete_force(&b.id).ok();
+    t.assert_nothing_left();
+    (record, b.id.clone())
+}
+
+/// The kernel's Landlock ABI, asked by the attack program.
+fn kernel_landlock_abi() -> i64 {
+    let out = Command::new(attack::attack_binary())
+        .arg("landlock-abi")
+        .output()
+        .expect("run attack landlock-abi");
+    get(&String::from_utf8_lossy(&out.stdout), "abi")
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn audit_record_says_what_protects_the_container() {
+    if !is_sealrun() {
+        return;
+    }
+    let (r, _) = audit_record(&[]);
+    assert_eq!(
+        r["capabilities"],
+        json!({"bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE"], "effective": ["CAP_KILL"],
+               "permitted": ["CAP_KILL"], "inheritable": [], "ambient": []}),
+        "{r}"
+    );
+    assert_eq!(r["no_new_privileges"], true, "{r}");
+    let profile: oci_spec::runtime::LinuxSeccomp =
+        serde_json::from_value(audit_profile()).expect("profile parses");
+    let canonical = serde_json::to_vec(&profile).expect("serialise");
+    let digest: String = <sha2::Sha256 as sha2::Digest>::digest(&canonical)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(r["seccomp"]["digest"], json!(digest), "{r}");
+    assert_eq!(
+        r["seccomp"]["rules"],
+        json!({"SCMP_ACT_ERRNO": 2, "SCMP_ACT_KILL": 1}),
+        "{r}"
+    );
+    assert_eq!(r["seccomp"]["default_action"], "SCMP_ACT_ALLOW", "{r}");
+    assert!(
+        r["seccomp"]["instructions"].as_u64().unwrap_or(0) > 0,
+        "{r}"
+    );
+    let abi = kernel_landlock_abi();
+    assert!(abi >= 1, "this machine has Landlock");
+    let reported = r["landlock"]["abi"].as_i64().expect("landlock.abi");
+    assert!(reported >= 1 && reported <= abi, "{r} (kernel ABI {abi})");
+    assert_eq!(r["landlock"]["policy"]["enabled"], true, "{r}");
+    assert_eq!(r["landlock"]["policy"]["fs"], true, "{r}");
+    assert_eq!(r["sealed_exe"], "sealed", "{r}");
+    assert_eq!(r["disabled_layers"], json!([]), "{r}");
+}
+
+#[test]
+fn audit_record_lists_the_layers_switched_off() {
+    if !attack::can_disable() {
+        return;
+    }
+    let (r, _) = audit_record(&["selfexe", "seccomp", "landlock"]);
+    assert_eq!(
+        r["disabled_layers"],
+        json!(["selfexe", "landlock", "seccomp"]),
+        "{r}"
+    );
+    assert_eq!(r["sealed_exe"], "disabled", "{r}");
+    assert_eq!(r["seccomp"], serde_json::Value::Null, "{r}");
+    assert_eq!(r["landlock"]["policy"]["enabled"], false, "{r}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// `features` tells the truth about this kernel.
+
+#[test]
+fn features_match_the_kernel() {
+    if !is_sealrun() {
+        return;
+    }
+    let t = Test::new();
+    let f = t.rt(&["features"]);
+    f.ok();
+    let f = f.json();
+    let seccomp = &f["linux"]["seccomp"];
+    assert_eq!(seccomp["enabled"], true, "{seccomp}");
+    let avail = std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail")
+        .expect("read actions_avail");
+    let avail: Vec<&str> = avail.split_whitespace().collect();
+    let actions: Vec<&str> = seccomp["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    for a in [
+        "SCMP_ACT_ALLOW",
+        "SCMP_ACT_ERRNO",
+        "SCMP_ACT_KILL",
+        "SCMP_ACT_KILL_PROCESS",
+        "SCMP_ACT_KILL_THREAD",
+        "SCMP_ACT_LOG",
+        "SCMP_ACT_NOTIFY",
+        "SCMP_ACT_TRACE",
+        "SCMP_ACT_TRAP",
+    ] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+    for a in &actions {
+        let kernel = match *a {
+            "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => "kill_thread",
+            "SCMP_ACT_KILL_PROCESS" => "kill_process",
+            "SCMP_ACT_TRAP" => "trap",
+            "SCMP_ACT_ERRNO" => "errno",
+            "SCMP_ACT_NOTIFY" => "user_notif",
+            "SCMP_ACT_TRACE" => "trace",
+            "SCMP_ACT_LOG" => "log",
+            "SCMP_ACT_ALLOW" => "allow",
+            other => panic!("unknown action {other} in features"),
+        };
+        assert!(avail.contains(&kernel), "{a}: kernel has {avail:?}");
+    }
+    let ops = seccomp["operators"].as_array().expect("operators");
+    for op in [
+        "SCMP_CMP_EQ",
+        "SCMP_CMP_NE",
+        "SCMP_CMP_LT",
+        "SCMP_CMP_LE",
+        "SCMP_CMP_GT",
+        "SCMP_CMP_GE",
+        "SCMP_CMP_MASKED_EQ",
+    ] {
+        assert!(ops.contains(&json!(op)), "{op} missing: {ops:?}");
+    }
+    let native = if cfg!(target_arch = "x86_64") {
+        "SCMP_ARCH_X86_64"
+    } else {
+        "SCMP_ARCH_AARCH64"
+    };
+    assert!(
+        seccomp["archs"]
+            .as_array()
+            .expect("archs")
+            .contains(&json!(native)),
+        "{seccomp}"
+    );
+    let known = seccomp["knownFlags"].as_array().expect("knownFlags");
+    for flag in seccomp["supportedFlags"]
+        .as_array()
+        .expect("supportedFlags")
+    {
+        assert!(known.contains(flag), "{flag} supported but not known");
+    }
+    let abi: i64 = f["annotations"]["run.sealrun.landlock.abi"]
+        .as_str()
+        .expect("landlock abi annotation")
+        .parse()
+        .expect("a number");
+    let kernel = kernel_landlock_abi();
+    assert!(abi >= 1 && abi <= kernel, "features {abi}, kernel {kernel}");
+    for ns in f["linux"]["namespaces"].as_array().expect("namespaces") {
+        let proc_name = match ns.as_str().expect("name") {
+            "network" => "net",
+            "mount" => "mnt",
+            other => other,
+        };
+        assert!(
+            std::path::Path::new("/proc/self/ns")
+                .join(proc_name)
+                .exists(),
+            "features lists {ns}, the kernel has no such namespace"
+        );
+    }
 }
