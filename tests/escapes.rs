@@ -22,6 +22,13 @@ use serde_json::json;
 /// The default capabilities (CAP_KILL 5, CAP_NET_BIND_SERVICE 10, CAP_AUDIT_WRITE 29) as a mask.
 const DEFAULT_CAPS_MASK: &str = "0x20000420";
 
+/// connect(2)'s number, as /proc/<pid>/syscall shows it.
+const SYS_CONNECT: i64 = if cfg!(target_arch = "x86_64") {
+    42
+} else {
+    203
+};
+
 // ---------------------------------------------------------------------------------------------
 // CVE-2019-5736, route (a): the container's init is the runtime until `start`.
 //
@@ -138,7 +145,8 @@ fn cve_2019_5736_init_route_works_with_both_layers_off() {
 // `acct`, which nothing here calls), so the helper hands its listener fd to the runtime,
 // which connects to the agent socket — and the test's agent socket has a backlog of 0 with
 // the `create` connection still waiting, so that connect blocks until the test accepts.
-// The test then names the helper's pid to the attacker through a FIFO.
+// The test then tells the attacker (through a FIFO) to scan /proc and open every other
+// process's exe — the helper is the only other process.
 // Three layers each stop it on their own:
 // - nondumpable: the helper is not dumpable (open fails, EACCES);
 // - selfexe: the helper runs from a sealed memfd (open works, write fails with EPERM);
@@ -171,13 +179,13 @@ fn exec_route(layers: &[&str]) -> (String, bool) {
         "exec",
     );
     let epid = exec.id() as i32;
-    // Wait for the runtime to block in connect(2) (42): its helper is then waiting, set up,
-    // just before execve.
+    // Wait for the runtime to block in connect(2): its helper is then waiting, set up, just
+    // before execve.
     let held = wait_until(TIMEOUT, || {
         if exec.try_wait().ok().flatten().is_some() {
             return true;
         }
-        attack::blocked_in(epid) == Some(42)
+        attack::blocked_in(epid) == Some(SYS_CONNECT)
     });
     assert!(held, "exec never reached the agent");
     if let Some(status) = exec.try_wait().expect("try_wait") {
@@ -188,9 +196,13 @@ fn exec_route(layers: &[&str]) -> (String, bool) {
     }
     let helper = attack::children(epid);
     assert_eq!(helper.len(), 1, "one exec helper expected: {helper:?}");
-    let inner = attack::inner_pid(helper[0]).expect("helper's pid in the container");
-    attack::gate(&fifo, &inner.to_string());
-    attack::wait_file(&stdout, "open=");
+    assert!(
+        attack::inner_pid(helper[0]).is_some(),
+        "the helper is in the container's pid namespace"
+    );
+    attack::gate(&fifo, "scan");
+    let text = attack::wait_file(&stdout, "open=");
+    assert_eq!(get(&text, "candidates"), "1", "only the helper: {text}");
     // Release the runtime: accept create's connection and exec's.
     let _ = agent.accept();
     let _ = agent.accept();
