@@ -1029,3 +1029,99 @@ fn features_match_the_kernel() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The same two tricks through `exec`: a descriptor leaked into `sealrun exec`, and
+// `--cwd /proc/self/fd/N` pointing at it.
+
+fn exec_with_leak(layers: &[&str], args: &[&str]) -> Out {
+    let t = Test::new();
+    let host_dir = t.path("host-dir");
+    std::fs::create_dir_all(&host_dir).expect("mkdir host dir");
+    std::fs::write(host_dir.join("secret"), "host-secret\n").expect("write secret");
+    let mut b = t.bundle();
+    attack::attack_args(&mut b, &["sleep"]);
+    let global = off(layers);
+    let (out, _) = attack::create(&t, None, &strs(&global), &b, &[]);
+    out.ok();
+    t.start(&b.id).ok();
+    let mut exec_args = vec!["exec"];
+    exec_args.extend_from_slice(args);
+    exec_args.push(&b.id);
+    exec_args.extend_from_slice(&["/attack", "cwd-read", "secret"]);
+    let cmd = t.command(&strs(&global), &exec_args);
+    let redir = format!("7<{}", host_dir.display());
+    let (out, _, _) = t.exec(attack::with_fds(&cmd, &redir));
+    t.delete_force(&b.id).ok();
+    t.assert_nothing_left();
+    out
+}
+
+#[test]
+fn exec_cwd_through_leaked_fd_is_refused() {
+    let out = exec_with_leak(&[], &["--cwd", "/proc/self/fd/7"]);
+    out.error_line(&["/proc/self/fd/7"]);
+}
+
+#[test]
+fn exec_cwd_through_leaked_fd_works_without_path_safety_and_landlock() {
+    if !attack::can_disable() {
+        return;
+    }
+    let out = exec_with_leak(&["path-safety"], &["--cwd", "/proc/self/fd/7"]);
+    out.ok();
+    assert_eq!(
+        get(&out.stdout, "read"),
+        "errno:13",
+        "Landlock still holds:\n{out}"
+    );
+    let out = exec_with_leak(&["path-safety", "landlock"], &["--cwd", "/proc/self/fd/7"]);
+    out.ok();
+    assert_eq!(get(&out.stdout, "read"), "ok:host-secret", "{out}");
+}
+
+#[test]
+fn exec_leaked_fd_does_not_reach_the_process() {
+    let t = Test::new();
+    let scratch = t.path("host-scratch.txt");
+    std::fs::write(&scratch, "untouched\n").expect("write scratch");
+    let run = |t: &Test, layers: &[&str]| -> Out {
+        let mut b = t.bundle_for(&t.new_id("x"));
+        attack::attack_args(&mut b, &["sleep"]);
+        let global = off(layers);
+        let (out, _) = attack::create(t, None, &strs(&global), &b, &[]);
+        out.ok();
+        t.start(&b.id).ok();
+        let cmd = t.command(
+            &strs(&global),
+            &[
+                "exec",
+                &b.id,
+                "/bin/sh",
+                "-c",
+                "/attack fds; /attack write-fd 7 pwned",
+            ],
+        );
+        let redir = format!("7<>{}", scratch.display());
+        let (out, _, _) = t.exec(attack::with_fds(&cmd, &redir));
+        t.delete_force(&b.id).ok();
+        out
+    };
+    let out = run(&t, &[]);
+    out.ok();
+    assert_eq!(get(&out.stdout, "fds"), "0,1,2", "{out}");
+    assert_eq!(get(&out.stdout, "write"), "errno:9", "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&scratch).expect("read"),
+        "untouched\n"
+    );
+    if attack::can_disable() {
+        let out = run(&t, &["fd-hygiene"]);
+        out.ok();
+        assert_eq!(get(&out.stdout, "write"), "ok", "{out}");
+        assert!(std::fs::read_to_string(&scratch)
+            .expect("read")
+            .starts_with("pwned"));
+    }
+    t.assert_nothing_left();
+}
