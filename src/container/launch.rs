@@ -134,6 +134,9 @@ pub fn launch(
     let mut cgroup = plan.cgroup.clone();
     cgroup.create()?;
     undo.cgroup = Some(cgroup.clone());
+    for ignored in cgroup.ignored_settings(&plan.resources) {
+        crate::log::warn(&format!("{ignored} (ignored)"));
+    }
     cgroup.apply(&plan.resources)?;
     let (parent, child) = Channel::pair()?;
     let start = sys::socket::listen_unix(&dir.short_path(START_SOCKET))

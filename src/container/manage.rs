@@ -59,6 +59,10 @@ pub fn update(rt: &Runtime, id: &str, mut resources: LinuxResources) -> Result<(
         return Err(wrong(id, status, "container not running"));
     }
     resources.set_devices(None);
+    crate::cgroups::resources::validate(&resources)?;
+    for ignored in st.cgroup.ignored_settings(&resources) {
+        crate::log::warn(&format!("{ignored} (ignored)"));
+    }
     st.cgroup.apply(&resources)
 }
 

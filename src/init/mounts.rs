@@ -234,11 +234,16 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// A `type: cgroup` mount: the container's own cgroups, as a fresh cgroup filesystem when it
-/// has a cgroup namespace, else bind mounts of its cgroup directories.
+/// has a cgroup namespace, else bind mounts of its cgroup directories (never the host's whole
+/// hierarchy). v1 and hybrid hosts get a tmpfs with one mount per hierarchy and symlinks for
+/// co-mounted controllers (`cpu -> cpu,cpuacct`), as runc lays it out.
 fn cgroup(plan: &Plan, r: &Resolver, root: BorrowedFd<'_>, m: &MountPlan) -> Result<()> {
     let own_ns = plan.namespaces.has(NsKind::Cgroup);
     let entries = plan.cgroup.container_mounts();
-    let flags = m.options.flags & !MsFlags::MS_REMOUNT;
+    let flags = (m.options.flags & !MsFlags::MS_REMOUNT)
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC;
     let dest = r.ensure(root, &m.destination, false)?;
     let single = entries.len() == 1 && entries[0].subdir.is_empty();
     if !single {
@@ -246,10 +251,7 @@ fn cgroup(plan: &Plan, r: &Resolver, root: BorrowedFd<'_>, m: &MountPlan) -> Res
             Some(Path::new("tmpfs")),
             &proc_fd_path(dest.as_fd()),
             Some("tmpfs"),
-            (flags & !MsFlags::MS_RDONLY)
-                | MsFlags::MS_NOSUID
-                | MsFlags::MS_NODEV
-                | MsFlags::MS_NOEXEC,
+            flags & !MsFlags::MS_RDONLY,
             Some("mode=755"),
         )
         .op("mount tmpfs for cgroups")?;
@@ -258,17 +260,25 @@ fn cgroup(plan: &Plan, r: &Resolver, root: BorrowedFd<'_>, m: &MountPlan) -> Res
         let path: PathBuf = m.destination.join(&e.subdir);
         let target = r.ensure(root, &path, false)?;
         let tpath = proc_fd_path(target.as_fd());
-        if own_ns {
+        let fresh = if own_ns {
             let data = (!e.data.is_empty()).then_some(e.data.as_str());
-            mount(
+            match mount(
                 Some(Path::new("cgroup")),
                 &tpath,
                 Some(e.fstype),
                 flags,
                 data,
-            )
-            .op_path(&format!("mount {}", e.fstype), &path)?;
+            ) {
+                Ok(()) => true,
+                // Not allowed to mount this hierarchy here (a user namespace that does not
+                // own it): fall back to the bind mount, as runc does for cgroup2.
+                Err(Errno::EPERM) | Err(Errno::EBUSY) => false,
+                Err(err) => return Err(Error::os(format!("mount {}", e.fstype), Some(&path), err)),
+            }
         } else {
+            false
+        };
+        if !fresh {
             let host = sfd::open(
                 &e.host_dir,
                 OFlag::O_PATH | OFlag::O_DIRECTORY,
@@ -283,16 +293,36 @@ fn cgroup(plan: &Plan, r: &Resolver, root: BorrowedFd<'_>, m: &MountPlan) -> Res
                 None,
             )
             .op_path("bind cgroup", &path)?;
-            if flags.contains(MsFlags::MS_RDONLY) {
-                let top = r
-                    .open(root, &path, OFlag::O_PATH)
-                    .op("reopen cgroup mount")?;
-                super::rootfs::remount_readonly(top.as_fd(), &path)?;
+            let top = r
+                .open(root, &path, OFlag::O_PATH)
+                .op("reopen cgroup mount")?;
+            // Keep what the bind already has (locked in a user namespace), add ours.
+            let want = (flags & REMOUNT_FLAGS) | current_flags(top.as_fd())?;
+            mount(
+                None,
+                &proc_fd_path(top.as_fd()),
+                None,
+                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | want,
+                None,
+            )
+            .op_path("remount bind cgroup", &path)?;
+        }
+    }
+    if single {
+        return Ok(());
+    }
+    let top: OwnedFd = r
+        .open(root, &m.destination, OFlag::O_PATH | OFlag::O_DIRECTORY)
+        .op("reopen cgroup tmpfs")?;
+    for e in &entries {
+        for link in &e.symlinks {
+            match sfd::symlinkat(Path::new(&e.subdir), top.as_fd(), Path::new(link)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(err) => return Err(Error::os("symlink", Some(&m.destination.join(link)), err)),
             }
         }
     }
-    if !single && flags.contains(MsFlags::MS_RDONLY) {
-        let top: OwnedFd = r.open(root, &m.destination, OFlag::O_PATH).op("reopen")?;
+    if flags.contains(MsFlags::MS_RDONLY) {
         super::rootfs::remount_readonly(top.as_fd(), &m.destination)?;
     }
     Ok(())

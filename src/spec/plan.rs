@@ -434,6 +434,7 @@ pub fn plan(spec: &Spec, opts: CreateOptions) -> Result<Plan> {
         plan_devices(linux.devices().as_deref().unwrap_or(&[]))?
     };
     let mut resources = linux.resources().clone().unwrap_or_default();
+    crate::cgroups::resources::validate(&resources)?;
     let rules = cgroup_device_rules(resources.devices().as_deref().unwrap_or(&[]), &devices);
     resources.set_devices(Some(rules));
     let paths = |list: &Option<Vec<String>>, field: &str| -> Result<Vec<PathBuf>> {

@@ -123,7 +123,7 @@ pub fn parse_capabilities(names: &[String], field: &str) -> Result<CapsHashSet> 
     Ok(out)
 }
 
-// The libc constants are `c_int` on musl and `u32` on glibc.
+// The RLIMIT_* constants are u32 on glibc and c_int on musl.
 #[allow(clippy::unnecessary_cast)]
 fn rlimit_resource(t: PosixRlimitType) -> u32 {
     (match t {

@@ -138,7 +138,7 @@ pub fn fstatfs(fd: BorrowedFd<'_>) -> nix::Result<i64> {
     check(unsafe { libc::fstatfs(fd.as_raw_fd(), st.as_mut_ptr()) } as libc::c_long)?;
     // SAFETY: fstatfs succeeded, so it filled the whole struct.
     let st = unsafe { st.assume_init() };
-    // `f_type`'s width differs between architectures and libcs.
+    // `f_type`'s C type differs between targets (i64 here, u32/i32 elsewhere).
     #[allow(clippy::unnecessary_cast)]
     Ok(st.f_type as i64)
 }
@@ -149,9 +149,10 @@ pub fn fstatvfs_flags(fd: BorrowedFd<'_>) -> nix::Result<u64> {
     // SAFETY: `st` points to writable memory of the right size; `fd` is live.
     check(unsafe { libc::fstatvfs(fd.as_raw_fd(), st.as_mut_ptr()) } as libc::c_long)?;
     // SAFETY: fstatvfs succeeded, so it filled the whole struct.
-    // `f_flag`'s width differs between architectures and libcs.
+    let st = unsafe { st.assume_init() };
+    // `f_flag` is an unsigned long: u64 here, u32 on 32-bit targets.
     #[allow(clippy::unnecessary_cast)]
-    Ok(unsafe { st.assume_init() }.f_flag as u64)
+    Ok(st.f_flag as u64)
 }
 
 /// `mkdirat(2)`.

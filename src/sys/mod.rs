@@ -5,6 +5,7 @@
 //! is an `unsafe fn` that says so. sealrun never starts a thread before it forks.
 #![allow(unsafe_code)]
 
+pub mod bpf;
 pub mod fd;
 pub mod memfd;
 pub mod mount;
