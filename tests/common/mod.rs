@@ -23,6 +23,26 @@
 //! environment), unmounts whatever is left under its temp dir, removes its cgroup directories in
 //! every hierarchy and removes the temp dir (kept when `SEALRUN_TEST_KEEP=1`).
 //!
+//! # The API, in short
+//! - [`runtime()`], [`is_sealrun()`], [`is_runc()`], [`which()`], [`host_ns()`], [`wait_until()`].
+//! - [`Test`]: `id()`, `new_id(tag)`, `bundle()`, `bundle_for(id)`, `cgroups_path(id)`,
+//!   `path(name)`, `pid_file(id)`; runtime calls `rt(args)`, `rt_global(globals, args)`,
+//!   `command(globals, args)` / `command_with(binary, ...)` + `exec(cmd)`, `create(b)`,
+//!   `create_with(globals, b, flags)`, `start(id)`, `run(b)`, `run_with(globals, b, flags)`,
+//!   `run_detached(b)`, `probe(b)`, `probe_with(binary, b)`, `state(id)`, `state_json(id)`,
+//!   `status(id)`, `wait_status(id, s)`, `kill(id, sig)`, `delete(id)`, `delete_force(id)`;
+//!   container output `output(id)`, `wait_output(id, needle)`, `pid_of(id)`; the log
+//!   `report()`; host helpers `persistent_ns(kind)`, `own_mount(path)`, `track_pid(pid)`,
+//!   `track_id(id)`; checks `leftovers(grace)`, `assert_nothing_left()`.
+//! - [`Out`]: `code()`, `signal()`, `success()`, `ok()`, `failed()`, `error_line(needles)`,
+//!   `json()`, `probe_facts()`.
+//! - [`Report`]: `lines`, `with_msg(msg)`, `messages(level)`, `protections(id)`.
+//! - [`Bundle`] (bundle.rs): `config` (JSON), `set(pointer, value)`, `args`, `probe_args`, `sh`,
+//!   `add_mount`, `remove_mount`, `namespace(kind, path)`, `remove_namespace`,
+//!   `writable_root`, `use_sealrun_spec`, `rootfs()`, `write()`.
+//! - [`host`]: cgroup hierarchies/dirs/pids, `proc_stat`, `alive`, `pids_with_env`,
+//!   `mounts_under`, `unmount_under`, `remove_cgroups`.
+//!
 //! # Stdio
 //! Every runtime invocation gets stdin from /dev/null and stdout/stderr in files under the temp
 //! dir, never pipes: a container started by `create` or `run --detach` keeps those files as its
