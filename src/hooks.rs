@@ -94,10 +94,15 @@ pub fn run(kind: HookKind, hooks: &Hooks, state: &serde_json::Value) -> Result<(
     Ok(())
 }
 
-/// Run the hooks and turn failures into warnings (poststart, poststop).
+/// Run every hook of `kind`, turning each failure into a warning and going on with the next
+/// (poststart, poststop: "the remaining hooks and lifecycle continue as if the hook had
+/// succeeded").
 pub fn run_warn(kind: HookKind, hooks: &Hooks, state: &serde_json::Value) {
-    if let Err(e) = run(kind, hooks, state) {
-        crate::log::warn(&e.to_string());
+    let input = state.to_string();
+    for hook in kind.list(hooks) {
+        if let Err(e) = run_one(kind, hook, input.as_bytes()) {
+            crate::log::warn(&e.to_string());
+        }
     }
 }
 

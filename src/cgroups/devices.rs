@@ -217,8 +217,8 @@ impl DeviceState {
     pub fn allows(&self, kind: Kind, major: u32, minor: u32, access: u8) -> bool {
         let matches = |e: &&Exception| {
             e.kind == kind
-                && e.major.map_or(true, |m| m == major)
-                && e.minor.map_or(true, |m| m == minor)
+                && e.major.is_none_or(|m| m == major)
+                && e.minor.is_none_or(|m| m == minor)
         };
         if self.default_allow {
             // Denied if any exception overlaps the request.

@@ -10,7 +10,7 @@ use super::launch::{launch, Launched, Undo};
 use super::lifecycle::{destroy, start_container};
 use super::state::{write_atomic, StateFile, CONFIG_FILE, STATE_FILE};
 use super::Runtime;
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, Result, Step};
 use crate::namespaces::NsKind;
 use crate::spec::{self, CreateOptions, Plan};
 use crate::sync::Msg;
@@ -49,7 +49,27 @@ fn create_inner(
     }
     let mut dir = rt.root.create(&plan.id)?;
     let mut undo = Undo::new();
-    let launched = launch(&plan, &dir, console, &mut undo)?;
+    let launched = match launch(&plan, &dir, console, &mut undo) {
+        Ok(l) => l,
+        Err(e) => {
+            // runtime-spec lifecycle: a failed prestart/createRuntime/createContainer hook
+            // stops the container, destroys it, then runs the poststop hooks.
+            let hook_failed = matches!(e, Error::Hook { .. })
+                || matches!(e, Error::Init { step, .. } if step == Step::CreateContainerHooks);
+            drop(undo);
+            if hook_failed {
+                let state = crate::hooks::state_json(
+                    &plan.id,
+                    "stopped",
+                    0,
+                    &plan.opts.bundle,
+                    &plan.annotations,
+                );
+                crate::hooks::run_warn(crate::hooks::HookKind::Poststop, &plan.hooks, &state);
+            }
+            return Err(e);
+        }
+    };
     dir.write_atomic(CONFIG_FILE, &raw)?;
     let start_time = super::state::proc_stat(launched.pid.as_raw())
         .map(|(_, s)| s)

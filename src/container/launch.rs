@@ -113,6 +113,13 @@ impl ForChildren {
     }
 }
 
+impl ForChildren {
+    /// Close the saved descriptors without going back (the cloned child stays where it is).
+    fn stay(mut self) {
+        self.saved.clear();
+    }
+}
+
 impl Drop for ForChildren {
     fn drop(&mut self) {
         for (kind, fd) in self.saved.drain(..).rev() {
@@ -148,12 +155,18 @@ pub fn launch(
     } else {
         plan.namespaces.clone_flags()
     };
-    let forked = {
-        let _ns = ForChildren::enter(plan)?;
-        sys::process::clone3(flags, cgroup_fd.as_ref().map(|f| f.as_fd())).op("clone3")?
-    };
+    if !plan.opts.layers.no_nondumpable {
+        // The init may be born in a pid namespace others can see (a joined one): it must be
+        // non-dumpable from its first instruction (CVE-2019-5736); clone inherits the flag.
+        sys::process::set_dumpable(false).op("prctl PR_SET_DUMPABLE")?;
+    }
+    let ns = ForChildren::enter(plan)?;
+    let forked = sys::process::clone3(flags, cgroup_fd.as_ref().map(|f| f.as_fd())).op("clone3")?;
     let first = match forked {
         Forked::Child => {
+            // Only the runtime goes back: setns to a time namespace moves the caller itself,
+            // so the guard's restore would pull the init out of the container's namespace.
+            ns.stay();
             drop(parent);
             init::main(
                 plan,
@@ -166,7 +179,10 @@ pub fn launch(
                 two_stage,
             )
         }
-        Forked::Parent(pid) => pid,
+        Forked::Parent(pid) => {
+            drop(ns);
+            pid
+        }
     };
     undo.pid = Some(first);
     drop((child, start, console));

@@ -120,16 +120,19 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
     Signal::from_str(&name).map_err(|_| Error::InvalidArgument(format!("unknown signal {s:?}")))
 }
 
-/// `kill`: signal the container's process (or, with `all`, every process in its cgroup).
+/// `kill`: signal the container's process (or, with `all`, every process in its cgroup, even
+/// when the container is stopped).
 pub fn kill(rt: &Runtime, id: &str, signal: Signal, all: bool) -> Result<()> {
     let dir = rt.root.open(id)?;
     let st = dir.load()?;
     let status = dir.status(&st);
+    if all {
+        // As runc, also once the init has exited: what it left in the cgroup (a container
+        // sharing another's pid namespace) is still reached; containerd's shim relies on it.
+        return st.cgroup.kill_all(signal);
+    }
     if status == Status::Stopped {
         return Err(wrong_state(&dir, status, "container not running"));
-    }
-    if all {
-        return st.cgroup.kill_all(signal);
     }
     signal_pid(&st, signal)
 }

@@ -52,7 +52,7 @@ fn story(plan: &ExecPlan, ch: &ExecChannels) -> StepResult<Infallible> {
     let p = &plan.process;
     let safe = !plan.layers.no_path_safety;
     at(Step::Namespaces, join(plan, ch))?;
-    at(Step::Limits, process::apply_limits(p, None))?;
+    at(Step::Limits, process::apply_limits(p, None, safe))?;
     let console = at(Step::Terminal, terminal(plan, ch))?;
     at(Step::Terminal, process::setup_terminal_if(console.as_ref()))?;
     let exe = at(Step::Executable, process::chdir_and_resolve(p, safe))?;

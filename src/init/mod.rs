@@ -81,7 +81,10 @@ fn story(plan: &Plan, ch: &Channels, staged: bool) -> StepResult<Infallible> {
     at(Step::CreateContainerHooks, create_hooks(plan, ch, host_pid))?;
     at(Step::PivotRoot, rootfs::pivot(plan))?;
     at(Step::Finalize, rootfs::finalize(plan))?;
-    at(Step::Limits, process::apply_limits(p, plan.personality))?;
+    at(
+        Step::Limits,
+        process::apply_limits(p, plan.personality, !plan.opts.layers.no_path_safety),
+    )?;
     at(
         Step::Terminal,
         process::setup_terminal(prepared.console.as_ref()),

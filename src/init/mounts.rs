@@ -233,10 +233,10 @@ fn filesystem(
     let mounted = r
         .open_with(root, &m.destination, OFlag::O_PATH, extra)
         .op("reopen mount")?;
-    if fstype == "proc" && !is_fs(mounted.as_fd(), PROC_MAGIC)? {
+    if r.is_safe() && fstype == "proc" && !is_fs(mounted.as_fd(), PROC_MAGIC)? {
         return Err(Error::Other("the new /proc is not procfs".into()));
     }
-    if fstype == "sysfs" && !is_fs(mounted.as_fd(), SYSFS_MAGIC)? {
+    if r.is_safe() && fstype == "sysfs" && !is_fs(mounted.as_fd(), SYSFS_MAGIC)? {
         return Err(Error::Other("the new /sys is not sysfs".into()));
     }
     if let Some(src) = copy_from {

@@ -38,6 +38,11 @@ impl Resolver {
         Resolver { safe }
     }
 
+    /// Whether paths are resolved strictly (and /proc, /dev/null, /dev/console are checked).
+    pub fn is_safe(&self) -> bool {
+        self.safe
+    }
+
     fn resolve(&self, extra: Resolve) -> Resolve {
         if self.safe {
             Resolve::IN_ROOT | Resolve::NO_MAGICLINKS | extra
@@ -186,6 +191,44 @@ pub fn relative(path: &Path) -> PathBuf {
 /// Whether an fd is on a filesystem with the given magic.
 pub fn is_fs(fd: BorrowedFd<'_>, magic: i64) -> Result<bool> {
     Ok(sfd::fstatfs(fd).op("fstatfs")? == magic)
+}
+
+/// Open `rel` (`self/oom_score_adj`, `self/fd`) in the `/proc` of the current root, checked
+/// (CVE-2025-52881): `/proc` is not a symlink and is procfs, the path stays beneath it without
+/// magic links or crossing a mount (a bind mount over the file cannot redirect the access),
+/// and what is opened is on procfs. `safe == false` (tests only) opens the path as it is.
+pub fn open_proc(rel: &Path, flags: OFlag, safe: bool) -> Result<OwnedFd> {
+    let full = Path::new("/proc").join(rel);
+    if !safe {
+        return sfd::open(&full, flags, Mode::empty()).op_path("open", &full);
+    }
+    let proc = sfd::open(
+        Path::new("/proc"),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+    )
+    .op_path("open", Path::new("/proc"))?;
+    if !is_fs(proc.as_fd(), PROC_MAGIC)? {
+        return Err(Error::Other(format!(
+            "/proc is not procfs: refusing to use {}",
+            full.display()
+        )));
+    }
+    let fd = sfd::openat2(
+        proc.as_fd(),
+        rel,
+        flags,
+        Mode::empty(),
+        Resolve::BENEATH | Resolve::NO_MAGICLINKS | Resolve::NO_XDEV,
+    )
+    .op_path("open", &full)?;
+    if !is_fs(fd.as_fd(), PROC_MAGIC)? {
+        return Err(Error::Other(format!(
+            "{} is not on procfs: refusing to use it",
+            full.display()
+        )));
+    }
+    Ok(fd)
 }
 
 /// Fail unless `fd` is the character device `major:minor` (used for /dev/null before it masks

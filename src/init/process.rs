@@ -17,7 +17,8 @@ use crate::sys::fd::{self as sfd, Resolve};
 use crate::sys::{process as sp, tty};
 
 /// Step 7: rlimits, personality, umask, oom score, scheduler, I/O priority.
-pub fn apply_limits(p: &ProcessPlan, personality: Option<libc::c_ulong>) -> Result<()> {
+/// `safe` is the path-safety layer: /proc files are opened checked ([`super::paths::open_proc`]).
+pub fn apply_limits(p: &ProcessPlan, personality: Option<libc::c_ulong>, safe: bool) -> Result<()> {
     for (res, soft, hard) in &p.rlimits {
         sp::setrlimit(*res, *soft, *hard).op(&format!("setrlimit {res}"))?;
     }
@@ -27,7 +28,9 @@ pub fn apply_limits(p: &ProcessPlan, personality: Option<libc::c_ulong>) -> Resu
     sp::umask(p.umask.unwrap_or(0o022));
     if let Some(adj) = p.oom_score_adj {
         let path = Path::new("/proc/self/oom_score_adj");
-        std::fs::write(path, adj.to_string()).op_path("write", path)?;
+        let fd = super::paths::open_proc(Path::new("self/oom_score_adj"), OFlag::O_WRONLY, safe)?;
+        std::io::Write::write_all(&mut std::fs::File::from(fd), adj.to_string().as_bytes())
+            .op_path("process.oomScoreAdj: write", path)?;
     }
     if let Some(attr) = p.scheduler {
         sp::sched_setattr(attr).op("sched_setattr")?;
@@ -141,14 +144,34 @@ fn find_executable(p: &ProcessPlan) -> Result<CString> {
 
 /// Step 10: mark every fd ≥ 3 close-on-exec, except the `preserve` fds the caller passed
 /// (3..3+preserve) that are not ours (`ours`). Nothing else reaches the container.
+///
+/// The fd table is not read from `/proc/self/fd`: after `pivot_root` that is the container's
+/// /proc, which the image or a mount could fake to hide a leaked descriptor. `close_range`
+/// marks the whole range in the kernel; the old kernels without it get every number up to
+/// the descriptor limit.
 pub fn sweep_fds(preserve: u32, ours: &[RawFd]) -> Result<()> {
     let limit = 3 + preserve as RawFd;
-    for fd in sfd::open_fds().op("list /proc/self/fd")? {
-        if fd < 3 {
+    match sfd::close_range_cloexec(3) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::EINVAL) => {
+            let (soft, _) =
+                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                    .op("getrlimit RLIMIT_NOFILE")?;
+            let top = RawFd::try_from(soft.min(1 << 20)).unwrap_or(1 << 20);
+            for fd in 3..top {
+                match sfd::set_cloexec(fd, true) {
+                    Ok(()) | Err(nix::errno::Errno::EBADF) => {}
+                    Err(e) => return Err(Error::os("fcntl FD_CLOEXEC", None, e)),
+                }
+            }
+        }
+        Err(e) => return Err(Error::os("close_range", None, e)),
+    }
+    for fd in 3..limit {
+        if ours.contains(&fd) {
             continue;
         }
-        let keep = fd < limit && !ours.contains(&fd);
-        match sfd::set_cloexec(fd, !keep) {
+        match sfd::set_cloexec(fd, false) {
             Ok(()) | Err(nix::errno::Errno::EBADF) => {}
             Err(e) => return Err(Error::os("fcntl FD_CLOEXEC", None, e)),
         }

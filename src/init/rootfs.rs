@@ -106,7 +106,7 @@ fn make_parent_private(rootfs: &Path) -> Result<()> {
         if rootfs.starts_with(&mp)
             && best
                 .as_ref()
-                .map_or(true, |(b, _)| mp.as_os_str().len() >= b.as_os_str().len())
+                .is_none_or(|(b, _)| mp.as_os_str().len() >= b.as_os_str().len())
         {
             let shared = f[6..]
                 .iter()
@@ -195,7 +195,26 @@ pub fn finalize(plan: &Plan) -> Result<()> {
     mask_paths(plan, &r, root.as_fd())?;
     readonly_paths(plan, &r, root.as_fd())?;
     if plan.root_readonly {
-        remount_readonly(root.as_fd(), Path::new("/"))?;
+        // By path, not through /proc/self/fd: after pivot_root "/" is the root mount itself.
+        let flags = MsFlags::MS_REMOUNT
+            | MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | current_flags(root.as_fd())?;
+        mount(None, Path::new("/"), None, flags, None).op("remount read-only /")?;
+    }
+    Ok(())
+}
+
+/// After `pivot_root`, mounts target fds through `/proc/self/fd/N` of the *container's* /proc:
+/// make sure that is the kernel's procfs and not a directory the image or a mount put there,
+/// whose `self/fd/N` symlinks would send the mount elsewhere (CVE-2025-31133, CVE-2025-52881).
+fn check_proc_fd_paths(r: &Resolver) -> Result<()> {
+    if r.is_safe() {
+        super::paths::open_proc(
+            Path::new("self/fd"),
+            OFlag::O_PATH | OFlag::O_DIRECTORY,
+            true,
+        )?;
     }
     Ok(())
 }
@@ -212,7 +231,7 @@ fn write_sysctls(plan: &Plan, r: &Resolver, root: BorrowedFd<'_>) -> Result<()> 
             Resolve::NO_SYMLINKS,
         )
         .op("open /proc/sys")?;
-    if !is_fs(sys.as_fd(), PROC_MAGIC)? {
+    if r.is_safe() && !is_fs(sys.as_fd(), PROC_MAGIC)? {
         return Err(Error::Other(
             "/proc/sys is not procfs: refusing to write sysctls".into(),
         ));
@@ -221,16 +240,24 @@ fn write_sysctls(plan: &Plan, r: &Resolver, root: BorrowedFd<'_>) -> Result<()> 
         let rel = PathBuf::from(key.replace('.', "/"));
         // No symlink, no magic link and no mount crossing: a bind mount over a sysctl file
         // cannot redirect the write to another procfs file (CVE-2025-52881).
-        let strict =
-            Resolve::BENEATH | Resolve::NO_SYMLINKS | Resolve::NO_MAGICLINKS | Resolve::NO_XDEV;
-        let fd = sfd::openat2(sys.as_fd(), &rel, OFlag::O_WRONLY, Mode::empty(), strict)
-            .op_path("open sysctl", &Path::new("/proc/sys").join(&rel))?;
-        if !is_fs(fd.as_fd(), PROC_MAGIC)? {
+        let strict = if r.is_safe() {
+            Resolve::BENEATH | Resolve::NO_SYMLINKS | Resolve::NO_MAGICLINKS | Resolve::NO_XDEV
+        } else {
+            Resolve::NONE
+        };
+        let fd = sfd::openat2(sys.as_fd(), &rel, OFlag::O_WRONLY, Mode::empty(), strict).op_path(
+            &format!("linux.sysctl {key}: open"),
+            &Path::new("/proc/sys").join(&rel),
+        )?;
+        if r.is_safe() && !is_fs(fd.as_fd(), PROC_MAGIC)? {
             return Err(Error::Other(format!("sysctl {key}: not a procfs file")));
         }
         std::fs::File::from(fd)
             .write_all(value.as_bytes())
-            .op_path("write sysctl", &Path::new("/proc/sys").join(&rel))?;
+            .op_path(
+                &format!("linux.sysctl {key}: write"),
+                &Path::new("/proc/sys").join(&rel),
+            )?;
     }
     Ok(())
 }
@@ -259,6 +286,7 @@ fn mask_paths(plan: &Plan, r: &Resolver, root: BorrowedFd<'_>) -> Result<()> {
             Err(e) => return Err(Error::os("open masked path", Some(p), e)),
         };
         let st = sfd::fstat(fd.as_fd()).op_path("fstat", p)?;
+        check_proc_fd_paths(r)?;
         let target = proc_fd_path(fd.as_fd());
         if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
             mount(
@@ -289,6 +317,7 @@ fn readonly_paths(plan: &Plan, r: &Resolver, root: BorrowedFd<'_>) -> Result<()>
             Err(Errno::ENOENT) => continue,
             Err(e) => return Err(Error::os("open readonly path", Some(p), e)),
         };
+        check_proc_fd_paths(r)?;
         let target = proc_fd_path(fd.as_fd());
         mount(
             Some(&target),

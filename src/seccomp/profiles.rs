@@ -154,7 +154,7 @@ pub(crate) fn render(
                     "seccomp profile {name}: syscalls[{i}].includes.minKernel: bad version {min:?}"
                 ))
             })?;
-            if !kernel.is_some_and(|k| k >= min) {
+            if kernel.is_none_or(|k| k < min) {
                 continue;
             }
         }

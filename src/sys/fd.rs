@@ -219,6 +219,22 @@ pub fn chroot(path: &Path) -> nix::Result<()> {
     nix::unistd::chroot(path)
 }
 
+/// `close_range(first, ~0, CLOSE_RANGE_CLOEXEC)`: mark every descriptor from `first` up
+/// close-on-exec in one call, without listing them (no `/proc` needed).
+pub fn close_range_cloexec(first: u32) -> nix::Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes descriptor flags; it closes
+    // nothing and takes plain integers.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    })
+    .map(drop)
+}
+
 /// Set or clear `FD_CLOEXEC` on a raw descriptor number (used while sweeping the fd table,
 /// where we do not own the descriptors).
 pub fn set_cloexec(fd: RawFd, cloexec: bool) -> nix::Result<()> {

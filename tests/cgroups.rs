@@ -1,0 +1,564 @@
+//! cgroups: resources written and enforced (memory, pids, cpu, cpuset, devices), update,
+//! pause/resume, ps, events --stats, the container's membership in every hierarchy, the
+//! cgroup mount inside the container, and removal at delete.
+//!
+//! File names are the v1 ones where the host serves the controller with v1 (this hybrid
+//! host), the v2 ones on a pure cgroup2 host.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// A pure cgroup2 host (no v1 controller hierarchies)?
+fn pure_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// The container's directory for a controller: `/sys/fs/cgroup/<ctl>/<path>` (v1) or
+/// `/sys/fs/cgroup/<path>` (v2).
+fn dir(t: &Test, id: &str, ctl: &str) -> PathBuf {
+    let path = t.cgroups_path(id);
+    let rel = path.trim_start_matches('/');
+    if pure_v2() {
+        Path::new("/sys/fs/cgroup").join(rel)
+    } else {
+        Path::new("/sys/fs/cgroup").join(ctl).join(rel)
+    }
+}
+
+/// Read a cgroup file, by its v1 or v2 name depending on the host.
+#[track_caller]
+fn read(t: &Test, id: &str, ctl: &str, v1: &str, v2: &str) -> String {
+    let p = dir(t, id, ctl).join(if pure_v2() { v2 } else { v1 });
+    fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+fn running(t: &Test, b: &mut Bundle) {
+    if b.config["process"]["args"] == json!(["/probe"]) {
+        b.args(&["sleep", "1000"]);
+    }
+    t.run_detached(b).ok();
+    t.wait_status(&b.id, "running");
+}
+
+#[test]
+fn memory_limit_is_written_and_enforced() {
+    let t = Test::new();
+    let id = t.id();
+    let mut b = t.bundle();
+    let limit = 32 * 1024 * 1024;
+    b.set(
+        "/linux/resources/memory",
+        json!({"limit": limit, "swap": limit, "reservation": limit / 2}),
+    );
+    b.add_mount(
+        json!({"destination": "/big", "type": "tmpfs", "source": "tmpfs",
+        "options": ["size=256m"]}),
+    );
+    // tmpfs pages are charged to the cgroup and cannot be reclaimed without swap: writing
+    // 128 MiB past a 32 MiB limit makes the OOM killer kill something in the container.
+    b.sh(
+        "echo started; dd if=/dev/zero of=/big/fill bs=1M count=128 2>/dev/null; \
+          echo size=$(wc -c < /big/fill)",
+    );
+    t.create(&b).ok();
+    assert_eq!(
+        read(&t, id, "memory", "memory.limit_in_bytes", "memory.max"),
+        limit.to_string()
+    );
+    if !pure_v2() {
+        assert_eq!(
+            read(&t, id, "memory", "memory.soft_limit_in_bytes", "memory.low"),
+            (limit / 2).to_string()
+        );
+    }
+    t.start(id).ok();
+    t.wait_status(id, "stopped");
+    let (out, _) = t.output(id);
+    assert!(out.contains("started"), "{out}");
+    assert!(
+        !out.contains("size=134217728"),
+        "the memory limit must stop dd: {out}"
+    );
+    if !pure_v2() {
+        let max: u64 = read(&t, id, "memory", "memory.max_usage_in_bytes", "")
+            .parse()
+            .unwrap();
+        assert!(max <= limit, "usage peaked at {max} > {limit}");
+        let oom = read(&t, id, "memory", "memory.oom_control", "");
+        let kills: u64 = oom
+            .lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            kills > 0,
+            "the OOM killer acted in the container: {oom}\n{out}"
+        );
+    }
+    t.delete(id).ok();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn pids_limit_is_written_and_enforced() {
+    let t = Test::new();
+    let id = t.id();
+    let mut b = t.bundle();
+    b.set("/linux/resources/pids", json!({"limit": 8}));
+    // The subshell dies at the first failed fork; the outer shell goes on.
+    b.sh(
+        "(n=0; while [ $n -lt 20 ]; do sleep 1000 & n=$((n+1)); done) 2>/dev/null; \
+         echo forked; exec sleep 1000",
+    );
+    running(&t, &mut b);
+    t.wait_output(id, "forked");
+    assert_eq!(read(&t, id, "pids", "pids.max", "pids.max"), "8");
+    let current: u64 = read(&t, id, "pids", "pids.current", "pids.current")
+        .parse()
+        .unwrap();
+    assert!(
+        current <= 8,
+        "pids.current {current} stays within the limit"
+    );
+    let ps = t.rt(&["ps", "--format", "json", id]);
+    ps.ok();
+    let n = ps.json().as_array().unwrap().len();
+    assert!((2..=8).contains(&n), "{n} processes, not 21: {ps}");
+    t.delete_force(id).ok();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn cpu_quota_period_and_shares_are_written() {
+    let t = Test::new();
+    let id = t.id();
+    let mut b = t.bundle();
+    b.set(
+        "/linux/resources/cpu",
+        json!({"quota": 50000, "period": 100000, "shares": 512}),
+    );
+    running(&t, &mut b);
+    if pure_v2() {
+        assert_eq!(read(&t, id, "cpu", "", "cpu.max"), "50000 100000");
+    } else {
+        assert_eq!(read(&t, id, "cpu", "cpu.cfs_quota_us", ""), "50000");
+        assert_eq!(read(&t, id, "cpu", "cpu.cfs_period_us", ""), "100000");
+        assert_eq!(read(&t, id, "cpu", "cpu.shares", ""), "512");
+    }
+    t.delete_force(id).ok();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn cpuset_is_written_and_applies() {
+    let t = Test::new();
+    let id = t.id();
+    let mut b = t.bundle();
+    b.set("/linux/resources/cpu", json!({"cpus": "0", "mems": "0"}));
+    b.probe_args(&["read=/proc/self/status"]);
+    t.create(&b).ok();
+    assert_eq!(read(&t, id, "cpuset", "cpuset.cpus", "cpuset.cpus"), "0");
+    assert_eq!(read(&t, id, "cpuset", "cpuset.mems", "cpuset.mems"), "0");
+    t.start(id).ok();
+    t.wait_status(id, "stopped");
+    let f: Value = serde_json::from_str(t.output(id).0.trim()).unwrap();
+    let status = f["read"]["/proc/self/status"].as_str().unwrap();
+    let allowed = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim();
+    assert_eq!(allowed, "0");
+    t.delete(id).ok();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn device_rules_are_written_and_enforced() {
+    let t = Test::new();
+    let id = t.id();
+    let mut b = t.bundle();
+    // The host's /dev/kmsg, bind-mounted: the rules allow only mknod (m) on it, so opening it
+    // must fail with EPERM from the device controller (the node itself is readable by root).
+    b.add_mount(
+        json!({"destination": "/dev/kmsg", "type": "bind", "source": "/dev/kmsg",
+        "options": ["bind"]}),
+    );
+    b.set(
+        "/linux/resources/devices",
+        json!([{"allow": false, "access": "rwm"},
+               {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "m"}]),
+    );
+    b.probe_args(&[
+        "read=/dev/kmsg",
+        "stat=/dev/kmsg",
+        "write=/dev/null",
+        "read=/dev/zero",
+    ]);
+    t.create(&b).ok();
+    if !pure_v2() {
+        let list = read(&t, id, "devices", "devices.list", "");
+        let rules: Vec<&str> = list.lines().collect();
+        assert!(!rules.contains(&"a *:* rwm"), "deny-all first: {list}");
+        assert!(rules.contains(&"c 1:11 m"), "{list}");
+        // The default devices stay usable.
+        for dev in ["c 1:3 rwm", "c 1:5 rwm", "c 1:9 rwm"] {
+            assert!(rules.contains(&dev), "{dev} in {list}");
+        }
+    }
+    t.start(id).ok();
+    t.wait_status(id, "stopped");
+    let f: Value = serde_json::from_str(t.output(id).0.trim()).unwrap();
+    assert_eq!(f["stat"]["/dev/kmsg"]["type"], "char");
+    assert_eq!(
+        f["read"]["/dev/kmsg"]["errno"], 1,
+        "EPERM from the device cgroup"
+    );
+    assert_eq!(f["write"]["/dev/null"], "ok");
+    assert_eq!(f["read"]["/dev/zero"].as_str().unwrap().len(), 4096);
+    t.delete(id).ok();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn linux_devices_are_allowed_by_sealrun() {
+    if !is_sealrun() {
+        // runc 1.1.5 leaves them to the config's rules.
+        eprintln!("sealrun-only: devices in linux.devices are allowed automatically");
+        return;
+    }
+    let t = Test::new();
+    let id = t.id();
+    let mut b = t.bundle();
+    b.set(
+        "/linux/devices",
+        json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o666}]),
+    );
+    b.args(&["sleep", "1000"]);
+    t.create(&b).ok();
+    if !pure_v2() {
+        let list = read(&t, id, "devices", "devices.list", "");
+        assert!(list.lines().any(|l| l == "c 10:229 rwm"), "{list}");
+    }
+    t.delete_force(id).ok();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn update_changes_the_limits() {
+    let t = Test::new();
+    let id = t.id();
+    let mut b = t.bundle();
+    b.set(
+        "/linux/resources",
+        json!({"devices": [{"allow": false, "access": "rwm"}],
+               "memory": {"limit": 64 * 1024 * 1024},
+               "pids": {"limit": 50},
+               "cpu": {"quota": 10000, "period": 100000}}),
+    );
+    running(&t, &mut b);
+    t.rt(&[
+        "update",
+        "--memory",
+        "128M",
+        "--pids-limit",
+        "60",
+        "--cpu-quota",
+        "20000",
+        id,
+    ])
+    .ok();
+    assert_eq!(
+        read(&t, id, "memory", "memory.limit_in_bytes", "memory.max"),
+        (128 * 1024 * 1024).to_string()
+    );
+    assert_eq!(read(&t, id, "pids", "pids.max", "pids.max"), "60");
+    if !pure_v2() {
+        assert_eq!(read(&t, id, "cpu", "cpu.cfs_quota_us", ""), "20000");
+    }
+    let file = t.path("resources.json");
+    fs::write(
+        &file,
+        json!({"pids": {"limit": 70}, "memory": {"limit": 96 * 1024 * 1024}}).to_string(),
+    )
+    .unwrap();
+    t.rt(&["update", "--resources", file.to_str().unwrap(), id])
+        .ok();
+    assert_eq!(read(&t, id, "pids", "pids.max", "pids.max"), "70");
+    assert_eq!(
+        read(&t, id, "memory", "memory.limit_in_bytes", "memory.max"),
+        (96 * 1024 * 1024).to_string()
+    );
+    assert_eq!(t.status(id), "running");
+    t.delete_force(id).ok();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn update_with_a_bad_value_changes_nothing() {
+    let t = Test::new();
+    let id = t.id();
+    let mut b = t.bundle();
+    b.set("/linux/resources/pids", json!({"limit": 50}));
+    running(&t, &mut b);
+    let out = t.rt(&["update", "--cpuset-cpus", "99", id]);
+    out.failed();
+    assert_eq!(read(&t, id, "pids", "pids.max", "pids.max"), "50");
+    assert_eq!(t.status(id), "running");
+    t.delete_force(id).ok();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn pause_and_resume() {
+    let t = Test::new();
+    let id = t.id();
+    let mut b = t.bundle();
+    b.sh("sleep 1000 & echo ready; wait");
+    running(&t, &mut b);
+    t.wait_output(id, "ready");
+    t.rt(&["pause", id]).ok();
+    assert_eq!(t.status(id), "paused");
+    if !pure_v2() {
+        assert_eq!(
+            read(&t, id, "freezer", "freezer.state", ""),
+            "FROZEN",
+            "frozen through the v1 freezer"
+        );
+    }
+    let pid = t.pid_of(id);
+    let state = host::proc_stat(pid).map(|(s, _)| s).unwrap();
+    assert!(
+        matches!(state, 'D' | 'S' | 'T'),
+        "a frozen process is not running: {state}"
+    );
+    // A paused container cannot be paused again or deleted without --force.
+    t.rt(&["pause", id]).error_line(&[id]);
+    t.delete(id).error_line(&[id]);
+    t.rt(&["resume", id]).ok();
+    assert_eq!(t.status(id), "running");
+    if !pure_v2() {
+        assert_eq!(read(&t, id, "freezer", "freezer.state", ""), "THAWED");
+    }
+    t.rt(&["resume", id]).error_line(&[id]);
+    t.delete_force(id).ok();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn delete_force_of_a_paused_container() {
+    let t = Test::new();
+    let id = t.id();
+    let mut b = t.bundle();
+    running(&t, &mut b);
+    t.rt(&["pause", id]).ok();
+    t.delete_force(id).ok();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn ps_lists_the_containers_processes() {
+    let t = Test::new();
+    let id = t.id();
+    let mut b = t.bundle();
+    b.sh("sleep 1000 & sleep 1001 & echo ready; wait");
+    running(&t, &mut b);
+    t.wait_output(id, "ready");
+    let pid = t.pid_of(id);
+    let out = t.rt(&["ps", "--format", "json", id]);
+    out.ok();
+    let mut pids: Vec<i64> = out
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_i64().unwrap())
+        .collect();
+    pids.sort();
+    assert_eq!(pids.len(), 3, "sh and two sleeps: {out}");
+    assert!(pids.contains(&(pid as i64)), "{out}");
+    for p in &pids {
+        let cmd = fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap();
+        let argv0 = cmd.split('\0').next().unwrap();
+        assert!(argv0.ends_with("sh") || argv0 == "sleep", "{cmd:?}");
+    }
+    let table = t.rt(&["ps", id]);
+    table.ok();
+    let mut lines = table.stdout.lines();
+    assert!(lines.next().unwrap().contains("PID"), "{table}");
+    assert_eq!(lines.count(), 3, "{table}");
+    t.delete_force(id).ok();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn events_stats_reports_usage() {
+    let t = Test::new();
+    let id = t.id();
+    let mut b = t.bundle();
+    b.set("/linux/resources/pids", json!({"limit": 100}));
+    b.sh("sleep 1000 & echo ready; wait");
+    running(&t, &mut b);
+    t.wait_output(id, "ready");
+    let out = t.rt(&["events", "--stats", id]);
+    out.ok();
+    let v: Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(v["type"], "stats", "{v}");
+    assert_eq!(v["id"], id, "{v}");
+    let d = &v["data"];
+    assert_eq!(d["pids"]["current"], 2, "{d}");
+    assert_eq!(d["pids"]["limit"], 100, "{d}");
+    assert!(d["memory"]["usage"]["usage"].as_u64().unwrap() > 0, "{d}");
+    assert!(d["cpu"]["usage"]["total"].as_u64().is_some(), "{d}");
+    t.delete_force(id).ok();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn the_container_joins_its_cgroup_in_every_hierarchy() {
+    let t = Test::new();
+    let id = t.id();
+    let mut b = t.bundle();
+    running(&t, &mut b);
+    let pid = t.pid_of(id);
+    let lines = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let want = t.cgroups_path(id);
+    for l in lines.lines() {
+        let path = l.splitn(3, ':').nth(2).unwrap();
+        assert_eq!(path, want, "every hierarchy: {lines}");
+    }
+    for h in host::cgroup_hierarchies() {
+        let d = h.join(want.trim_start_matches('/'));
+        let procs = fs::read_to_string(d.join("cgroup.procs"))
+            .unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+        assert!(
+            procs.lines().any(|p| p.trim() == pid.to_string()),
+            "{pid} in {}",
+            d.display()
+        );
+    }
+    t.delete_force(id).ok();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn delete_removes_the_cgroup_directories() {
+    let t = Test::new();
+    let id = t.id();
+    let mut b = t.bundle();
+    b.set("/linux/resources/pids", json!({"limit": 10}));
+    running(&t, &mut b);
+    let dirs: Vec<PathBuf> = host::cgroup_hierarchies()
+        .iter()
+        .map(|h| h.join(t.cgroups_path(id).trim_start_matches('/')))
+        .collect();
+    assert!(dirs.iter().all(|d| d.is_dir()), "{dirs:?}");
+    t.delete_force(id).ok();
+    for d in &dirs {
+        assert!(!d.exists(), "{} removed", d.display());
+    }
+    if is_sealrun() {
+        // sealrun also removes the parents it created (runc leaves them).
+        assert!(host::cgroup_dirs(&t.cgroup_parent).is_empty());
+    }
+    t.assert_nothing_left();
+}
+
+#[test]
+fn a_failed_create_removes_the_cgroup() {
+    let t = Test::new();
+    let mut b = t.bundle();
+    b.set("/linux/resources/cpu", json!({"cpus": "99"}));
+    let out = t.create(&b);
+    out.error_line(&["cpus"]);
+    t.assert_nothing_left();
+    assert!(
+        host::cgroup_dirs(&t.cgroups_path(t.id())).is_empty(),
+        "no cgroup directory left"
+    );
+}
+
+#[test]
+fn cgroup_mount_shows_the_containers_cgroups_read_only() {
+    let t = Test::new();
+    let mut b = t.bundle();
+    b.probe_args(&["ls=/sys/fs/cgroup", "write=/sys/fs/cgroup/x"]);
+    let f = t.probe(&b);
+    let mounts: Vec<&Value> = f["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            m["mount_point"]
+                .as_str()
+                .unwrap()
+                .starts_with("/sys/fs/cgroup/")
+        })
+        .collect();
+    assert!(
+        !mounts.is_empty(),
+        "cgroup hierarchies under /sys/fs/cgroup"
+    );
+    for m in &mounts {
+        assert!(m["fstype"] == "cgroup" || m["fstype"] == "cgroup2", "{m}");
+        assert!(
+            m["options"].as_str().unwrap().split(',').any(|o| o == "ro"),
+            "{m}"
+        );
+    }
+    if !pure_v2() {
+        let ls = f["ls"]["/sys/fs/cgroup"].as_array().unwrap();
+        for ctl in ["memory", "pids", "cpu", "devices", "freezer"] {
+            assert!(ls.contains(&json!(ctl)), "{ctl} in {ls:?}");
+        }
+    }
+    t.assert_nothing_left();
+}
+
+#[test]
+fn cgroup_mount_matches_runc() {
+    let t = Test::new();
+    let sealrun = PathBuf::from(env!("CARGO_BIN_EXE_sealrun"));
+    let runc = which("runc").expect("runc is required");
+    let mut seen = Vec::new();
+    for rt in [sealrun, runc] {
+        let mut b = t.bundle_for(&t.new_id("m"));
+        b.probe_args(&["ls=/sys/fs/cgroup"]);
+        let f = t.probe_with(&rt, &b);
+        let mut points: Vec<(String, String)> = f["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| {
+                m["mount_point"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("/sys/fs/cgroup")
+            })
+            .map(|m| {
+                (
+                    m["mount_point"].as_str().unwrap().to_string(),
+                    m["fstype"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        points.sort();
+        points.dedup();
+        let mut ls = f["ls"]["/sys/fs/cgroup"].as_array().unwrap().clone();
+        // sealrun also mounts the host's cgroup2 hierarchy (hybrid hosts); runc 1.1.5 does
+        // not.
+        points.retain(|(p, _)| p != "/sys/fs/cgroup/unified");
+        ls.retain(|e| e != "unified");
+        seen.push((points, ls));
+    }
+    assert_eq!(seen[0], seen[1], "sealrun (left) vs runc (right)");
+    t.assert_nothing_left();
+}
