@@ -562,3 +562,110 @@ fn cgroup_mount_matches_runc() {
     assert_eq!(seen[0], seen[1], "sealrun (left) vs runc (right)");
     t.assert_nothing_left();
 }
+
+/// A block device of this host as `major:minor` (throttles need a real device).
+fn some_block_device() -> (i64, i64) {
+    let mut names: Vec<_> = fs::read_dir("/sys/block")
+        .expect("/sys/block")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("loop") && !n.starts_with("ram"))
+        .collect();
+    names.sort();
+    let name = names.first().expect("no block device on this host");
+    let dev = fs::read_to_string(format!("/sys/block/{name}/dev")).expect("dev");
+    let (major, minor) = dev.trim().split_once(':').expect("major:minor");
+    (major.parse().expect("major"), minor.parse().expect("minor"))
+}
+
+#[test]
+fn blkio_weight_and_throttles_are_written() {
+    let t = Test::new();
+    let id = t.id();
+    let (major, minor) = some_block_device();
+    let mut b = t.bundle();
+    b.set(
+        "/linux/resources/blockIO",
+        json!({"weight": 500,
+               "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
+               "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 120}]}),
+    );
+    running(&t, &mut b);
+    if pure_v2() {
+        let max = read(&t, id, "io", "", "io.max");
+        assert!(
+            max.contains(&format!(
+                "{major}:{minor} rbps=1048576 wbps=max riops=max wiops=120"
+            )),
+            "{max}"
+        );
+    } else {
+        let weight = ["blkio.bfq.weight", "blkio.weight"]
+            .iter()
+            .map(|f| dir(&t, id, "blkio").join(f))
+            .find(|p| p.exists())
+            .expect("a blkio weight file");
+        let weight = fs::read_to_string(&weight).unwrap_or_default();
+        assert!(
+            weight.lines().any(|l| l.trim().ends_with("500")),
+            "{weight}"
+        );
+        assert_eq!(
+            read(&t, id, "blkio", "blkio.throttle.read_bps_device", ""),
+            format!("{major}:{minor} 1048576")
+        );
+        assert_eq!(
+            read(&t, id, "blkio", "blkio.throttle.write_iops_device", ""),
+            format!("{major}:{minor} 120")
+        );
+    }
+    t.delete_force(id).ok();
+    t.assert_nothing_left();
+}
+
+/// hugetlb lives only in the cgroup2 hierarchy on a hybrid host; enabling it there writes the
+/// root's `cgroup.subtree_control`, a host setting this test checks before and restores after.
+#[test]
+fn hugetlb_limit_is_written() {
+    if !is_sealrun() && !pure_v2() {
+        // runc 1.1.5 looks for a v1 hugetlb hierarchy, which this hybrid host does not mount.
+        eprintln!("runc cannot set hugetlb limits on a hybrid host: sealrun-only test");
+        return;
+    }
+    let root = if pure_v2() {
+        "/sys/fs/cgroup"
+    } else {
+        "/sys/fs/cgroup/unified"
+    };
+    let controllers = fs::read_to_string(format!("{root}/cgroup.controllers")).unwrap_or_default();
+    assert!(
+        controllers.split_whitespace().any(|c| c == "hugetlb"),
+        "this host's cgroup2 has no hugetlb controller: {controllers:?}"
+    );
+    let control = format!("{root}/cgroup.subtree_control");
+    let before = fs::read_to_string(&control).expect("subtree_control");
+    {
+        let t = Test::new();
+        let id = t.id();
+        let mut b = t.bundle();
+        b.set(
+            "/linux/resources/hugepageLimits",
+            json!([{"pageSize": "2MB", "limit": 4194304}]),
+        );
+        running(&t, &mut b);
+        let file = Path::new(root)
+            .join(t.cgroups_path(id).trim_start_matches('/'))
+            .join("hugetlb.2MB.max");
+        let value = fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert_eq!(value.trim(), "4194304");
+        t.delete_force(id).ok();
+        t.assert_nothing_left();
+    }
+    if !before.split_whitespace().any(|c| c == "hugetlb") {
+        fs::write(&control, "-hugetlb").expect("restore subtree_control");
+    }
+    assert_eq!(
+        fs::read_to_string(&control).expect("subtree_control"),
+        before
+    );
+}
