@@ -644,6 +644,16 @@ fn hugetlb_limit_is_written() {
     );
     let control = format!("{root}/cgroup.subtree_control");
     let before = fs::read_to_string(&control).expect("subtree_control");
+    // Restores the host setting even when an assertion below fails.
+    struct Restore<'a>(&'a str, bool);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            if !self.1 {
+                let _ = fs::write(self.0, "-hugetlb");
+            }
+        }
+    }
+    let restore = Restore(&control, before.split_whitespace().any(|c| c == "hugetlb"));
     {
         let t = Test::new();
         let id = t.id();
@@ -661,9 +671,7 @@ fn hugetlb_limit_is_written() {
         t.delete_force(id).ok();
         t.assert_nothing_left();
     }
-    if !before.split_whitespace().any(|c| c == "hugetlb") {
-        fs::write(&control, "-hugetlb").expect("restore subtree_control");
-    }
+    drop(restore);
     assert_eq!(
         fs::read_to_string(&control).expect("subtree_control"),
         before
