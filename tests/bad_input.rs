@@ -156,10 +156,7 @@ fn bind_mount_of_a_missing_source() {
     let t = Test::new();
     let mut b = t.bundle();
     let missing = t.path("no-such-source");
-    b.add_mount(
-        json!({"destination": "/mnt/x", "type": "bind", "source": missing,
-        "options": ["rbind"]}),
-    );
+    b.bind("/mnt/x", &missing, &["rbind"]);
     create_fails(&t, &b, &["no-such-source"]);
 }
 
@@ -307,14 +304,11 @@ fn invalid_container_id() {
 fn duplicate_id() {
     let t = Test::new();
     let id = t.id();
-    let mut b = t.bundle();
-    b.args(&["sleep", "1000"]);
-    t.create(&b).ok();
+    t.create_sleeper(id);
     let pid = t.pid_of(id);
     let state_before = t.state_json(id);
-    let mut b2 = t.bundle_for(&t.new_id("other"));
+    let mut b2 = t.sleeper(&t.new_id("other"));
     b2.id = id.to_string();
-    b2.args(&["sleep", "1000"]);
     let dir = b2.dir.to_str().unwrap();
     b2.write();
     let out = t.rt(&["create", "--bundle", dir, id]);
@@ -332,10 +326,7 @@ fn duplicate_id() {
 fn start_of_a_running_container() {
     let t = Test::new();
     let id = t.id();
-    let mut b = t.bundle();
-    b.args(&["sleep", "1000"]);
-    t.run_detached(&b).ok();
-    t.wait_status(id, "running");
+    t.run_sleeper(id);
     t.start(id).error_line(&[id]);
     assert_eq!(t.status(id), "running");
     t.delete_force(id).ok();
@@ -359,10 +350,7 @@ fn start_of_a_stopped_container() {
 fn delete_of_a_running_container_without_force() {
     let t = Test::new();
     let id = t.id();
-    let mut b = t.bundle();
-    b.args(&["sleep", "1000"]);
-    t.run_detached(&b).ok();
-    t.wait_status(id, "running");
+    t.run_sleeper(id);
     t.delete(id).error_line(&[id]);
     assert_eq!(t.status(id), "running", "a refused delete changes nothing");
     t.delete_force(id).ok();
@@ -386,10 +374,7 @@ fn kill_of_a_stopped_container() {
 fn kill_with_an_unknown_signal() {
     let t = Test::new();
     let id = t.id();
-    let mut b = t.bundle();
-    b.args(&["sleep", "1000"]);
-    t.run_detached(&b).ok();
-    t.wait_status(id, "running");
+    t.run_sleeper(id);
     t.kill(id, "SIGNOPE").error_line(&["SIGNOPE"]);
     assert_eq!(t.status(id), "running");
     t.delete_force(id).ok();

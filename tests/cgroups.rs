@@ -40,6 +40,16 @@ fn read(t: &Test, id: &str, ctl: &str, v1: &str, v2: &str) -> String {
         .to_string()
 }
 
+/// The probe's mounts whose mount point starts with `prefix`.
+fn mounts_starting_with<'a>(f: &'a Value, prefix: &str) -> Vec<&'a Value> {
+    f["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["mount_point"].as_str().unwrap().starts_with(prefix))
+        .collect()
+}
+
 fn running(t: &Test, b: &mut Bundle) {
     if b.config["process"]["args"] == json!(["/probe"]) {
         b.args(&["sleep", "1000"]);
@@ -167,9 +177,7 @@ fn cpuset_is_written_and_applies() {
     t.create(&b).ok();
     assert_eq!(read(&t, id, "cpuset", "cpuset.cpus", "cpuset.cpus"), "0");
     assert_eq!(read(&t, id, "cpuset", "cpuset.mems", "cpuset.mems"), "0");
-    t.start(id).ok();
-    t.wait_status(id, "stopped");
-    let f: Value = serde_json::from_str(t.output(id).0.trim()).unwrap();
+    let f = t.start_probe(id);
     let status = f["read"]["/proc/self/status"].as_str().unwrap();
     let allowed = status
         .lines()
@@ -188,10 +196,7 @@ fn device_rules_are_written_and_enforced() {
     let mut b = t.bundle();
     // The host's /dev/kmsg, bind-mounted: the rules allow only mknod (m) on it, so opening it
     // must fail with EPERM from the device controller (the node itself is readable by root).
-    b.add_mount(
-        json!({"destination": "/dev/kmsg", "type": "bind", "source": "/dev/kmsg",
-        "options": ["bind"]}),
-    );
+    b.bind("/dev/kmsg", "/dev/kmsg", &["bind"]);
     b.set(
         "/linux/resources/devices",
         json!([{"allow": false, "access": "rwm"},
@@ -214,9 +219,7 @@ fn device_rules_are_written_and_enforced() {
             assert!(rules.contains(&dev), "{dev} in {list}");
         }
     }
-    t.start(id).ok();
-    t.wait_status(id, "stopped");
-    let f: Value = serde_json::from_str(t.output(id).0.trim()).unwrap();
+    let f = t.start_probe(id);
     assert_eq!(f["stat"]["/dev/kmsg"]["type"], "char");
     assert_eq!(
         f["read"]["/dev/kmsg"]["errno"], 1,
@@ -237,12 +240,11 @@ fn linux_devices_are_allowed_by_sealrun() {
     }
     let t = Test::new();
     let id = t.id();
-    let mut b = t.bundle();
+    let mut b = t.sleeper(id);
     b.set(
         "/linux/devices",
         json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o666}]),
     );
-    b.args(&["sleep", "1000"]);
     t.create(&b).ok();
     if !pure_v2() {
         let list = read(&t, id, "devices", "devices.list", "");
@@ -492,17 +494,7 @@ fn cgroup_mount_shows_the_containers_cgroups_read_only() {
     let mut b = t.bundle();
     b.probe_args(&["ls=/sys/fs/cgroup", "write=/sys/fs/cgroup/x"]);
     let f = t.probe(&b);
-    let mounts: Vec<&Value> = f["mounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| {
-            m["mount_point"]
-                .as_str()
-                .unwrap()
-                .starts_with("/sys/fs/cgroup/")
-        })
-        .collect();
+    let mounts = mounts_starting_with(&f, "/sys/fs/cgroup/");
     assert!(
         !mounts.is_empty(),
         "cgroup hierarchies under /sys/fs/cgroup"
@@ -533,16 +525,8 @@ fn cgroup_mount_matches_runc() {
         let mut b = t.bundle_for(&t.new_id("m"));
         b.probe_args(&["ls=/sys/fs/cgroup"]);
         let f = t.probe_with(&rt, &b);
-        let mut points: Vec<(String, String)> = f["mounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| {
-                m["mount_point"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("/sys/fs/cgroup")
-            })
+        let mut points: Vec<(String, String)> = mounts_starting_with(&f, "/sys/fs/cgroup")
+            .into_iter()
             .map(|m| {
                 (
                     m["mount_point"].as_str().unwrap().to_string(),

@@ -302,9 +302,7 @@ fn create_logs_one_audit_record() {
     }
     let t = Test::new();
     let id = t.id();
-    let mut b = t.bundle();
-    b.args(&["sleep", "1000"]);
-    t.create(&b).ok();
+    t.create_sleeper(id);
     let r = t.report();
     assert_eq!(
         r.with_msg("container protections").len(),

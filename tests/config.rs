@@ -35,20 +35,29 @@ fn has_mount(facts: &Value, mount_point: &str) -> bool {
         .any(|m| m["mount_point"] == mount_point)
 }
 
-fn opts(m: &Value) -> Vec<String> {
-    m["options"]
-        .as_str()
+/// A comma-separated mountinfo field as a list (missing: `[""]`).
+fn comma_list(v: &Value) -> Vec<String> {
+    v.as_str()
         .unwrap_or("")
         .split(',')
         .map(String::from)
         .collect()
 }
 
+fn opts(m: &Value) -> Vec<String> {
+    comma_list(&m["options"])
+}
+
 fn super_opts(m: &Value) -> Vec<String> {
-    m["super_options"]
-        .as_str()
-        .unwrap_or("")
-        .split(',')
+    comma_list(&m["super_options"])
+}
+
+/// A string fact split on white space (an id map line, a sysctl with several values).
+#[track_caller]
+fn words(v: &Value) -> Vec<String> {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a string: {v}"))
+        .split_whitespace()
         .map(String::from)
         .collect()
 }
@@ -213,16 +222,9 @@ fn bind_mounts_show_host_files_and_honour_ro() {
     let t = Test::new();
     let d = host_dir(&t, "hostdir");
     let mut b = t.bundle();
-    b.add_mount(
-        json!({"destination": "/mnt/rw", "type": "bind", "source": d,
-        "options": ["rbind", "rw"]}),
-    );
-    b.add_mount(
-        json!({"destination": "/mnt/ro", "type": "bind", "source": d,
-        "options": ["bind", "ro", "nosuid"]}),
-    );
-    b.add_mount(json!({"destination": "/mnt/file.txt", "type": "bind",
-        "source": d.join("hello.txt"), "options": ["bind", "ro"]}));
+    b.bind("/mnt/rw", &d, &["rbind", "rw"]);
+    b.bind("/mnt/ro", &d, &["bind", "ro", "nosuid"]);
+    b.bind("/mnt/file.txt", d.join("hello.txt"), &["bind", "ro"]);
     b.probe_args(&[
         "read=/mnt/rw/hello.txt",
         "write=/mnt/rw/from-container",
@@ -267,10 +269,8 @@ fn rbind_carries_submounts_and_bind_does_not() {
     t.own_mount(&sub);
     fs::write(sub.join("in-sub"), "x").unwrap();
     let mut b = t.bundle();
-    b.add_mount(json!({"destination": "/mnt/r", "type": "bind", "source": d,
-        "options": ["rbind"]}));
-    b.add_mount(json!({"destination": "/mnt/b", "type": "bind", "source": d,
-        "options": ["bind"]}));
+    b.bind("/mnt/r", &d, &["rbind"]);
+    b.bind("/mnt/b", &d, &["bind"]);
     b.probe_args(&["ls=/mnt/r/sub", "ls=/mnt/b/sub"]);
     let f = t.probe(&b);
     assert_eq!(f["ls"]["/mnt/r/sub"], json!(["in-sub"]));
@@ -288,10 +288,7 @@ fn mounts_are_made_in_order() {
     let mut b = t.bundle();
     // The tmpfs first, then a bind inside it: reversed, the tmpfs would hide the bind.
     b.add_mount(json!({"destination": "/mnt/outer", "type": "tmpfs", "source": "tmpfs"}));
-    b.add_mount(
-        json!({"destination": "/mnt/outer/inner", "type": "bind", "source": d,
-        "options": ["rbind"]}),
-    );
+    b.bind("/mnt/outer/inner", &d, &["rbind"]);
     // The same destination twice: the second one wins.
     b.add_mount(
         json!({"destination": "/mnt/twice", "type": "tmpfs", "source": "first",
@@ -332,18 +329,9 @@ fn mount_propagation_options_are_applied() {
     let t = Test::new();
     let d = host_dir(&t, "hostdir");
     let mut b = t.bundle();
-    b.add_mount(
-        json!({"destination": "/mnt/shared", "type": "bind", "source": d,
-        "options": ["rbind", "rshared"]}),
-    );
-    b.add_mount(
-        json!({"destination": "/mnt/private", "type": "bind", "source": d,
-        "options": ["rbind", "rprivate"]}),
-    );
-    b.add_mount(
-        json!({"destination": "/mnt/unbindable", "type": "bind", "source": d,
-        "options": ["rbind", "runbindable"]}),
-    );
+    b.bind("/mnt/shared", &d, &["rbind", "rshared"]);
+    b.bind("/mnt/private", &d, &["rbind", "rprivate"]);
+    b.bind("/mnt/unbindable", &d, &["rbind", "runbindable"]);
     let f = t.probe(&b);
     let shared = optional(mount(&f, "/mnt/shared"));
     assert!(
@@ -475,15 +463,7 @@ fn time_namespace_with_offsets() {
 fn user_namespace_with_id_mappings() {
     let t = Test::new();
     let mut b = t.bundle();
-    b.namespace("user", None);
-    b.set(
-        "/linux/uidMappings",
-        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
-    );
-    b.set(
-        "/linux/gidMappings",
-        json!([{"containerID": 0, "hostID": 200000, "size": 65536}]),
-    );
+    b.user_namespace(100000, 200000, 65536);
     b.probe_args(&[
         "read=/proc/self/uid_map",
         "read=/proc/self/gid_map",
@@ -499,25 +479,13 @@ fn user_namespace_with_id_mappings() {
         host_uid.split_whitespace().skip(1).all(|u| u == "100000"),
         "the init is host uid 100000: {host_uid}"
     );
-    t.start(id).ok();
-    t.wait_status(id, "stopped");
-    let f: Value = serde_json::from_str(t.output(id).0.trim()).expect("probe JSON");
+    let f = t.start_probe(id);
     assert_ne!(f["ns"]["user"], host_ns("user"));
     assert_eq!(f["uid"], json!([0, 0, 0, 0]));
     assert_eq!(f["gid"], json!([0, 0, 0, 0]));
-    let uid_map: Vec<String> = f["read"]["/proc/self/uid_map"]
-        .as_str()
-        .unwrap()
-        .split_whitespace()
-        .map(String::from)
-        .collect();
+    let uid_map = words(&f["read"]["/proc/self/uid_map"]);
     assert_eq!(uid_map, ["0", "100000", "65536"]);
-    let gid_map: Vec<String> = f["read"]["/proc/self/gid_map"]
-        .as_str()
-        .unwrap()
-        .split_whitespace()
-        .map(String::from)
-        .collect();
+    let gid_map = words(&f["read"]["/proc/self/gid_map"]);
     assert_eq!(gid_map, ["0", "200000", "65536"]);
     // Host root's files are unmapped: they show as the overflow id.
     assert_eq!(f["stat"]["/etc/passwd"]["uid"], 65534);
@@ -557,10 +525,7 @@ fn namespaces_are_joined_by_path() {
 fn a_second_container_joins_the_first_ones_namespaces() {
     let t = Test::new();
     let first = t.new_id("pod");
-    let mut b = t.bundle_for(&first);
-    b.args(&["sleep", "1000"]);
-    t.run_detached(&b).ok();
-    t.wait_status(&first, "running");
+    t.run_sleeper(&first);
     let pid = t.pid_of(&first);
     let mut b2 = t.bundle_for(&t.new_id("member"));
     for (spec, proc_) in [
@@ -813,12 +778,7 @@ fn sysctls_are_set_in_the_containers_namespaces() {
     let f = t.probe(&b);
     assert_eq!(f["sysctl"]["net.ipv4.ip_forward"], fwd);
     assert_eq!(f["sysctl"]["kernel.msgmax"], "12345");
-    let pgr: Vec<String> = f["sysctl"]["net.ipv4.ping_group_range"]
-        .as_str()
-        .unwrap()
-        .split_whitespace()
-        .map(String::from)
-        .collect();
+    let pgr = words(&f["sysctl"]["net.ipv4.ping_group_range"]);
     assert_eq!(pgr, ["0", "2147483647"]);
     assert_eq!(
         fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
@@ -1046,13 +1006,7 @@ fn no_capabilities_means_none() {
     let mut b = t.bundle();
     b.set("/process/capabilities", Value::Null);
     let f = t.probe(&b);
-    for set in [
-        "bounding",
-        "effective",
-        "permitted",
-        "inheritable",
-        "ambient",
-    ] {
+    for set in CAP_SETS {
         assert_eq!(f["caps"][set], json!([]), "{set}");
     }
     t.assert_nothing_left();
@@ -1082,8 +1036,7 @@ fn non_root_user_keeps_only_ambient_capabilities() {
 fn annotations_appear_in_state() {
     let t = Test::new();
     let id = t.id();
-    let mut b = t.bundle();
-    b.args(&["sleep", "1000"]);
+    let mut b = t.sleeper(id);
     let ann = json!({"org.example/key": "value", "a": "1", "empty": ""});
     b.set("/annotations", ann.clone());
     t.create(&b).ok();
@@ -1098,17 +1051,8 @@ fn annotations_appear_in_state() {
 fn a_user_namespace_is_joined_by_path() {
     let t = Test::new();
     let first = t.new_id("userns");
-    let mut b = t.bundle_for(&first);
-    b.namespace("user", None);
-    b.set(
-        "/linux/uidMappings",
-        json!([{"containerID": 0, "hostID": 300000, "size": 65536}]),
-    );
-    b.set(
-        "/linux/gidMappings",
-        json!([{"containerID": 0, "hostID": 300000, "size": 65536}]),
-    );
-    b.args(&["sleep", "1000"]);
+    let mut b = t.sleeper(&first);
+    b.user_namespace(300000, 300000, 65536);
     t.run_detached(&b).ok();
     t.wait_status(&first, "running");
     let pid = t.pid_of(&first);
@@ -1127,12 +1071,7 @@ fn a_user_namespace_is_joined_by_path() {
         format!("user:[{}]", f["ns"]["user"]),
         want.to_string_lossy()
     );
-    let map: Vec<String> = f["read"]["/proc/self/uid_map"]
-        .as_str()
-        .unwrap()
-        .split_whitespace()
-        .map(String::from)
-        .collect();
+    let map = words(&f["read"]["/proc/self/uid_map"]);
     assert_eq!(map, ["0", "300000", "65536"]);
     assert_eq!(f["uid"], json!([0, 0, 0, 0]));
     t.delete_force(&first).ok();

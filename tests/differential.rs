@@ -48,6 +48,17 @@ impl Diff {
         }
     }
 
+    /// Compare the capability `sets` (as sorted lists of names).
+    fn caps(&mut self, s: &Value, r: &Value, sets: &[&str]) {
+        for set in sets {
+            self.eq(
+                &format!("caps.{set}"),
+                &sorted_strings(&s["caps"][set]),
+                &sorted_strings(&r["caps"][set]),
+            );
+        }
+    }
+
     #[track_caller]
     fn check(self) {
         assert!(
@@ -175,19 +186,7 @@ fn process_section_matches() {
         &sorted_strings(&s["groups"]),
         &sorted_strings(&r["groups"]),
     );
-    for set in [
-        "bounding",
-        "effective",
-        "permitted",
-        "inheritable",
-        "ambient",
-    ] {
-        d.eq(
-            &format!("caps.{set}"),
-            &sorted_strings(&s["caps"][set]),
-            &sorted_strings(&r["caps"][set]),
-        );
-    }
+    d.caps(&s, &r, &CAP_SETS);
     // runc adds HOME; sealrun uses exactly process.env.
     let mut renv = sorted_strings(&r["env"]);
     renv.as_array_mut()
@@ -221,19 +220,7 @@ fn root_user_process_matches() {
     ] {
         d.eq(k, &s[k], &r[k]);
     }
-    for set in [
-        "bounding",
-        "effective",
-        "permitted",
-        "inheritable",
-        "ambient",
-    ] {
-        d.eq(
-            &format!("caps.{set}"),
-            &sorted_strings(&s["caps"][set]),
-            &sorted_strings(&r["caps"][set]),
-        );
-    }
+    d.caps(&s, &r, &CAP_SETS);
     d.eq("rlimits", &s["rlimits"], &r["rlimits"]);
     d.eq("hostname", &s["hostname"], &r["hostname"]);
     d.check();
@@ -256,15 +243,7 @@ fn namespaces_match() {
 fn user_namespace_matches() {
     let t = Test::new();
     let (s, r) = both(&t, |b| {
-        b.namespace("user", None);
-        b.set(
-            "/linux/uidMappings",
-            json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
-        );
-        b.set(
-            "/linux/gidMappings",
-            json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
-        );
+        b.user_namespace(100000, 100000, 65536);
         b.probe_args(&[
             "read=/proc/self/uid_map",
             "read=/proc/self/gid_map",
@@ -295,13 +274,7 @@ fn user_namespace_matches() {
     for p in ["/etc/passwd", "/dev/null"] {
         d.eq(p, &s["stat"][p], &r["stat"][p]);
     }
-    for set in ["bounding", "effective", "permitted"] {
-        d.eq(
-            &format!("caps.{set}"),
-            &sorted_strings(&s["caps"][set]),
-            &sorted_strings(&r["caps"][set]),
-        );
-    }
+    d.caps(&s, &r, &["bounding", "effective", "permitted"]);
     d.check();
     t.assert_nothing_left();
 }
@@ -317,14 +290,8 @@ fn mounts_match() {
             json!({"destination": "/mnt/tmp", "type": "tmpfs", "source": "tmpfs",
             "options": ["nosuid", "nodev", "noexec", "size=2m", "mode=750"]}),
         );
-        b.add_mount(
-            json!({"destination": "/mnt/ro", "type": "bind", "source": host,
-            "options": ["rbind", "ro", "nosuid"]}),
-        );
-        b.add_mount(
-            json!({"destination": "/mnt/shared", "type": "bind", "source": host,
-            "options": ["rbind", "rshared"]}),
-        );
+        b.bind("/mnt/ro", &host, &["rbind", "ro", "nosuid"]);
+        b.bind("/mnt/shared", &host, &["rbind", "rshared"]);
     });
     let (sm, rm) = (mount_facts(&s), mount_facts(&r));
     let mut d = Diff::default();

@@ -8,9 +8,7 @@ use common::*;
 #[test]
 fn nothing_left_detects_a_live_container_then_passes_after_delete() {
     let t = Test::new();
-    let mut b = t.bundle();
-    b.args(&["sleep", "1000"]);
-    t.create(&b).ok();
+    t.create_sleeper(t.id());
     let pid = t.pid_of(t.id());
     assert!(pid > 0);
     let left = t.leftovers(std::time::Duration::ZERO);
@@ -32,10 +30,7 @@ fn drop_cleans_up_a_running_container() {
     let (dir, parent, root, id);
     {
         let t = Test::new();
-        let mut b = t.bundle();
-        b.args(&["sleep", "1000"]);
-        t.run_detached(&b).ok();
-        t.wait_status(t.id(), "running");
+        t.run_sleeper(t.id());
         dir = t.dir.clone();
         parent = t.cgroup_parent.clone();
         root = t.root.clone();

@@ -15,10 +15,7 @@ use serde_json::{json, Value};
 fn hook_dir(t: &Test, b: &mut Bundle) -> PathBuf {
     let d = t.path("hookout");
     fs::create_dir_all(&d).unwrap();
-    b.add_mount(
-        json!({"destination": "/hookout", "type": "bind", "source": d,
-        "options": ["rbind", "rw"]}),
-    );
+    b.bind("/hookout", &d, &["rbind", "rw"]);
     d
 }
 
@@ -43,6 +40,19 @@ fn order(dir: &Path) -> Vec<String> {
     read(dir, "order").lines().map(String::from).collect()
 }
 
+/// Assert the log has a warning about a failed `kind` hook that exited with `status`.
+#[track_caller]
+fn assert_hook_warning(t: &Test, kind: &str, status: i32) {
+    let warnings = t.report().messages("warning");
+    let exit = format!("exit status {status}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains(kind) && w.contains(&exit)),
+        "{warnings:?}"
+    );
+}
+
 fn ns_link(kind: &str) -> String {
     fs::read_link(format!("/proc/self/ns/{kind}"))
         .unwrap()
@@ -54,11 +64,10 @@ fn ns_link(kind: &str) -> String {
 fn all_six_hooks_run_in_order_with_the_state_on_stdin() {
     let t = Test::new();
     let id = t.id();
-    let mut b = t.bundle();
+    let mut b = t.sleeper(id);
     let dir = hook_dir(&t, &mut b);
     let d = dir.to_str().unwrap();
     b.set("/annotations", json!({"hook.test": "yes"}));
-    b.args(&["sleep", "1000"]);
     b.set(
         "/hooks",
         json!({
@@ -330,13 +339,7 @@ fn failing_poststart_hook_is_a_warning() {
     assert_eq!(order(&dir), ["ps1", "ps2"]);
     t.wait_output(id, "running");
     assert_eq!(t.status(id), "running");
-    let warnings = t.report().messages("warning");
-    assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains("poststart") && w.contains("exit status 5")),
-        "{warnings:?}"
-    );
+    assert_hook_warning(&t, "poststart", 5);
     t.delete_force(id).ok();
     t.assert_nothing_left();
 }
@@ -364,13 +367,7 @@ fn failing_poststop_hook_is_a_warning() {
         assert_eq!(order(&dir)[0], "stop1");
     }
     if is_sealrun() {
-        let warnings = t.report().messages("warning");
-        assert!(
-            warnings
-                .iter()
-                .any(|w| w.contains("poststop") && w.contains("exit status 6")),
-            "{warnings:?}"
-        );
+        assert_hook_warning(&t, "poststop", 6);
     }
     t.assert_nothing_left();
 }

@@ -51,9 +51,7 @@ fn create_blocks_until_start_and_start_releases() {
 #[test]
 fn pid_file_holds_the_host_pid_without_newline() {
     let t = Test::new();
-    let mut b = t.bundle();
-    b.args(&["sleep", "1000"]);
-    t.create(&b).ok();
+    t.create_sleeper(t.id());
     let raw = std::fs::read_to_string(t.pid_file(t.id())).expect("pid file");
     assert!(
         !raw.is_empty() && raw.bytes().all(|c| c.is_ascii_digit()),
@@ -70,9 +68,7 @@ fn pid_file_holds_the_host_pid_without_newline() {
 fn state_reports_created_running_stopped() {
     let t = Test::new();
     let id = t.id();
-    let mut b = t.bundle();
-    b.args(&["sleep", "1000"]);
-    t.create(&b).ok();
+    let b = t.create_sleeper(id);
     let pid = t.pid_of(id);
     let s = t.state_json(id);
     assert!(
@@ -257,14 +253,9 @@ fn delete_removes_a_stopped_container() {
 fn delete_force_kills_created_and_running_containers() {
     let t = Test::new();
     let created = t.new_id("c");
-    let mut b = t.bundle_for(&created);
-    b.args(&["sleep", "1000"]);
-    t.create(&b).ok();
+    t.create_sleeper(&created);
     let running = t.new_id("r");
-    let mut b = t.bundle_for(&running);
-    b.args(&["sleep", "1000"]);
-    t.run_detached(&b).ok();
-    t.wait_status(&running, "running");
+    t.run_sleeper(&running);
     t.delete_force(&created).ok();
     t.delete_force(&running).ok();
     t.assert_nothing_left();
@@ -274,14 +265,9 @@ fn delete_force_kills_created_and_running_containers() {
 fn list_prints_table_json_and_quiet() {
     let t = Test::new();
     let a = t.new_id("a");
-    let mut b = t.bundle_for(&a);
-    b.args(&["sleep", "1000"]);
-    t.create(&b).ok();
+    t.create_sleeper(&a);
     let r = t.new_id("b");
-    let mut b2 = t.bundle_for(&r);
-    b2.args(&["sleep", "1000"]);
-    t.run_detached(&b2).ok();
-    t.wait_status(&r, "running");
+    let b2 = t.run_sleeper(&r);
 
     let table = t.rt(&["list"]);
     table.ok();

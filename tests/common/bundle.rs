@@ -180,6 +180,13 @@ impl Bundle {
         self
     }
 
+    /// Append a bind mount of the host's `source` at `dest` with `options` (`bind` or `rbind`
+    /// among them, as the config would say).
+    pub fn bind(&mut self, dest: &str, source: impl AsRef<Path>, options: &[&str]) -> &mut Self {
+        self.add_mount(json!({"destination": dest, "type": "bind",
+            "source": source.as_ref(), "options": options}))
+    }
+
     /// Remove every mount whose destination is `dest`.
     pub fn remove_mount(&mut self, dest: &str) -> &mut Self {
         if let Some(a) = self.config["mounts"].as_array_mut() {
@@ -210,6 +217,21 @@ impl Bundle {
         if let Some(a) = self.config["linux"]["namespaces"].as_array_mut() {
             a.retain(|n| n["type"] != kind);
         }
+        self
+    }
+
+    /// A new user namespace mapping container ids 0.. (`size` of them) to host uids from
+    /// `uid_host` and host gids from `gid_host`.
+    pub fn user_namespace(&mut self, uid_host: u32, gid_host: u32, size: u32) -> &mut Self {
+        self.namespace("user", None);
+        self.set(
+            "/linux/uidMappings",
+            json!([{"containerID": 0, "hostID": uid_host, "size": size}]),
+        );
+        self.set(
+            "/linux/gidMappings",
+            json!([{"containerID": 0, "hostID": gid_host, "size": size}]),
+        );
         self
     }
 

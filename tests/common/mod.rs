@@ -24,22 +24,26 @@
 //! every hierarchy and removes the temp dir (kept when `SEALRUN_TEST_KEEP=1`).
 //!
 //! # The API, in short
-//! - [`runtime()`], [`is_sealrun()`], [`is_runc()`], [`which()`], [`host_ns()`], [`wait_until()`].
+//! - [`runtime()`], [`is_sealrun()`], [`is_runc()`], [`which()`], [`host_ns()`], [`wait_until()`],
+//!   [`CAP_SETS`].
 //! - [`Test`]: `id()`, `new_id(tag)`, `bundle()`, `bundle_for(id)`, `cgroups_path(id)`,
-//!   `path(name)`, `pid_file(id)`; runtime calls `rt(args)`, `rt_global(globals, args)`,
-//!   `command(globals, args)` / `command_with(binary, ...)` + `exec(cmd)`, `create(b)`,
-//!   `create_with(globals, b, flags)`, `start(id)`, `run(b)`, `run_with(globals, b, flags)`,
-//!   `run_detached(b)`, `probe(b)`, `probe_with(binary, b)`, `state(id)`, `state_json(id)`,
-//!   `status(id)`, `wait_status(id, s)`, `kill(id, sig)`, `delete(id)`, `delete_force(id)`;
-//!   container output `output(id)`, `wait_output(id, needle)`, `pid_of(id)`; the log
-//!   `report()`; host helpers `persistent_ns(kind)`, `own_mount(path)`, `track_pid(pid)`,
-//!   `track_id(id)`; checks `leftovers(grace)`, `assert_nothing_left()`.
+//!   `path(name)`, `pid_file(id)`; containers that stay up: `sleeper(id)` (a bundle),
+//!   `create_sleeper(id)`, `run_sleeper(id)`; runtime calls `rt(args)`,
+//!   `rt_global(globals, args)`, `command(globals, args)` / `command_with(binary, ...)` +
+//!   `exec(cmd)`, `create(b)`, `create_with(globals, b, flags)`, `start(id)`, `start_probe(id)`,
+//!   `run(b)`, `run_with(globals, b, flags)`, `run_detached(b)`, `probe(b)`,
+//!   `probe_with(binary, b)`, `state(id)`, `state_json(id)`, `status(id)`,
+//!   `wait_status(id, s)`, `kill(id, sig)`, `delete(id)`, `delete_force(id)`; container output
+//!   `output(id)`, `wait_output(id, needle)`, `pid_of(id)`; the log `report()`; host helpers
+//!   `persistent_ns(kind)`, `own_mount(path)`, `track_pid(pid)`, `track_id(id)`; checks
+//!   `leftovers(grace)`, `assert_nothing_left()`.
 //! - [`Out`]: `code()`, `signal()`, `success()`, `ok()`, `failed()`, `error_line(needles)`,
 //!   `json()`, `probe_facts()`.
 //! - [`Report`]: `lines`, `with_msg(msg)`, `messages(level)`, `protections(id)`.
 //! - [`Bundle`] (bundle.rs): `config` (JSON), `set(pointer, value)`, `args`, `probe_args`, `sh`,
-//!   `add_mount`, `remove_mount`, `namespace(kind, path)`, `remove_namespace`,
-//!   `writable_root`, `use_sealrun_spec`, `rootfs()`, `write()`.
+//!   `add_mount`, `bind(dest, source, options)`, `remove_mount`, `namespace(kind, path)`,
+//!   `remove_namespace`, `user_namespace(uid_host, gid_host, size)`, `writable_root`,
+//!   `use_sealrun_spec`, `rootfs()`, `write()`.
 //! - [`host`]: cgroup hierarchies/dirs/pids, `proc_stat`, `alive`, `pids_with_env`,
 //!   `mounts_under`, `unmount_under`, `remove_cgroups`.
 //!
@@ -82,6 +86,15 @@ use serde_json::Value;
 
 pub use bundle::{Bundle, DEFAULT_CAPS, DEFAULT_ENV};
 pub use host::wait_until;
+
+/// The five capability sets, as the config and the probe's `caps` name them.
+pub const CAP_SETS: [&str; 5] = [
+    "bounding",
+    "effective",
+    "permitted",
+    "inheritable",
+    "ambient",
+];
 
 /// How long one runtime invocation may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(120);
@@ -461,6 +474,32 @@ impl Test {
         )
     }
 
+    /// A bundle for container `id` whose process is `sleep 1000`: a container that stays up
+    /// until the test deletes it.
+    pub fn sleeper(&self, id: &str) -> Bundle {
+        let mut b = self.bundle_for(id);
+        b.args(&["sleep", "1000"]);
+        b
+    }
+
+    /// [`Test::sleeper`] for `id`, created (asserting success); returns its bundle.
+    #[track_caller]
+    pub fn create_sleeper(&self, id: &str) -> Bundle {
+        let b = self.sleeper(id);
+        self.create(&b).ok();
+        b
+    }
+
+    /// [`Test::sleeper`] for `id`, run detached (asserting success) and waited for until
+    /// `running`; returns its bundle.
+    #[track_caller]
+    pub fn run_sleeper(&self, id: &str) -> Bundle {
+        let b = self.sleeper(id);
+        self.run_detached(&b).ok();
+        self.wait_status(id, "running");
+        b
+    }
+
     /// The pid file `create`/`run -d` write for `id`.
     pub fn pid_file(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.pid"))
@@ -669,6 +708,17 @@ impl Test {
         let out = self.run(b);
         out.ok();
         out.probe_facts()
+    }
+
+    /// `start` a created container that runs the probe (asserting success), wait until it
+    /// stopped, and return its report: the whole stdout, which must be one JSON object.
+    #[track_caller]
+    pub fn start_probe(&self, id: &str) -> Value {
+        self.start(id).ok();
+        self.wait_status(id, "stopped");
+        let out = self.output(id).0;
+        serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("probe report of {id} is not JSON ({e}):\n{out}"))
     }
 
     /// What a container wrote on (stdout, stderr): for `create`, what came after the runtime
