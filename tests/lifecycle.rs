@@ -561,25 +561,11 @@ fn new_session_keyring_unless_no_new_keyring() {
 
 /// Receive one fd sent with SCM_RIGHTS on a connected unix socket.
 fn receive_fd(conn: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::{AsRawFd, FromRawFd};
     let mut buf = [0u8; 512];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .expect("recvmsg on the console socket");
-    for c in msg.cmsgs().expect("cmsgs") {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            // SAFETY: the kernel just installed this descriptor for us; nobody else owns it.
-            return unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) };
-        }
-    }
-    panic!("no fd received on the console socket");
+    host::recv_with_fd(conn, &mut buf)
+        .expect("recvmsg on the console socket")
+        .1
+        .expect("no fd received on the console socket")
 }
 
 #[test]

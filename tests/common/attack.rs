@@ -10,7 +10,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -45,33 +45,7 @@ pub fn attack_binary() -> &'static Path {
         }
         let tmp = dir.join(format!("sealrun-attack.tmp-{}", std::process::id()));
         let src = dir.join(format!("sealrun-attack-{}.rs", std::process::id()));
-        fs::write(&src, ATTACK_SRC).expect("write attack source");
-        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-        let out = Command::new(&rustc)
-            .args([
-                "--edition",
-                "2021",
-                "--crate-name",
-                "attack",
-                "-O",
-                "-C",
-                "target-feature=+crt-static",
-                "-C",
-                "debuginfo=0",
-                "-C",
-                "strip=symbols",
-                "-o",
-            ])
-            .arg(&tmp)
-            .arg(&src)
-            .output()
-            .unwrap_or_else(|e| panic!("run {rustc:?}: {e}"));
-        let _ = fs::remove_file(&src);
-        assert!(
-            out.status.success(),
-            "compiling the attack program failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::common::rootfs::compile_static("attack", ATTACK_SRC, &src, &tmp);
         fs::rename(&tmp, &bin).expect("rename attack binary into place");
         bin
     })
@@ -157,17 +131,7 @@ impl RuntimeCopy {
 
     /// A command running the copy with the test's global flags (like `Test::command`).
     pub fn command(&self, t: &Test, global: &[&str], args: &[&str]) -> Command {
-        let mut c = Command::new(&self.path);
-        c.arg("--root")
-            .arg(&t.root)
-            .arg("--log")
-            .arg(&t.log)
-            .args(["--log-format", "json"])
-            .args(global)
-            .args(args)
-            .env("SEALRUN_TEST_MARK", &t.mark)
-            .stdin(Stdio::null());
-        c
+        t.command_with(&self.path, global, args)
     }
 }
 
@@ -292,26 +256,9 @@ impl Agent {
     /// Accept one connection and read the runtime-spec container process state and the
     /// listener fd the runtime sends.
     pub fn accept(&self) -> (serde_json::Value, Option<OwnedFd>) {
-        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
         let (conn, _) = self.listener.accept().expect("accept");
         let mut buf = vec![0u8; 65536];
-        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 4]);
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .expect("recvmsg");
-        let mut fd = None;
-        for c in msg.cmsgs().expect("cmsgs") {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                // SAFETY: the kernel just installed these fds for us; we own them.
-                fd = fds.first().map(|f| unsafe { OwnedFd::from_raw_fd(*f) });
-            }
-        }
-        let n = msg.bytes;
+        let (n, fd) = crate::common::host::recv_with_fd(&conn, &mut buf).expect("recvmsg");
         let mut rest = Vec::new();
         let mut conn = conn;
         let _ = conn.read_to_end(&mut rest);
@@ -459,22 +406,6 @@ impl ConsoleSocket {
 
 /// Receive one message with one fd.
 fn recv_fd(conn: &UnixStream) -> Option<OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut buf = vec![0u8; 4096];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 4]);
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .ok()?;
-    for c in msg.cmsgs().ok()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            // SAFETY: the kernel just installed these fds for us; we own them.
-            return fds.first().map(|f| unsafe { OwnedFd::from_raw_fd(*f) });
-        }
-    }
-    None
+    crate::common::host::recv_with_fd(conn, &mut buf).ok()?.1
 }

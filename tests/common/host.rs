@@ -210,3 +210,30 @@ pub fn remove_cgroups(rel: &str) {
         cgroup_dirs(rel).is_empty()
     });
 }
+
+/// Receive one message on a unix socket into `buf`: how many bytes came, and the first file
+/// descriptor passed with it (`SCM_RIGHTS`, close-on-exec), if any.
+pub fn recv_with_fd(
+    conn: &std::os::unix::net::UnixStream,
+    buf: &mut [u8],
+) -> nix::Result<(usize, Option<std::os::fd::OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut fd = None;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel just installed these fds for us; nobody else owns them.
+            fd = fds.first().map(|f| unsafe { OwnedFd::from_raw_fd(*f) });
+            break;
+        }
+    }
+    Ok((msg.bytes, fd))
+}

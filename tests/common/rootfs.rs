@@ -108,15 +108,25 @@ fn build_template() -> PathBuf {
 }
 
 fn compile_probe(into: &Path) {
-    let src = into.join("probe.rs.src");
-    fs::write(&src, PROBE_SRC).expect("write probe source");
+    compile_static(
+        "probe",
+        PROBE_SRC,
+        &into.join("probe.rs.src"),
+        &into.join("probe"),
+    );
+}
+
+/// Compile the single-file program `source` (written to `src_path`, removed after) with
+/// rustc into the static, stripped binary `out`; panics with rustc's stderr when it fails.
+pub fn compile_static(crate_name: &str, source: &str, src_path: &Path, out: &Path) {
+    fs::write(src_path, source).unwrap_or_else(|e| panic!("write {}: {e}", src_path.display()));
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let out = Command::new(&rustc)
+    let res = Command::new(&rustc)
         .args([
             "--edition",
             "2021",
             "--crate-name",
-            "probe",
+            crate_name,
             "-O",
             "-C",
             "target-feature=+crt-static",
@@ -126,16 +136,16 @@ fn compile_probe(into: &Path) {
             "strip=symbols",
             "-o",
         ])
-        .arg(into.join("probe"))
-        .arg(&src)
+        .arg(out)
+        .arg(src_path)
         .output()
         .unwrap_or_else(|e| panic!("run {rustc:?}: {e}"));
+    let _ = fs::remove_file(src_path);
     assert!(
-        out.status.success(),
-        "compiling the probe failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        res.status.success(),
+        "compiling the {crate_name} program failed:\n{}",
+        String::from_utf8_lossy(&res.stderr)
     );
-    fs::remove_file(&src).expect("remove probe source");
 }
 
 /// Copy the template to `dest` (created), preserving modes and symlinks.
