@@ -201,6 +201,17 @@ pub fn launch(
     })
 }
 
+/// The container's state as hooks and the seccomp agent see it while it is being created.
+fn creating_state(plan: &Plan, pid: Pid) -> serde_json::Value {
+    hooks::state_json(
+        &plan.id,
+        "creating",
+        pid.as_raw(),
+        &plan.opts.bundle,
+        &plan.annotations,
+    )
+}
+
 /// Serve the init's requests until it is Ready; returns the init's pid.
 fn converse(
     plan: &Plan,
@@ -235,13 +246,7 @@ fn converse(
                 ch.send(&Msg::Go { pid: pid.as_raw() })?;
             }
             Msg::RunHooks => {
-                let state = hooks::state_json(
-                    &plan.id,
-                    "creating",
-                    pid.as_raw(),
-                    &plan.opts.bundle,
-                    &plan.annotations,
-                );
+                let state = creating_state(plan, pid);
                 hooks::run(HookKind::Prestart, &plan.hooks, &state)?;
                 hooks::run(HookKind::CreateRuntime, &plan.hooks, &state)?;
                 ch.send(&Msg::HooksDone)?;
@@ -255,13 +260,7 @@ fn converse(
                     .seccomp
                     .as_ref()
                     .ok_or_else(|| Error::Other("sync: unexpected seccomp listener".into()))?;
-                let state = hooks::state_json(
-                    &plan.id,
-                    "creating",
-                    pid.as_raw(),
-                    &plan.opts.bundle,
-                    &plan.annotations,
-                );
+                let state = creating_state(plan, pid);
                 crate::seccomp::forward_listener(compiled, &state, fd.as_fd())?;
                 ch.send(&Msg::SeccompListenerSent)?;
             }

@@ -102,14 +102,19 @@ pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<Receiv
     })
 }
 
-/// Create a listening `SOCK_STREAM` unix socket bound at `path` (close-on-exec).
-pub fn listen_unix(path: &Path) -> nix::Result<OwnedFd> {
-    let fd = socket::socket(
+/// A new, unbound `SOCK_STREAM` unix socket (close-on-exec).
+fn unix_stream_socket() -> nix::Result<OwnedFd> {
+    socket::socket(
         AddressFamily::Unix,
         SockType::Stream,
         SockFlag::SOCK_CLOEXEC,
         None,
-    )?;
+    )
+}
+
+/// Create a listening `SOCK_STREAM` unix socket bound at `path` (close-on-exec).
+pub fn listen_unix(path: &Path) -> nix::Result<OwnedFd> {
+    let fd = unix_stream_socket()?;
     let addr = UnixAddr::new(path)?;
     socket::bind(fd.as_raw_fd(), &addr)?;
     socket::listen(
@@ -121,12 +126,7 @@ pub fn listen_unix(path: &Path) -> nix::Result<OwnedFd> {
 
 /// Connect a `SOCK_STREAM` unix socket to `path` (close-on-exec).
 pub fn connect_unix(path: &Path) -> nix::Result<OwnedFd> {
-    let fd = socket::socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
+    let fd = unix_stream_socket()?;
     let addr = UnixAddr::new(path)?;
     loop {
         match socket::connect(fd.as_raw_fd(), &addr) {
