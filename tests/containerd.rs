@@ -20,6 +20,8 @@ mod harness;
 mod host;
 #[path = "containerd/image.rs"]
 mod image;
+#[path = "common/run.rs"]
+mod run;
 
 use std::fs;
 use std::process::{Command, Stdio};

@@ -17,6 +17,8 @@
 
 #[path = "podman/harness.rs"]
 mod harness;
+#[path = "common/run.rs"]
+mod run;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

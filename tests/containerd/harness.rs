@@ -4,13 +4,11 @@
 //! removes containers, containerd, left-over shims and container processes, shim sockets,
 //! mounts, cgroups and the temp dir.
 
-use std::ffi::OsStr;
-use std::fmt;
 use std::fs;
 use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::sleep;
@@ -24,6 +22,8 @@ use sha2::{Digest, Sha256};
 use super::grpc;
 use super::host::{hierarchies, mounts_under, proc_pids, remove_cgroup_tree, walk_dirs};
 use super::image;
+use super::run::shell_line;
+pub use super::run::{run, Run};
 
 /// Name the test image gets in containerd.
 pub const IMAGE_BASE: &str = "localhost/sealrun-busybox";
@@ -61,70 +61,10 @@ pub fn runtime_is_sealrun() -> bool {
     runtime() == Path::new(env!("CARGO_BIN_EXE_sealrun"))
 }
 
-/// What a command did, printable in assertion messages.
-pub struct Run {
-    pub what: String,
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    fn from_output(what: String, out: Output) -> Run {
-        Run {
-            what,
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    pub fn ok(&self) -> bool {
-        self.code == Some(0)
-    }
-}
-
-impl fmt::Display for Run {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "`{}` exited {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.what, self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-fn describe(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(OsStr::to_string_lossy)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Runs `cmd` with stdin from /dev/null and captures its output.
-pub fn run(mut cmd: Command) -> Run {
-    let what = describe(&cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-    Run::from_output(what, out)
-}
-
-/// Single-quotes `s` for sh.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 /// Runs `cmd` with a pseudo-terminal as its controlling terminal and stdio (through util-linux
 /// `script`), as a user at a terminal would; output is what the terminal showed.
 pub fn run_in_pty(cmd: Command) -> Run {
-    let line = std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| sh_quote(&a.to_string_lossy()))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let line = shell_line(&cmd);
     let mut script = Command::new("script");
     script.args(["-q", "-e", "-c", &line, "/dev/null"]);
     let mut r = run(script);

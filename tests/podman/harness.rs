@@ -7,11 +7,10 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
-use std::fmt;
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread::sleep;
@@ -20,6 +19,9 @@ use std::time::Duration;
 use nix::mount::{umount2, MntFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+
+pub use super::run::{run, Run};
+use super::run::{run_with_input, shell_line};
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// Polling bounds: they bound a wait for a state and assert nothing about speed.
@@ -76,85 +78,6 @@ pub fn runtime_state_dir(id: &str) -> PathBuf {
     Path::new("/run").join(runtime_name()).join(id)
 }
 
-/// What a command did, printable in assertion messages.
-pub struct Run {
-    pub what: String,
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    fn from_output(what: String, out: Output) -> Run {
-        Run {
-            what,
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    pub fn ok(&self) -> bool {
-        self.code == Some(0)
-    }
-
-    /// Stdout without surrounding whitespace (and without a terminal's carriage returns).
-    pub fn out(&self) -> String {
-        self.stdout.replace('\r', "").trim().to_string()
-    }
-}
-
-impl fmt::Display for Run {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "`{}` exited {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.what, self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-fn describe(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(OsStr::to_string_lossy)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Runs `cmd` with stdin from /dev/null (or `input`) and captures its output.
-pub fn run_with_input(mut cmd: Command, input: Option<&[u8]>) -> Run {
-    use std::io::Write;
-    let what = describe(&cmd);
-    cmd.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-    if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin
-            .write_all(data)
-            .unwrap_or_else(|e| panic!("write stdin of {what}: {e}"));
-    }
-    let out = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("wait {what}: {e}"));
-    Run::from_output(what, out)
-}
-
-/// Runs `cmd` with stdin from /dev/null and captures its output.
-pub fn run(cmd: Command) -> Run {
-    run_with_input(cmd, None)
-}
-
-/// Single-quotes `s` for sh.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 /// Runs `cmd` with a pseudo-terminal as its controlling terminal and stdio (util-linux
 /// `script`), as a user at a terminal would; the output is what the terminal showed.
 pub fn run_in_pty(cmd: Command) -> Run {
@@ -164,11 +87,7 @@ pub fn run_in_pty(cmd: Command) -> Run {
 /// Like [`run_in_pty`], with `setup` (shell commands, e.g. `stty cols 100`) run on the terminal
 /// first and `input` typed at it.
 pub fn run_in_pty_typing(cmd: Command, setup: &str, input: Option<&[u8]>) -> Run {
-    let mut line = std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| sh_quote(&a.to_string_lossy()))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let mut line = shell_line(&cmd);
     if !setup.is_empty() {
         line = format!("{setup}; exec {line}");
     }
