@@ -337,10 +337,7 @@ fn start_of_a_running_container() {
 fn start_of_a_stopped_container() {
     let t = Test::new();
     let id = t.id();
-    let mut b = t.bundle();
-    b.args(&["true"]);
-    t.run_detached(&b).ok();
-    t.wait_status(id, "stopped");
+    t.run_stopped(id);
     t.start(id).error_line(&[id]);
     t.delete(id).ok();
     t.assert_nothing_left();
@@ -361,10 +358,7 @@ fn delete_of_a_running_container_without_force() {
 fn kill_of_a_stopped_container() {
     let t = Test::new();
     let id = t.id();
-    let mut b = t.bundle();
-    b.args(&["true"]);
-    t.run_detached(&b).ok();
-    t.wait_status(id, "stopped");
+    t.run_stopped(id);
     t.kill(id, "KILL").error_line(&[id]);
     t.delete(id).ok();
     t.assert_nothing_left();

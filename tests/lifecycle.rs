@@ -13,6 +13,15 @@ use serde_json::{json, Value};
 const WAITER: &str = "trap 'echo got-term; exit 0' TERM; trap 'echo got-usr1' USR1; \
                       echo ready; while true; do sleep 0.05; done";
 
+/// Run the [`WAITER`] as container `id` (detached) and wait until it is ready for signals.
+#[track_caller]
+fn run_waiter(t: &Test, id: &str) {
+    let mut b = t.bundle_for(id);
+    b.sh(WAITER);
+    t.run_detached(&b).ok();
+    t.wait_output(id, "ready");
+}
+
 #[test]
 fn create_blocks_until_start_and_start_releases() {
     let t = Test::new();
@@ -149,10 +158,7 @@ fn run_killed_from_outside_returns_137() {
 fn run_detach_returns_while_the_container_runs() {
     let t = Test::new();
     let id = t.id();
-    let mut b = t.bundle();
-    b.sh(WAITER);
-    t.run_detached(&b).ok();
-    t.wait_output(id, "ready");
+    run_waiter(&t, id);
     let s = t.state_json(id);
     assert_eq!(s["status"], "running");
     assert_eq!(s["pid"], t.pid_of(id));
@@ -171,10 +177,7 @@ fn kill_accepts_signal_names_and_numbers() {
             continue; // lower case is a sealrun nicety
         }
         let id = t.new_id("k");
-        let mut b = t.bundle_for(&id);
-        b.sh(WAITER);
-        t.run_detached(&b).ok();
-        t.wait_output(&id, "ready");
+        run_waiter(&t, &id);
         t.kill(&id, sig).ok();
         t.wait_output(&id, "got-term");
         t.wait_status(&id, "stopped");
@@ -187,10 +190,7 @@ fn kill_accepts_signal_names_and_numbers() {
 fn kill_defaults_to_sigterm_and_delivers_other_signals() {
     let t = Test::new();
     let id = t.id();
-    let mut b = t.bundle();
-    b.sh(WAITER);
-    t.run_detached(&b).ok();
-    t.wait_output(id, "ready");
+    run_waiter(&t, id);
     t.kill(id, "USR1").ok();
     t.wait_output(id, "got-usr1");
     assert_eq!(t.status(id), "running", "USR1 is trapped");
@@ -235,10 +235,7 @@ fn kill_all_reaches_every_process() {
 fn delete_removes_a_stopped_container() {
     let t = Test::new();
     let id = t.id();
-    let mut b = t.bundle();
-    b.args(&["true"]);
-    t.run_detached(&b).ok();
-    t.wait_status(id, "stopped");
+    t.run_stopped(id);
     let out = t.delete(id);
     out.ok();
     assert!(out.stdout.is_empty(), "{out}");

@@ -28,7 +28,7 @@
 //!   [`CAP_SETS`].
 //! - [`Test`]: `id()`, `new_id(tag)`, `bundle()`, `bundle_for(id)`, `cgroups_path(id)`,
 //!   `path(name)`, `pid_file(id)`; containers that stay up: `sleeper(id)` (a bundle),
-//!   `create_sleeper(id)`, `run_sleeper(id)`; runtime calls `rt(args)`,
+//!   `create_sleeper(id)`, `run_sleeper(id)`; one that has ended: `run_stopped(id)`; runtime calls `rt(args)`,
 //!   `rt_global(globals, args)`, `command(globals, args)` / `command_with(binary, ...)` +
 //!   `exec(cmd)`, `create(b)`, `create_with(globals, b, flags)`, `start(id)`, `start_probe(id)`,
 //!   `run(b)`, `run_with(globals, b, flags)`, `run_detached(b)`, `probe(b)`,
@@ -497,6 +497,17 @@ impl Test {
         let b = self.sleeper(id);
         self.run_detached(&b).ok();
         self.wait_status(id, "running");
+        b
+    }
+
+    /// Container `id` running `true`, run detached (asserting success) and waited for until
+    /// `stopped`; returns its bundle.
+    #[track_caller]
+    pub fn run_stopped(&self, id: &str) -> Bundle {
+        let mut b = self.bundle_for(id);
+        b.args(&["true"]);
+        self.run_detached(&b).ok();
+        self.wait_status(id, "stopped");
         b
     }
 
