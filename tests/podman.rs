@@ -469,6 +469,25 @@ fn rm_leaves_nothing_behind() {
     assert_eq!(r.out(), "", "{r}");
 }
 
+/// A host directory `vol` holding `f` ("from-the-host"), below a 0700 directory; returns the
+/// `-v` argument that mounts it at /vol.
+fn private_volume(pm: &Podman) -> String {
+    let private = pm.dir.join("private");
+    fs::create_dir_all(private.join("vol")).unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(private.join("vol/f"), "from-the-host\n").unwrap();
+    pm.make_mount_points(&["vol"]);
+    format!("{}:/vol", private.join("vol").display())
+}
+
+/// The lines of `r`'s stdout, runs of white space squeezed to one space.
+fn squeezed_lines(r: &Run) -> Vec<String> {
+    r.out()
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
 #[test]
 fn user_namespace_with_a_private_rootfs_and_volume() {
     // With --rootfs and --uidmap podman leaves its per-container files (hosts, hostname,
@@ -476,12 +495,7 @@ fn user_namespace_with_a_private_rootfs_and_volume() {
     // directory: the container's root (host uid 100000) cannot reach them. The runtime opens
     // bind sources with its own privileges, as runc does.
     let pm = Podman::new("userns");
-    let private = pm.dir.join("private");
-    fs::create_dir_all(private.join("vol")).unwrap();
-    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
-    fs::write(private.join("vol/f"), "from-the-host\n").unwrap();
-    pm.make_mount_points(&["vol"]);
-    let volume = format!("{}:/vol", private.join("vol").display());
+    let volume = private_volume(&pm);
     let maps = [
         "--uidmap",
         "0:100000:65536",
@@ -495,11 +509,7 @@ fn user_namespace_with_a_private_rootfs_and_volume() {
     flags.extend_from_slice(&maps);
     let r = pm.run(&pm.with_rootfs("run", &flags, &["sh", "-c", script]));
     assert!(r.ok(), "{r}");
-    let out: Vec<String> = r
-        .out()
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
+    let out = squeezed_lines(&r);
     assert_eq!(out, ["0 100000 65536", "0", "from-the-host", "1"], "{r}");
 
     let id = pm.run_detached("c", &maps, &["sleep", "1000"]);
@@ -521,11 +531,7 @@ fn pod_with_a_user_namespace() {
     // The containers of a pod join the infra container's user, network, ipc and uts
     // namespaces by path, with the pod's id mappings in their config.
     let pm = Podman::new("pod");
-    let private = pm.dir.join("private");
-    fs::create_dir_all(private.join("vol")).unwrap();
-    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
-    fs::write(private.join("vol/f"), "from-the-host\n").unwrap();
-    pm.make_mount_points(&["vol"]);
+    let volume = private_volume(&pm);
     let r = pm.run_without_host_cache(&[
         "pod",
         "create",
@@ -541,7 +547,6 @@ fn pod_with_a_user_namespace() {
         "0:100000:65536",
     ]);
     assert!(r.ok(), "{r}");
-    let volume = format!("{}:/vol", private.join("vol").display());
     let rootfs = pm.rootfs.display().to_string();
     let in_pod = |extra: &[&str], command: &[&str]| -> Vec<String> {
         let mut args: Vec<String> = ["run", "--pod", "p", "-v", &volume, "--rootfs", &rootfs]
@@ -556,11 +561,7 @@ fn pod_with_a_user_namespace() {
         &["sh", "-c", "cat /proc/self/uid_map; cat /vol/f; hostname"],
     ));
     assert!(r.ok(), "{r}");
-    let out: Vec<String> = r
-        .out()
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
+    let out = squeezed_lines(&r);
     assert_eq!(out, ["0 100000 65536", "from-the-host", "p"], "{r}");
 
     let r = pm.ok(&in_pod(&["-d", "--name", "c"], &["sleep", "1000"]));
