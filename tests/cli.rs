@@ -8,6 +8,25 @@ use std::fs;
 use common::*;
 use serde_json::{json, Value};
 
+/// A JSON array of strings, as `&str`s.
+fn str_list(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect()
+}
+
+/// The `type` of each `linux.namespaces` entry of a config.
+fn namespace_types(config: &Value) -> Vec<&str> {
+    config["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["type"].as_str().unwrap())
+        .collect()
+}
+
 #[test]
 fn version_prints_three_lines() {
     let t = Test::new();
@@ -59,12 +78,7 @@ fn spec_writes_a_config_that_runs() {
     assert_eq!(spec["process"]["terminal"], true);
     assert_eq!(spec["process"]["args"], json!(["sh"]));
     assert_eq!(spec["root"]["path"], "rootfs");
-    let ns: Vec<&str> = spec["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["type"].as_str().unwrap())
-        .collect();
+    let ns = namespace_types(&spec);
     for kind in ["pid", "network", "ipc", "uts", "mount"] {
         assert!(ns.contains(&kind), "{kind} in {ns:?}");
     }
@@ -119,12 +133,7 @@ fn spec_rootless_maps_the_caller_and_runs() {
     t.rt(&["spec", "--rootless", "--bundle", &dir]).ok();
     let spec: Value =
         serde_json::from_str(&fs::read_to_string(b.dir.join("config.json")).unwrap()).unwrap();
-    let ns: Vec<&str> = spec["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["type"].as_str().unwrap())
-        .collect();
+    let ns = namespace_types(&spec);
     assert!(ns.contains(&"user"), "{ns:?}");
     assert!(!ns.contains(&"network"), "{ns:?}");
     let uid = nix::unistd::getuid().as_raw();
@@ -165,24 +174,14 @@ fn features_reports_what_the_runtime_supports() {
             "poststop"
         ])
     );
-    let opts: Vec<&str> = f["mountOptions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o.as_str().unwrap())
-        .collect();
+    let opts = str_list(&f["mountOptions"]);
     for o in [
         "ro", "rw", "bind", "rbind", "nosuid", "nodev", "noexec", "relatime", "rshared", "rslave",
         "rprivate",
     ] {
         assert!(opts.contains(&o), "mount option {o} in {opts:?}");
     }
-    let ns: Vec<&str> = f["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n.as_str().unwrap())
-        .collect();
+    let ns = str_list(&f["linux"]["namespaces"]);
     let mut want = vec!["cgroup", "ipc", "mount", "network", "pid", "user", "uts"];
     if is_sealrun() {
         want.push("time");
