@@ -4,7 +4,7 @@
 //! rules 1–4, computed directly from the runtime-spec object), and the helpers the unit tests
 //! share (compile and compare over many synthetic calls).
 
-use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompOperator};
+use oci_spec::runtime::{Capability, LinuxSeccomp, LinuxSeccompOperator};
 use serde_json::json;
 
 use super::bpf::{
@@ -18,6 +18,38 @@ use crate::error::Error;
 use crate::sys::seccomp::SockFilter;
 
 const BPF_JMP_JSET_K: u16 = 0x05 | 0x40;
+
+/// Docker's default capability set, a common set to render the shipped profiles for.
+pub(crate) const DOCKER_CAPS: [Capability; 14] = {
+    use Capability::*;
+    [
+        Chown,
+        DacOverride,
+        Fsetid,
+        Fowner,
+        Mknod,
+        NetRaw,
+        Setgid,
+        Setuid,
+        Setfcap,
+        Setpcap,
+        NetBindService,
+        SysChroot,
+        Kill,
+        AuditWrite,
+    ]
+};
+
+/// Every argument comparison operator of the runtime-spec, by its JSON name.
+pub(crate) const CMP_OPS: [&str; 7] = [
+    "SCMP_CMP_NE",
+    "SCMP_CMP_LT",
+    "SCMP_CMP_LE",
+    "SCMP_CMP_EQ",
+    "SCMP_CMP_GE",
+    "SCMP_CMP_GT",
+    "SCMP_CMP_MASKED_EQ",
+];
 
 /// `struct seccomp_data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -381,21 +381,13 @@ fn parser_rejects_unknown_strings_and_accepts_the_spec_lists() {
             "{bad}"
         );
     }
-    let rules: Vec<serde_json::Value> = [
-        "SCMP_CMP_NE",
-        "SCMP_CMP_LT",
-        "SCMP_CMP_LE",
-        "SCMP_CMP_EQ",
-        "SCMP_CMP_GE",
-        "SCMP_CMP_GT",
-        "SCMP_CMP_MASKED_EQ",
-    ]
-    .iter()
-    .map(|op| {
-        json!({"names": ["dup"], "action": "SCMP_ACT_ALLOW",
+    let rules: Vec<serde_json::Value> = super::interp::CMP_OPS
+        .iter()
+        .map(|op| {
+            json!({"names": ["dup"], "action": "SCMP_ACT_ALLOW",
                "args": [{"index": 0, "value": 3, "op": op}]})
-    })
-    .collect();
+        })
+        .collect();
     let all = json!({
         "defaultAction": "SCMP_ACT_ERRNO",
         "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM",

@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Output};
 
-use oci_spec::runtime::{Capability, LinuxSeccomp};
+use oci_spec::runtime::LinuxSeccomp;
 use serde_json::json;
 
 use super::{compile, load, profile, send_listener};
@@ -354,24 +354,7 @@ fn run_busybox(profile_name: &'static str) {
         return;
     }
     fn body_for(name: &str) -> i32 {
-        use Capability::*;
-        let docker = [
-            Chown,
-            DacOverride,
-            Fsetid,
-            Fowner,
-            Mknod,
-            NetRaw,
-            Setgid,
-            Setuid,
-            Setfcap,
-            Setpcap,
-            NetBindService,
-            SysChroot,
-            Kill,
-            AuditWrite,
-        ];
-        let s = match profile(name, &docker) {
+        let s = match profile(name, &super::interp::DOCKER_CAPS) {
             Ok(s) => s,
             Err(e) => {
                 report("profile", e);

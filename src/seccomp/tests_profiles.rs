@@ -13,22 +13,7 @@ use super::*;
 /// everything.
 fn cap_sets() -> Vec<HashSet<Capability>> {
     use Capability::*;
-    let docker = [
-        Chown,
-        DacOverride,
-        Fsetid,
-        Fowner,
-        Mknod,
-        NetRaw,
-        Setgid,
-        Setuid,
-        Setfcap,
-        Setpcap,
-        NetBindService,
-        SysChroot,
-        Kill,
-        AuditWrite,
-    ];
+    let docker = interp::DOCKER_CAPS;
     let all = [
         SysAdmin,
         SysPtrace,
@@ -138,15 +123,7 @@ fn random_profiles_mean_what_the_reference_says() {
         "SCMP_ACT_ALLOW",
         "SCMP_ACT_NOTIFY",
     ];
-    let ops = [
-        "SCMP_CMP_NE",
-        "SCMP_CMP_LT",
-        "SCMP_CMP_LE",
-        "SCMP_CMP_EQ",
-        "SCMP_CMP_GE",
-        "SCMP_CMP_GT",
-        "SCMP_CMP_MASKED_EQ",
-    ];
+    let ops = interp::CMP_OPS;
     let values: [u64; 8] = [0, 1, 2, 5, 0xff, 1 << 32, (1 << 32) | 5, u64::MAX];
     let mut rng = Rng::new(0x5ea1);
     for round in 0..300 {
