@@ -1,0 +1,310 @@
+//! sealrun against runc and crun, side by side: `cargo bench --bench runtimes` (as root).
+//!
+//! Every runtime runs the same busybox bundle (one config.json, sealrun's hardened default with
+//! its default seccomp profile), wrapped identically: each measured lifecycle runs in its own
+//! private mount namespace (`unshare -m`, with a tmpfs over `/sys/fs/cgroup/unified` where that
+//! hybrid mount exists, which this host's crun needs), inside a helper mode of this binary that
+//! times each runtime command with the monotonic clock and collects its `wait4` rusage. Runs are
+//! interleaved round-robin (the runtime order rotates every iteration), so every figure compares
+//! runtimes measured under the same machine load. See docs/benchmarks.md.
+//!
+//! Environment: `BENCH_ITERS` (default 30), `BENCH_WARMUP` (2), `BENCH_EXECS` (execs per
+//! iteration, 3), `BENCH_TP_ROUNDS` (throughput rounds, 3), `BENCH_TP_N` (containers per
+//! round, 50), `BENCH_TP_PAR` (at a time, 8), `BENCH_LAYERS` (0 skips the hardening-layer
+//! variants), `BENCH_OUT` (results folder, default benches/results), `SEALRUN_BIN` (benchmark
+//! that binary instead of this checkout's release build).
+
+mod helper;
+mod machine;
+mod report;
+mod setup;
+mod stats;
+mod svg;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+/// Errors are plain messages: the harness prints them and exits.
+pub type Res<T> = Result<T, String>;
+
+/// Knobs from the environment.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Settings {
+    pub iters: usize,
+    pub warmup: usize,
+    pub execs: usize,
+    pub tp_rounds: usize,
+    pub tp_n: usize,
+    pub tp_par: usize,
+    pub layers: bool,
+}
+
+fn env_num(name: &str, default: usize) -> Res<usize> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}={v:?}: not a number")),
+        Err(_) => Ok(default),
+    }
+}
+
+impl Settings {
+    fn from_env() -> Res<Settings> {
+        Ok(Settings {
+            iters: env_num("BENCH_ITERS", 30)?.max(1),
+            warmup: env_num("BENCH_WARMUP", 2)?,
+            execs: env_num("BENCH_EXECS", 3)?.max(1),
+            tp_rounds: env_num("BENCH_TP_ROUNDS", 3)?,
+            tp_n: env_num("BENCH_TP_N", 50)?.max(1),
+            tp_par: env_num("BENCH_TP_PAR", 8)?.max(1),
+            layers: env_num("BENCH_LAYERS", 1)? != 0,
+        })
+    }
+}
+
+/// One thing measured: a runtime binary with its global flags, or a sealrun variant with one
+/// hardening layer off.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// Display name (`sealrun`, `crun`, `runc`, `sealrun -landlock` ...).
+    pub name: String,
+    /// The binary.
+    pub bin: PathBuf,
+    /// Global flags before the command (`--unsafe-disable landlock`).
+    pub flags: Vec<String>,
+    /// Whether the config carries `linux.seccomp` (false for the "no seccomp in config" variant).
+    pub seccomp_in_config: bool,
+    /// A peer runtime (full measurement) rather than a layer variant (`run` only).
+    pub peer: bool,
+}
+
+impl Subject {
+    fn slug(&self) -> String {
+        self.name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect()
+    }
+}
+
+/// Samples per subject and metric.
+pub type Samples = BTreeMap<String, BTreeMap<String, Vec<f64>>>;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(helper::FLAG) {
+        std::process::exit(helper::main(args.get(2).map(Path::new)));
+    }
+    // `cargo test --all-targets` runs bench binaries without `--bench`: do nothing then.
+    if !args.iter().any(|a| a == "--bench") {
+        println!("runtimes: benchmark only; run `cargo bench --bench runtimes` as root");
+        return;
+    }
+    match run() {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("bench: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Returns false when a peer runtime was missing (the results say so, and the exit code too).
+fn run() -> Res<bool> {
+    setup::require_root()?;
+    let settings = Settings::from_env()?;
+    let busybox = setup::busybox()?;
+    let sealrun = setup::sealrun_bin()?;
+    let mut missing = BTreeMap::new();
+    let mut subjects = vec![Subject {
+        name: "sealrun".into(),
+        bin: sealrun.clone(),
+        flags: vec![],
+        seccomp_in_config: true,
+        peer: true,
+    }];
+    for (name, package) in [("crun", "crun"), ("runc", "runc")] {
+        match setup::peer(name, package) {
+            Ok(bin) => subjects.push(Subject {
+                name: name.into(),
+                bin,
+                flags: vec![],
+                seccomp_in_config: true,
+                peer: true,
+            }),
+            Err(why) => {
+                eprintln!("\n!!! bench: {name} is MISSING and is not measured: {why}\n");
+                missing.insert(name.to_string(), why);
+            }
+        }
+    }
+    if settings.layers {
+        for layer in ["selfexe", "seccomp", "landlock"] {
+            subjects.push(Subject {
+                name: format!("sealrun -{layer}"),
+                bin: sealrun.clone(),
+                flags: vec!["--unsafe-disable".into(), layer.into()],
+                seccomp_in_config: true,
+                peer: false,
+            });
+        }
+        subjects.push(Subject {
+            name: "sealrun -seccomp(config)".into(),
+            bin: sealrun.clone(),
+            flags: vec![],
+            seccomp_in_config: false,
+            peer: false,
+        });
+    }
+    let work = setup::Work::new()?;
+    setup::write_rootfs(&work.rootfs(), &busybox)?;
+    setup::write_configs(&work)?;
+    let machine = machine::describe(&subjects);
+    println!("{}", machine::summary(&machine));
+    let started = Instant::now();
+    let load_before = machine::loadavg();
+    let (samples, failures) = measure(&settings, &subjects, &work)?;
+    let load_after = machine::loadavg();
+    drop(work);
+    let meta = json!({
+        "settings": settings,
+        "machine": machine,
+        "missing": missing,
+        "failures": failures,
+        "loadavg": {"before": load_before, "after": load_after},
+        "seconds": started.elapsed().as_secs(),
+    });
+    let dir = report::write(&subjects, &samples, &meta)?;
+    println!("results: {}", dir.display());
+    Ok(missing.is_empty())
+}
+
+/// The interleaved measurement: lifecycle iterations, then throughput rounds.
+fn measure(
+    s: &Settings,
+    subjects: &[Subject],
+    work: &setup::Work,
+) -> Res<(Samples, BTreeMap<String, usize>)> {
+    let mut samples = Samples::new();
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    let total = s.warmup + s.iters;
+    for it in 0..total {
+        let warm = it < s.warmup;
+        for k in 0..subjects.len() {
+            let subj = &subjects[(it + k) % subjects.len()];
+            let tasks = if subj.peer {
+                vec!["run", "lifecycle", "exec"]
+            } else {
+                vec!["run"]
+            };
+            let job = job(s, subj, work, &format!("i{it}"), &tasks);
+            match run_job(work, subj, &job) {
+                Ok(out) if !warm => record(&mut samples, &subj.name, &out),
+                Ok(_) => {}
+                Err(e) if warm => return Err(format!("{} failed during warm-up: {e}", subj.name)),
+                Err(e) => {
+                    eprintln!("bench: {} iteration {it}: {e}", subj.name);
+                    *failures.entry(subj.name.clone()).or_default() += 1;
+                }
+            }
+        }
+        eprint!(
+            "\riteration {}/{total}{}",
+            it + 1,
+            if warm { " (warm-up)" } else { "" }
+        );
+    }
+    eprintln!();
+    let peers: Vec<&Subject> = subjects.iter().filter(|s| s.peer).collect();
+    for round in 0..s.tp_rounds {
+        for k in 0..peers.len() {
+            let subj = peers[(round + k) % peers.len()];
+            let job = job(s, subj, work, &format!("t{round}"), &["throughput"]);
+            match run_job(work, subj, &job) {
+                Ok(out) => record(&mut samples, &subj.name, &out),
+                Err(e) => {
+                    eprintln!("bench: {} throughput round {round}: {e}", subj.name);
+                    *failures.entry(subj.name.clone()).or_default() += 1;
+                }
+            }
+        }
+        eprint!("\rthroughput round {}/{}", round + 1, s.tp_rounds);
+    }
+    eprintln!();
+    Ok((samples, failures))
+}
+
+fn job(s: &Settings, subj: &Subject, work: &setup::Work, tag: &str, tasks: &[&str]) -> Value {
+    let mut argv = vec![subj.bin.display().to_string()];
+    argv.extend(subj.flags.iter().cloned());
+    argv.push("--root".into());
+    argv.push(work.state_root(&subj.slug()).display().to_string());
+    let config = if subj.seccomp_in_config {
+        work.config("true")
+    } else {
+        work.config("true-noseccomp")
+    };
+    json!({
+        "argv": argv,
+        "work": work.path(),
+        "rootfs": work.rootfs(),
+        "config": config,
+        "config_sleep": work.config("sleep"),
+        "cgroup_parent": work.cgroup_parent(),
+        "prefix": format!("{}-{tag}", subj.slug()),
+        "tasks": tasks,
+        "execs": s.execs,
+        "tp_n": s.tp_n,
+        "tp_par": s.tp_par,
+    })
+}
+
+/// The shell wrapper every runtime runs under: a private mount namespace (unshare(1) makes its
+/// mounts private), and a tmpfs over the hybrid layout's cgroup2 mount if there is one.
+const WRAPPER: &str = "set -e; \
+    if grep -qs ' /sys/fs/cgroup/unified ' /proc/self/mountinfo; then \
+    mount -t tmpfs none /sys/fs/cgroup/unified; fi; exec \"$@\"";
+
+fn run_job(work: &setup::Work, subj: &Subject, job: &Value) -> Res<Value> {
+    let path = work.path().join(format!("job-{}.json", subj.slug()));
+    std::fs::write(&path, job.to_string()).map_err(|e| format!("{}: {e}", path.display()))?;
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", WRAPPER, "sh"])
+        .arg(exe)
+        .arg(helper::FLAG)
+        .arg(&path)
+        .output()
+        .map_err(|e| format!("unshare: {e}"))?;
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "helper exited with {} and no result ({e}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })?;
+    match v.get("error").and_then(Value::as_str) {
+        Some(err) => Err(err.to_string()),
+        None => Ok(v),
+    }
+}
+
+fn record(samples: &mut Samples, name: &str, out: &Value) {
+    let Some(map) = out.get("samples").and_then(Value::as_object) else {
+        return;
+    };
+    let entry = samples.entry(name.to_string()).or_default();
+    for (metric, v) in map {
+        let values = entry.entry(metric.clone()).or_default();
+        match v {
+            Value::Array(list) => values.extend(list.iter().filter_map(Value::as_f64)),
+            other => values.extend(other.as_f64()),
+        }
+    }
+}
