@@ -25,6 +25,7 @@ pub const FLAG: &str = "--bench-helper";
 struct Job {
     argv: Vec<String>,
     work: PathBuf,
+    run_dir: PathBuf,
     rootfs: PathBuf,
     config: PathBuf,
     config_sleep: PathBuf,
@@ -51,6 +52,17 @@ fn run(path: &Path) -> Res<Map<String, Value>> {
     let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let job: Job = serde_json::from_slice(&raw).map_err(|e| format!("job: {e}"))?;
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("subreaper: {e}"))?;
+    // State roots and pid files on a tmpfs private to this namespace, as /run is on most hosts
+    // (runc, crun and sealrun all keep their state under /run by default).
+    std::fs::create_dir_all(&job.run_dir).map_err(|e| format!("{}: {e}", job.run_dir.display()))?;
+    nix::mount::mount(
+        Some("tmpfs"),
+        &job.run_dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some("mode=0700"),
+    )
+    .map_err(|e| format!("mount tmpfs on {}: {e}", job.run_dir.display()))?;
     let mut out = Map::new();
     let mut cleanup = Cleanup {
         job: &job,
@@ -115,9 +127,7 @@ struct Done {
 
 /// Run `argv cmd...` with stdio closed (stderr to a file, shown if it fails), timed.
 fn timed(job: &Job, cmd: &[&str]) -> Res<Done> {
-    let err_path = job
-        .work
-        .join(format!("stderr-{}-{}", job.prefix, std::process::id()));
+    let err_path = job.run_dir.join(format!("stderr-{}", job.prefix));
     let err = File::create(&err_path).map_err(|e| format!("{}: {e}", err_path.display()))?;
     let mut c = Command::new(&job.argv[0]);
     c.args(&job.argv[1..])
@@ -210,7 +220,7 @@ fn create(
     out: &mut Map<String, Value>,
 ) -> Res<i32> {
     let b = bundle(job, id, config)?;
-    let pid_file = job.work.join(format!("{id}.pid"));
+    let pid_file = job.run_dir.join(format!("{id}.pid"));
     cleanup.ids.push(id.to_string());
     let bundle_arg = b.display().to_string();
     let pid_arg = pid_file.display().to_string();

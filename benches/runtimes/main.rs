@@ -253,6 +253,7 @@ fn job(s: &Settings, subj: &Subject, work: &setup::Work, tag: &str, tasks: &[&st
     json!({
         "argv": argv,
         "work": work.path(),
+        "run_dir": work.run_dir(),
         "rootfs": work.rootfs(),
         "config": config,
         "config_sleep": work.config("sleep"),

@@ -135,8 +135,13 @@ impl Work {
         self.dir.join(format!("config-{name}.json"))
     }
 
+    /// Where each helper mounts its tmpfs: the runtimes' state roots and pid files.
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+
     pub fn state_root(&self, slug: &str) -> PathBuf {
-        self.dir.join("state").join(slug)
+        self.run_dir().join(slug)
     }
 
     pub fn cgroup_parent(&self) -> &str {
