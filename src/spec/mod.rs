@@ -6,6 +6,7 @@
 mod default;
 mod devices;
 mod exec;
+mod json_path;
 mod mounts;
 mod plan;
 mod process;
@@ -35,33 +36,22 @@ pub fn load_bundle(bundle: &Path) -> Result<(Spec, Vec<u8>)> {
     Ok((spec, raw))
 }
 
-/// Parse JSON into `T`. On failure, parse again while tracking the path so the error names the
-/// field (`process.capabilities.bounding[2]: unknown variant ...`); the fast path pays nothing.
+/// Parse JSON into `T`. On failure the error names the field (`process.capabilities.
+/// bounding[2]: unknown variant ...`), found from the error's position; the fast path pays
+/// nothing.
 pub fn parse_json<T: DeserializeOwned>(raw: &[u8], what: &str) -> Result<T> {
-    match serde_json::from_slice::<T>(raw) {
-        Ok(v) => Ok(v),
-        Err(plain) => {
-            let de = &mut serde_json::Deserializer::from_slice(raw);
-            match serde_path_to_error::deserialize::<_, T>(de) {
-                Ok(v) => Ok(v),
-                Err(e) => {
-                    let path = e.path().to_string();
-                    let inner = e.into_inner();
-                    let field = if path.is_empty() || path == "." {
-                        what.to_string()
-                    } else {
-                        path
-                    };
-                    let reason = if inner.is_syntax() || inner.is_eof() {
-                        format!("malformed JSON in {what}: {plain}")
-                    } else {
-                        strip_position(&inner.to_string())
-                    };
-                    Err(Error::config(field, reason))
-                }
-            }
+    serde_json::from_slice::<T>(raw).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            return Error::config(what, format!("malformed JSON in {what}: {e}"));
         }
-    }
+        let path = json_path::path_at(raw, json_path::offset_of(raw, e.line(), e.column()));
+        let field = if path.is_empty() {
+            what.to_string()
+        } else {
+            path
+        };
+        Error::config(field, strip_position(&e.to_string()))
+    })
 }
 
 /// serde_json appends " at line X column Y"; the field path says more, keep the message short.
@@ -100,5 +90,17 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("process.capabilities.bounding"), "{msg}");
         assert!(msg.contains("CAP_NOPE"), "{msg}");
+        assert!(!msg.contains(" at line "), "{msg}");
+    }
+
+    #[test]
+    fn missing_field_names_the_object() {
+        let raw = br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},
+            "mounts":[{"destination":"/a"},{"type":"tmpfs"}]}"#;
+        let msg = parse_json::<Spec>(raw, "config.json")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("mounts[1]"), "{msg}");
+        assert!(msg.contains("destination"), "{msg}");
     }
 }
