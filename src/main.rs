@@ -12,6 +12,7 @@ use sealrun::selfexe::{self, SealStatus};
 use sealrun::spec::{CreateOptions, Layers};
 
 fn main() {
+    seal_early();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -44,6 +45,36 @@ fn main() {
             eprintln!("sealrun: {msg}");
             std::process::exit(1);
         }
+    }
+}
+
+/// Commands that enter a container and therefore run from the sealed copy.
+const SEALED_COMMANDS: &[&str] = &["create", "run", "exec"];
+
+/// Whether the raw arguments may name a sealed command without switching the seal off. Errs
+/// on the side of sealing: an id or flag value spelled `run` also counts, and only a plain
+/// `--unsafe-disable ...selfexe...` is read as switching it off. `dispatch` decides again
+/// from the parsed command line, so this only chooses whether the copy happens before parsing.
+fn wants_seal_early(args: &[std::ffi::OsString]) -> bool {
+    let args: Vec<&str> = args.iter().skip(1).filter_map(|a| a.to_str()).collect();
+    let disabled = args.iter().enumerate().any(|(i, a)| {
+        let list = match a.strip_prefix("--unsafe-disable") {
+            Some("") => args.get(i + 1).copied().unwrap_or_default(),
+            Some(rest) => rest.strip_prefix('=').unwrap_or_default(),
+            None => return false,
+        };
+        list.split(',').any(|l| l == "selfexe")
+    });
+    !disabled && args.iter().any(|a| SEALED_COMMANDS.contains(a))
+}
+
+/// Copy, seal and re-execute before anything else when the command will need it, so the
+/// unsealed first process does no other work (CLI parsing, logging) that the sealed one
+/// repeats. Failures are left to `dispatch`, which seals again and reports them.
+fn seal_early() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if wants_seal_early(&args) {
+        let _ = selfexe::ensure_sealed(false);
     }
 }
 
@@ -308,4 +339,41 @@ fn update_resources(a: cli::UpdateArgs) -> Result<oci_spec::runtime::LinuxResour
     set("blockIO", "weight", a.blkio_weight.map(Value::from));
     let raw = serde_json::to_vec(&r).map_err(|e| Error::Other(e.to_string()))?;
     sealrun::spec::parse_json(&raw, "resources")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn early(args: &[&str]) -> bool {
+        let mut v = vec![std::ffi::OsString::from("sealrun")];
+        v.extend(args.iter().map(std::ffi::OsString::from));
+        wants_seal_early(&v)
+    }
+
+    #[test]
+    fn sealed_commands_seal_before_parsing() {
+        assert!(early(&["run", "c1"]));
+        assert!(early(&["--root", "/r", "create", "--bundle", "b", "c1"]));
+        assert!(early(&["exec", "c1", "/bin/true"]));
+        assert!(early(&["--unsafe-disable", "landlock", "run", "c1"]));
+        assert!(early(&["state", "run"]), "over-approximates: harmless");
+        assert!(!early(&["state", "c1"]));
+        assert!(!early(&["delete", "--force", "c1"]));
+        assert!(!early(&[]));
+    }
+
+    #[test]
+    fn only_an_explicit_selfexe_switch_skips_it() {
+        assert!(!early(&["--unsafe-disable", "selfexe", "run", "c1"]));
+        assert!(!early(&["--unsafe-disable=seccomp,selfexe", "run", "c1"]));
+        assert!(!early(&[
+            "run",
+            "--unsafe-disable",
+            "landlock,selfexe",
+            "c1"
+        ]));
+        assert!(early(&["--unsafe-disable", "selfexecute", "run", "c1"]));
+        assert!(early(&["--unsafe-disable"]) == early(&[]));
+    }
 }
