@@ -155,6 +155,7 @@ pub fn exec(rt: &Runtime, opts: ExecOptions) -> Result<i32> {
                     console,
                     pidfd,
                     join: flags & !for_children,
+                    cgroup_tasks: crate::init::cgroup::tasks_files(&st.cgroup),
                 },
             )
         }
@@ -162,7 +163,6 @@ pub fn exec(rt: &Runtime, opts: ExecOptions) -> Result<i32> {
     };
     drop((child, console));
     let started = (|| -> Result<()> {
-        st.cgroup.add_process(pid, cgroup_fd.is_some())?;
         parent.send(&Msg::Go { pid: pid.as_raw() })?;
         loop {
             let incoming = parent.recv()?;

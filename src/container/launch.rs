@@ -189,7 +189,9 @@ pub fn launch(
     if !two_stage && plan.namespaces.creates(NsKind::User) {
         namespaces::write_id_maps(first, &plan.uid_maps, &plan.gid_maps)?;
     }
-    cgroup.add_process(first, cgroup_fd.is_some())?;
+    if !init::cgroup::joins_itself(plan) {
+        cgroup.add_process(first, cgroup_fd.is_some())?;
+    }
     parent.send(&Msg::Go {
         pid: first.as_raw(),
     })?;

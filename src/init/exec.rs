@@ -27,6 +27,8 @@ pub struct ExecChannels {
     pub pidfd: OwnedFd,
     /// `CLONE_NEW*` flags of the namespaces to join.
     pub join: u64,
+    /// The container's v1 `tasks` files, joined before the namespaces (see `init::cgroup`).
+    pub cgroup_tasks: Vec<std::path::PathBuf>,
 }
 
 /// Entry point of the cloned exec child. Never returns.
@@ -82,7 +84,7 @@ fn story(plan: &ExecPlan, ch: &ExecChannels) -> StepResult<Infallible> {
     ))
 }
 
-/// Become non-dumpable, wait for the runtime to place us in the cgroup, join the namespaces.
+/// Become non-dumpable, wait for the runtime's go, join the cgroup and the namespaces.
 fn join(plan: &ExecPlan, ch: &ExecChannels) -> Result<()> {
     if !plan.layers.no_nondumpable {
         // A container process must not open our /proc entries while we are still the
@@ -90,6 +92,7 @@ fn join(plan: &ExecPlan, ch: &ExecChannels) -> Result<()> {
         sys::process::set_dumpable(false).op("prctl PR_SET_DUMPABLE")?;
     }
     recv_go_exec(ch)?;
+    super::cgroup::join(&ch.cgroup_tasks)?;
     if ch.join != 0 {
         sys::process::setns(
             ch.pidfd.as_fd(),

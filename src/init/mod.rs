@@ -2,6 +2,7 @@
 //! each step handles its own "nothing to do" case. A failure is sent to the parent as
 //! `(step, errno, message)` and the child exits; the parent cleans up.
 
+pub mod cgroup;
 mod devices;
 pub mod exec;
 mod mounts;
@@ -112,7 +113,8 @@ fn story(plan: &Plan, ch: &Channels, staged: bool) -> StepResult<Infallible> {
 }
 
 /// Step 1 for the single-stage path (and the second stage): wait for the runtime to write id
-/// maps and place us in the cgroup, join namespaces given by path, unshare the cgroup namespace.
+/// maps (and place us in the cgroup when we cannot: see [`cgroup`]), join the cgroup, join
+/// namespaces given by path, unshare the cgroup namespace.
 fn enter_namespaces(plan: &Plan, ch: &Channels, staged: bool) -> Result<i32> {
     if !plan.opts.layers.no_nondumpable {
         // Until execve, nothing in the container may open our /proc entries (CVE-2019-5736).
@@ -120,6 +122,9 @@ fn enter_namespaces(plan: &Plan, ch: &Channels, staged: bool) -> Result<i32> {
     }
     sys::process::umask(0);
     let pid = recv_go(&ch.sync)?;
+    if !staged && cgroup::joins_itself(plan) {
+        cgroup::join(&cgroup::tasks_files(&plan.cgroup))?;
+    }
     if !staged {
         if plan.namespaces.creates(NsKind::User) {
             become_root();
@@ -168,6 +173,8 @@ fn first_stage(plan: &Plan, ch: &Channels) -> StepResult<Infallible> {
             sys::process::set_dumpable(false).op("prctl PR_SET_DUMPABLE")?;
         }
         recv_go(&ch.sync)?;
+        // Still in the runtime's namespaces: the init forked below inherits the cgroups.
+        cgroup::join(&cgroup::tasks_files(&plan.cgroup))?;
         for (kind, path) in &plan.namespaces.join {
             if !matches!(kind, NsKind::Pid | NsKind::Time | NsKind::User) {
                 namespaces::join(*kind, path)?;
