@@ -94,6 +94,22 @@ mod tests {
     }
 
     #[test]
+    fn exec_cpu_affinity_is_still_checked() {
+        // oci-spec checks this field with a regex (regex-lite through crates/regex).
+        let cfg = |v: &str| {
+            format!(
+                r#"{{"ociVersion":"1.0.2","process":{{"cwd":"/","user":{{"uid":0,"gid":0}},
+                "execCPUAffinity":{{"initial":"{v}"}}}}}}"#
+            )
+        };
+        assert!(parse_json::<Spec>(cfg("0-3,7").as_bytes(), "config.json").is_ok());
+        let msg = parse_json::<Spec>(cfg("0-3,x").as_bytes(), "config.json")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("process.execCPUAffinity"), "{msg}");
+    }
+
+    #[test]
     fn missing_field_names_the_object() {
         let raw = br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},
             "mounts":[{"destination":"/a"},{"type":"tmpfs"}]}"#;
