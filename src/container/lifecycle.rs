@@ -51,11 +51,18 @@ pub(super) fn start_container(rt: &Runtime, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// The `hooks` of the config `create` validated and kept. Only that field is decoded: serde
+/// skips the rest of the text (the seccomp profile alone is most of it) without building it.
 fn load_hooks(dir: &ContainerDir) -> oci_spec::runtime::Hooks {
+    #[derive(serde::Deserialize)]
+    struct OnlyHooks {
+        #[serde(default)]
+        hooks: Option<oci_spec::runtime::Hooks>,
+    }
     std::fs::read(dir.path().join(CONFIG_FILE))
         .ok()
-        .and_then(|raw| serde_json::from_slice::<oci_spec::runtime::Spec>(&raw).ok())
-        .and_then(|s| s.hooks().clone())
+        .and_then(|raw| serde_json::from_slice::<OnlyHooks>(&raw).ok())
+        .and_then(|s| s.hooks)
         .unwrap_or_default()
 }
 
