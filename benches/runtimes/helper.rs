@@ -119,9 +119,11 @@ fn bundle(job: &Job, id: &str, config: &Path) -> Res<PathBuf> {
     Ok(dir)
 }
 
-/// What a finished command cost.
+/// What a finished command cost: wall time, CPU time (user + system, of the command and the
+/// children it waited for) and peak RSS.
 struct Done {
     ms: f64,
+    cpu_ms: f64,
     rss_kb: f64,
 }
 
@@ -137,7 +139,7 @@ fn timed(job: &Job, cmd: &[&str]) -> Res<Done> {
         .stderr(err);
     let t0 = Instant::now();
     let child = c.spawn().map_err(|e| format!("{}: {e}", job.argv[0]))?;
-    let (status, rss_kb) = wait4(child.id() as i32)?;
+    let (status, usage) = wait4(child.id() as i32)?;
     let ms = t0.elapsed().as_secs_f64() * 1e3;
     if status != 0 {
         let text = std::fs::read_to_string(&err_path).unwrap_or_default();
@@ -148,11 +150,21 @@ fn timed(job: &Job, cmd: &[&str]) -> Res<Done> {
             text.trim()
         ));
     }
-    Ok(Done { ms, rss_kb })
+    Ok(Done {
+        ms,
+        cpu_ms: usage.cpu_ms,
+        rss_kb: usage.rss_kb,
+    })
 }
 
-/// `wait4` for one child: its exit status (128+N for signal N) and `ru_maxrss` in KiB.
-fn wait4(pid: i32) -> Res<(i32, f64)> {
+/// The rusage figures the bench reports.
+struct Usage {
+    cpu_ms: f64,
+    rss_kb: f64,
+}
+
+/// `wait4` for one child: its exit status (128+N for signal N) and its usage.
+fn wait4(pid: i32) -> Res<(i32, Usage)> {
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain old data; all-zero is a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -172,7 +184,12 @@ fn wait4(pid: i32) -> Res<(i32, f64)> {
     } else {
         128 + libc::WTERMSIG(status)
     };
-    Ok((code, ru.ru_maxrss as f64))
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+    let usage = Usage {
+        cpu_ms: ms(ru.ru_utime) + ms(ru.ru_stime),
+        rss_kb: ru.ru_maxrss as f64,
+    };
+    Ok((code, usage))
 }
 
 /// Reap whatever is left (orphans reparented to us).
@@ -200,6 +217,7 @@ fn run_task(job: &Job, out: &mut Map<String, Value>) -> Res<()> {
     let b = bundle(job, &id, &job.config)?;
     let d = timed(job, &["run", "--bundle", &b.display().to_string(), &id])?;
     put(out, "run_ms", d.ms);
+    put(out, "run_cpu_ms", d.cpu_ms);
     put(out, "run_rss_kb", d.rss_kb);
     Ok(())
 }
@@ -247,11 +265,11 @@ fn lifecycle_task(job: &Job, cleanup: &mut Cleanup, out: &mut Map<String, Value>
     let d = timed(job, &["start", &id])?;
     put(out, "start_ms", d.ms);
     put(out, "start_rss_kb", d.rss_kb);
-    let (code, init_rss) = wait4(pid)?;
+    let (code, init) = wait4(pid)?;
     if code != 0 {
         return Err(format!("container {id} exited with {code}"));
     }
-    put(out, "init_rss_kb", init_rss);
+    put(out, "init_rss_kb", init.rss_kb);
     if let Some(bytes) = cgroup_peak(&job.cgroup_parent, &id) {
         put(out, "cgroup_peak_kb", bytes / 1024.0);
     }
@@ -288,6 +306,7 @@ fn exec_task(job: &Job, cleanup: &mut Cleanup, out: &mut Map<String, Value>) -> 
     for _ in 0..job.execs {
         let d = timed(job, &["exec", &id, "/bin/true"])?;
         put(out, "exec_ms", d.ms);
+        put(out, "exec_cpu_ms", d.cpu_ms);
         put(out, "exec_rss_kb", d.rss_kb);
     }
     timed(job, &["kill", &id, "KILL"])?;

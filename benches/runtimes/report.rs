@@ -70,6 +70,25 @@ const TIME_ROWS: &[Row] = &[
     ),
 ];
 
+/// CPU time (user + system) of the command and the processes it waited for: insensitive to
+/// how busy the machine is, unlike wall time.
+const CPU_ROWS: &[Row] = &[
+    row(
+        "`run` /bin/true, CPU time, median (ms)",
+        "run_cpu_ms",
+        Agg::Median,
+        1.0,
+        2,
+    ),
+    row(
+        "`exec` /bin/true, CPU time, median (ms)",
+        "exec_cpu_ms",
+        Agg::Median,
+        1.0,
+        2,
+    ),
+];
+
 const MEMORY_ROWS: &[Row] = &[
     row(
         "peak RSS of `create` (MiB)",
@@ -281,6 +300,18 @@ fn goals(out: &mut String, samples: &Samples) {
         0.5,
     ));
     out.push_str(&check(
+        "`run` CPU time: sealrun ÷ crun",
+        m("sealrun", "run_cpu_ms"),
+        m("crun", "run_cpu_ms"),
+        1.0,
+    ));
+    out.push_str(&check(
+        "`exec` CPU time: sealrun ÷ crun",
+        m("sealrun", "exec_cpu_ms"),
+        m("crun", "exec_cpu_ms"),
+        1.0,
+    ));
+    out.push_str(&check(
         "peak RSS of `run`: sealrun ÷ crun",
         m("sealrun", "run_rss_kb"),
         m("crun", "run_rss_kb"),
@@ -336,8 +367,18 @@ fn markdown(subjects: &[Subject], samples: &Samples, meta: &Value, stamp: &str) 
          smaller (for throughput, above 1.00 is better).\n\n## Time\n\n",
     );
     table(&mut out, TIME_ROWS, &peers, samples);
+    out.push_str(
+        "\nCPU time (user + system of the command and the processes it waited for, so `run` \
+         includes the container's init; unlike wall time it hardly depends on how busy the \
+         machine is):\n\n",
+    );
+    table(&mut out, CPU_ROWS, &peers, samples);
     out.push_str("\n## Memory\n\n");
     table(&mut out, MEMORY_ROWS, &peers, samples);
+    out.push_str(
+        "\nThe cgroup figure moves in steps of 256 KiB on cgroup v1 (the kernel charges pages \
+         to a memory cgroup in per-CPU batches of 64).\n",
+    );
     for p in &peers {
         if samples
             .get(&p.name)

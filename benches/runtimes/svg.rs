@@ -103,6 +103,10 @@ pub fn chart(peers: &[&Subject], samples: &Samples, stamp: &str) -> String {
         ("delete", get("delete_ms", 1.0)),
         ("exec /bin/true", get("exec_ms", 1.0)),
     ];
+    let cpu = [
+        ("run /bin/true", get("run_cpu_ms", 1.0)),
+        ("exec /bin/true", get("exec_cpu_ms", 1.0)),
+    ];
     let memory = [
         ("peak RSS of run", get("run_rss_kb", 1024.0)),
         ("peak RSS of create", get("create_rss_kb", 1024.0)),
@@ -118,6 +122,13 @@ pub fn chart(peers: &[&Subject], samples: &Samples, stamp: &str) -> String {
         "Time, median (ms, lower is better)",
         "ms",
         &times,
+    );
+    y += panel(
+        &mut body,
+        y,
+        "CPU time (user + system), median (ms, lower is better)",
+        "ms",
+        &cpu,
     );
     y += panel(
         &mut body,
