@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::launch::{launch, Launched, Undo};
 use super::lifecycle::{destroy, start_container};
-use super::state::{write_atomic, StateFile, CONFIG_FILE, STATE_FILE};
+use super::state::{write_atomic, StateFile, CONFIG_FILE, SECCOMP_FILE, STATE_FILE};
 use super::Runtime;
 use crate::error::{Context, Error, Result, Step};
 use crate::namespaces::NsKind;
@@ -71,6 +71,9 @@ fn create_inner(
         }
     };
     dir.write_atomic(CONFIG_FILE, &raw)?;
+    if let Some(bytes) = plan.seccomp.as_ref().and_then(|s| s.to_cache()) {
+        dir.write_atomic(SECCOMP_FILE, &bytes)?;
+    }
     let start_time = super::state::proc_stat(launched.pid.as_raw())
         .map(|(_, s)| s)
         .ok_or_else(|| Error::Other("container init vanished".into()))?;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 
-use super::state::{write_atomic, Status, CONFIG_FILE};
+use super::state::{write_atomic, Status, CONFIG_FILE, SECCOMP_FILE};
 use super::Runtime;
 use crate::error::{Context, Error, Result};
 use crate::hooks;
@@ -84,6 +84,10 @@ pub fn exec(rt: &Runtime, opts: ExecOptions) -> Result<i32> {
         }
     }
     let raw = std::fs::read(dir.path().join(CONFIG_FILE)).op("read container config")?;
+    // The program the init loaded, kept by create (absent: compile the profile again).
+    let compiled = std::fs::read(dir.path().join(SECCOMP_FILE))
+        .ok()
+        .and_then(|b| crate::seccomp::Compiled::from_cache(&b));
     let spec_cfg = spec::parse_json::<oci_spec::runtime::Spec>(&raw, "config.json")?;
     drop(dir);
     let process = match &opts.process {
@@ -104,6 +108,7 @@ pub fn exec(rt: &Runtime, opts: ExecOptions) -> Result<i32> {
         &opts.caps,
         opts.preserve_fds,
         layers,
+        compiled,
     )?;
     if plan.process.terminal && opts.console_socket.is_none() && opts.detach {
         return Err(Error::InvalidArgument(

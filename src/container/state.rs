@@ -21,6 +21,8 @@ use crate::sys::fd as sfd;
 pub const STATE_FILE: &str = "state.json";
 /// Copy of the bundle's config.json as `create` read it.
 pub const CONFIG_FILE: &str = "config.json";
+/// The compiled seccomp program `create` keeps for `exec` (`seccomp::Compiled::to_cache`).
+pub const SECCOMP_FILE: &str = "seccomp.bpf";
 /// The socket `start` connects to (exists only while the container is created).
 pub const START_SOCKET: &str = "start.sock";
 

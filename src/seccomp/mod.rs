@@ -78,6 +78,7 @@
 //! architectures and ignored flags; the caller logs them.
 
 mod bpf;
+mod cache;
 mod model;
 mod profiles;
 mod syscalls;

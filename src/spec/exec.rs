@@ -96,7 +96,9 @@ pub fn process_from_overrides(spec: &Spec, o: &ExecOverrides) -> Result<Process>
 }
 
 /// Resolve the exec plan: the process, plus `--cap` additions, the container's seccomp profile
-/// and a Landlock policy computed for this process's own capabilities.
+/// and a Landlock policy computed for this process's own capabilities. `compiled` is the
+/// program `create` compiled from that same profile, when it kept one: used instead of
+/// compiling again.
 pub fn exec_plan(
     id: &str,
     spec: &Spec,
@@ -104,6 +106,7 @@ pub fn exec_plan(
     extra_caps: &[String],
     preserve_fds: u32,
     layers: Layers,
+    compiled: Option<crate::seccomp::Compiled>,
 ) -> Result<ExecPlan> {
     let mut plan = plan_process(process, "process")?;
     let extra = parse_capabilities(extra_caps, "--cap")?;
@@ -115,9 +118,13 @@ pub fn exec_plan(
     ] {
         set.extend(extra.iter().copied());
     }
-    let linux = spec.linux().clone().unwrap_or_default();
+    let no_linux = oci_spec::runtime::Linux::default();
+    let linux = spec.linux().as_ref().unwrap_or(&no_linux);
     let seccomp = match linux.seccomp() {
-        Some(s) if !layers.no_seccomp => Some(crate::seccomp::compile(s)?),
+        Some(s) if !layers.no_seccomp => Some(match compiled {
+            Some(c) => c,
+            None => crate::seccomp::compile(s)?,
+        }),
         _ => None,
     };
     let annotations = spec.annotations().clone().unwrap_or_default();
@@ -212,6 +219,7 @@ mod tests {
             &["CAP_SYS_PTRACE".into()],
             0,
             Layers::default(),
+            None,
         )
         .unwrap();
         assert!(plan
