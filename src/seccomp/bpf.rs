@@ -90,21 +90,63 @@ fn generator(e: seccompiler::BackendError) -> Error {
     Error::Other(format!("seccomp BPF generator: {e}"))
 }
 
-/// seccompiler's program for one group, with its arch check stripped.
+/// Checks returning `k` for every number in `nrs` (sorted), the accumulator holding the
+/// syscall number: a run of consecutive numbers shares one range check (`jge lo; jgt hi; ret`),
+/// a lone number gets `jeq; ret`. A number outside every run falls through past the checks.
+fn returns_for(nrs: &[u32], k: u32) -> Vec<SockFilter> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < nrs.len() {
+        let lo = nrs[i];
+        let mut hi = lo;
+        while i + 1 < nrs.len() && nrs[i + 1] == hi + 1 {
+            i += 1;
+            hi = nrs[i];
+        }
+        i += 1;
+        if lo == hi {
+            out.push(jump(BPF_JMP_JEQ_K, lo, 0, 1));
+        } else {
+            out.push(jump(BPF_JMP_JGE_K, lo, 0, 2));
+            out.push(jump(BPF_JMP_JGT_K, hi, 1, 0));
+        }
+        out.push(stmt(BPF_RET_K, k));
+    }
+    out
+}
+
+/// One group's body: load the syscall number, return the group's value for the syscalls it
+/// takes unconditionally (range checks, see [`returns_for`]), then seccompiler's program for
+/// the syscalls with argument conditions (arch check stripped), which ends in the "no match"
+/// return. seccompiler spends five instructions on each unconditional syscall; the range
+/// checks need two or fewer, and the kernel's load time (conversion to eBPF, JIT) and the walk
+/// of every filtered call grow with the program's length.
 fn group_body(group: &Group, arch: &NativeArch) -> Result<Vec<SockFilter>> {
+    let unconditional: Vec<u32> = group
+        .syscalls
+        .iter()
+        .filter(|(_, m)| matches!(m, Matcher::All))
+        .map(|(nr, _)| *nr)
+        .collect();
+    let mut body = vec![stmt(BPF_LD_W_ABS, DATA_NR)];
+    body.extend(returns_for(&unconditional, u32::from(MATCH_SENTINEL)));
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for (nr, matcher) in &group.syscalls {
-        let chain = match matcher {
-            Matcher::All => Vec::new(),
-            Matcher::Any(lists) => lists
-                .iter()
-                .map(|conds| {
-                    let conds = conds.iter().map(condition).collect::<Result<Vec<_>>>()?;
-                    SeccompRule::new(conds).map_err(generator)
-                })
-                .collect::<Result<Vec<_>>>()?,
+        let Matcher::Any(lists) = matcher else {
+            continue;
         };
+        let chain = lists
+            .iter()
+            .map(|conds| {
+                let conds = conds.iter().map(condition).collect::<Result<Vec<_>>>()?;
+                SeccompRule::new(conds).map_err(generator)
+            })
+            .collect::<Result<Vec<_>>>()?;
         rules.insert(i64::from(*nr), chain);
+    }
+    if rules.is_empty() {
+        body.push(stmt(BPF_RET_K, u32::from(MISS_SENTINEL)));
+        return Ok(body);
     }
     let filter =
         SeccompFilter::new(rules, MISS_SENTINEL, MATCH_SENTINEL, arch.target).map_err(generator)?;
@@ -126,15 +168,13 @@ fn group_body(group: &Group, arch: &NativeArch) -> Result<Vec<SockFilter>> {
             "seccomp BPF generator: unexpected program prefix".into(),
         ));
     }
-    Ok(prog[expected_prefix.len()..]
-        .iter()
-        .map(|i| SockFilter {
-            code: i.code,
-            jt: i.jt,
-            jf: i.jf,
-            k: i.k,
-        })
-        .collect())
+    body.extend(prog[expected_prefix.len()..].iter().map(|i| SockFilter {
+        code: i.code,
+        jt: i.jt,
+        jf: i.jf,
+        k: i.k,
+    }));
+    Ok(body)
 }
 
 /// Assemble the profile's single program.

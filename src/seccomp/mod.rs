@@ -42,8 +42,10 @@
 //! # Construction: one program, groups chained
 //!
 //! seccompiler builds one "match → action A, else → action B" program per filter. The rules are
-//! grouped by exact return value (action plus errno/trace data); each group becomes one
-//! seccompiler body. The bodies are placed one after the other in the order of rule 3 —
+//! grouped by exact return value (action plus errno/trace data); each group becomes one body:
+//! range checks for the syscalls the group takes unconditionally (a run of consecutive numbers
+//! shares one `jge`/`jgt` pair; seccompiler would spend five instructions on each), then
+//! seccompiler's code for the syscalls with argument conditions. The bodies are placed one after the other in the order of rule 3 —
 //! strongest rank first, ties by first appearance — and every "no match" return of a body is
 //! rewritten into a jump to the next body; the last falls through to `ret defaultAction`.
 //! A first-match walk over groups sorted by kernel rank yields exactly the strongest matching
