@@ -8,8 +8,8 @@
 //! interleaved round-robin (the runtime order rotates every iteration), so every figure compares
 //! runtimes measured under the same machine load. See docs/benchmarks.md.
 //!
-//! Environment: `BENCH_ITERS` (default 30), `BENCH_WARMUP` (2), `BENCH_EXECS` (execs per
-//! iteration, 3), `BENCH_TP_ROUNDS` (throughput rounds, 3), `BENCH_TP_N` (containers per
+//! Environment: `BENCH_ITERS` (default 60), `BENCH_WARMUP` (2), `BENCH_EXECS` (execs per
+//! iteration, 3), `BENCH_TP_ROUNDS` (throughput rounds, 5), `BENCH_TP_N` (containers per
 //! round, 50), `BENCH_TP_PAR` (at a time, 8), `BENCH_LAYERS` (0 skips the hardening-layer
 //! variants), `BENCH_OUT` (results folder, default benches/results), `SEALRUN_BIN` (benchmark
 //! that binary instead of this checkout's release build).
@@ -56,10 +56,10 @@ fn env_num(name: &str, default: usize) -> Res<usize> {
 impl Settings {
     fn from_env() -> Res<Settings> {
         Ok(Settings {
-            iters: env_num("BENCH_ITERS", 30)?.max(1),
+            iters: env_num("BENCH_ITERS", 60)?.max(1),
             warmup: env_num("BENCH_WARMUP", 2)?,
             execs: env_num("BENCH_EXECS", 3)?.max(1),
-            tp_rounds: env_num("BENCH_TP_ROUNDS", 3)?,
+            tp_rounds: env_num("BENCH_TP_ROUNDS", 5)?,
             tp_n: env_num("BENCH_TP_N", 50)?.max(1),
             tp_par: env_num("BENCH_TP_PAR", 8)?.max(1),
             layers: env_num("BENCH_LAYERS", 1)? != 0,

@@ -232,33 +232,52 @@ fn size_table(out: &mut String, peers: &[&Subject], machine: &Value) {
 }
 
 /// Cost of each layer: the median over iterations of (full − without) / full, paired by
-/// iteration (both ran in the same round), as a percentage of the full `run`.
+/// iteration (both ran in the same round), as a percentage of the full `run`, in wall time and
+/// in CPU time (the steadier of the two on a busy machine).
 fn layer_table(out: &mut String, subjects: &[Subject], samples: &Samples) {
-    let full = samples.get("sealrun").and_then(|m| m.get("run_ms"));
+    let series = |who: &str, metric: &str| samples.get(who).and_then(|m| m.get(metric));
+    let cost = |who: &str, metric: &str| {
+        let (full, off) = (series("sealrun", metric)?, series(who, metric)?);
+        if full.len() != off.len() {
+            return None;
+        }
+        let d: Vec<f64> = full
+            .iter()
+            .zip(off)
+            .map(|(a, b)| (a - b) / a * 100.0)
+            .collect();
+        median(&d)
+    };
+    let med = |who: &str, metric: &str| series(who, metric).and_then(|v| median(v));
     let _ = writeln!(
         out,
-        "| sealrun `run` with … | median (ms) | cost of the layer (% of `run`) |"
+        "| sealrun `run` with … | wall, median (ms) | CPU, median (ms) | \
+         cost of the layer, wall (% of `run`) | cost of the layer, CPU (% of `run`) |"
     );
-    let _ = writeln!(out, "|---|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
     let _ = writeln!(
         out,
-        "| every layer on | {} | — |",
-        fmt(full.and_then(|v| median(v)), 1)
+        "| every layer on | {} | {} | — | — |",
+        fmt(med("sealrun", "run_ms"), 1),
+        fmt(med("sealrun", "run_cpu_ms"), 2)
     );
     for s in subjects.iter().filter(|s| !s.peer) {
-        let Some(v) = samples.get(&s.name).and_then(|m| m.get("run_ms")) else {
+        if series(&s.name, "run_ms").is_none() {
             continue;
-        };
-        let cost = full.filter(|f| f.len() == v.len()).and_then(|f| {
-            let d: Vec<f64> = f.iter().zip(v).map(|(a, b)| (a - b) / a * 100.0).collect();
-            median(&d)
-        });
+        }
         let what = match s.name.strip_prefix("sealrun ") {
             Some("-seccomp(config)") => "no `linux.seccomp` in the config".to_string(),
             Some(flag) => format!("`--unsafe-disable {}`", flag.trim_start_matches('-')),
             None => s.name.clone(),
         };
-        let _ = writeln!(out, "| {what} | {} | {} |", fmt(median(v), 1), fmt(cost, 1));
+        let _ = writeln!(
+            out,
+            "| {what} | {} | {} | {} | {} |",
+            fmt(med(&s.name, "run_ms"), 1),
+            fmt(med(&s.name, "run_cpu_ms"), 2),
+            fmt(cost(&s.name, "run_ms"), 1),
+            fmt(cost(&s.name, "run_cpu_ms"), 1)
+        );
     }
 }
 
