@@ -225,6 +225,9 @@ fn measure(
     for round in 0..s.tp_rounds {
         for k in 0..peers.len() {
             let subj = peers[(round + k) % peers.len()];
+            // Let the kernel finish tearing down the previous batch (network namespaces,
+            // cgroups are destroyed asynchronously) so it does not slow the next runtime.
+            std::thread::sleep(std::time::Duration::from_millis(300));
             let job = job(s, subj, work, &format!("t{round}"), &["throughput"]);
             match run_job(work, subj, &job) {
                 Ok(out) => record(&mut samples, &subj.name, &out),
