@@ -150,29 +150,11 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// (`YYYY-MM-DD`, `YYYY-MM-DD HH:MM UTC`)
+/// (`YYYY-MM-DD`, `YYYY-MM-DD HH:MM UTC`), from the runtime's own RFC 3339 formatter.
 fn now() -> (String, String) {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let (y, m, d) = civil(secs.div_euclid(86_400));
-    let t = secs.rem_euclid(86_400);
-    let date = format!("{y:04}-{m:02}-{d:02}");
-    let stamp = format!("{date} {:02}:{:02} UTC", t / 3600, t % 3600 / 60);
+    let now = sealrun::log::now_rfc3339();
+    let date = now[..10].to_string();
+    let stamp = format!("{date} {} UTC", &now[11..16]);
     (date, stamp)
 }
 
