@@ -111,9 +111,7 @@ impl ForChildren {
         }
         Ok(ForChildren { saved })
     }
-}
 
-impl ForChildren {
     /// Close the saved descriptors without going back (the cloned child stays where it is).
     fn stay(mut self) {
         self.saved.clear();
