@@ -163,6 +163,11 @@ pub enum Command {
     },
     /// Print what this runtime supports (runtime-spec features.md JSON).
     Features,
+    /// Print a container's audit record (JSON): what its process enforced, as read back.
+    Audit {
+        /// Container id.
+        id: String,
+    },
     /// Run a new process in a running container.
     Exec(ExecArgs),
     /// List the processes of a container.

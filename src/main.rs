@@ -202,6 +202,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let every = parse_duration(&interval)?;
             container::events(&rt, &id, every, |v| println!("{v}")).map(|_| 0)
         }
+        Command::Audit { id } => {
+            let record = container::audit(&rt, &id)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&record).unwrap_or_default()
+            );
+            Ok(0)
+        }
         Command::Features => {
             println!(
                 "{}",

@@ -31,6 +31,16 @@ pub enum SealStatus {
     Disabled,
 }
 
+impl SealStatus {
+    /// The word the audit record uses (`sealed`, `disabled`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SealStatus::Sealed => "sealed",
+            SealStatus::Disabled => "disabled",
+        }
+    }
+}
+
 /// The seals on our own executable, or `None` when it is not a memfd.
 pub fn current_seals() -> Result<Option<i32>> {
     let exe = sys::fd::open(Path::new("/proc/self/exe"), OFlag::O_RDONLY, Mode::empty())

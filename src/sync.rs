@@ -49,6 +49,12 @@ pub enum Msg {
     },
     /// Parent → child: no more mount sources.
     MountSourcesDone,
+    /// Child → parent: what it enforced on itself, read back (JSON of
+    /// [`crate::audit::Enforced`]), sent once it is confined.
+    Enforced {
+        /// The report.
+        report: String,
+    },
     /// Child → parent: setup failed.
     Failed {
         /// Where.
@@ -77,6 +83,7 @@ impl Msg {
             Msg::MountSourcesPlease => 12,
             Msg::MountSource { .. } => 13,
             Msg::MountSourcesDone => 14,
+            Msg::Enforced { .. } => 15,
         }
     }
 
@@ -96,13 +103,9 @@ impl Msg {
             } => {
                 buf[1] = *step as u8;
                 buf[4..8].copy_from_slice(&errno.to_le_bytes());
-                let text = message.as_bytes();
-                let mut n = text.len().min(MAX - HEADER);
-                while !message.is_char_boundary(n) {
-                    n -= 1;
-                }
-                buf.extend_from_slice(&text[..n]);
+                push_text(&mut buf, message);
             }
+            Msg::Enforced { report } => push_text(&mut buf, report),
             _ => {}
         }
         buf
@@ -142,9 +145,21 @@ impl Msg {
                 index: value as i32,
             },
             14 => Msg::MountSourcesDone,
+            15 => Msg::Enforced {
+                report: String::from_utf8_lossy(&buf[HEADER..]).into_owned(),
+            },
             t => return Err(Error::Other(format!("sync: unknown message tag {t}"))),
         })
     }
+}
+
+/// Append `text`, truncated on a character boundary to fit one packet.
+fn push_text(buf: &mut Vec<u8>, text: &str) {
+    let mut n = text.len().min(MAX - HEADER);
+    while !text.is_char_boundary(n) {
+        n -= 1;
+    }
+    buf.extend_from_slice(&text.as_bytes()[..n]);
 }
 
 /// A received message with what came along with it.
@@ -236,6 +251,9 @@ mod tests {
             Msg::MountSourcesPlease,
             Msg::MountSource { index: 17 },
             Msg::MountSourcesDone,
+            Msg::Enforced {
+                report: "{\"seccomp_filters\":1}".into(),
+            },
             Msg::Failed {
                 step: Step::PivotRoot,
                 errno: 22,

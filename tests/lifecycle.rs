@@ -520,42 +520,6 @@ fn no_pivot_runs_the_container() {
     t.assert_nothing_left();
 }
 
-#[test]
-fn new_session_keyring_unless_no_new_keyring() {
-    let t = Test::new();
-    let mut seen = Vec::new();
-    for extra in [&[][..], &["--no-new-keyring"][..]] {
-        let id = t.new_id("k");
-        let mut b = t.bundle_for(&id);
-        // /proc/keys is masked by default: unmask it to look at the session keyring.
-        let masked: Vec<Value> = b.config["linux"]["maskedPaths"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| *p != "/proc/keys")
-            .cloned()
-            .collect();
-        b.set("/linux/maskedPaths", Value::Array(masked));
-        b.probe_args(&["read=/proc/keys"]);
-        let out = t.run_with(&[], &b, extra);
-        out.ok();
-        let keys = out.probe_facts()["read"]["/proc/keys"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        seen.push(
-            keys.lines()
-                .any(|l| l.contains("keyring") && l.contains(&id)),
-        );
-    }
-    assert_eq!(
-        seen,
-        [true, false],
-        "a session keyring named after the container, unless --no-new-keyring"
-    );
-    t.assert_nothing_left();
-}
-
 /// Receive one fd sent with SCM_RIGHTS on a connected unix socket.
 fn receive_fd(conn: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
     let mut buf = [0u8; 512];

@@ -3,15 +3,14 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 
-use nix::unistd::Pid;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::launch::{launch, Launched, Undo};
 use super::lifecycle::{destroy, start_container};
-use super::state::{write_atomic, StateFile, CONFIG_FILE, SECCOMP_FILE, STATE_FILE};
+use super::state::{write_atomic, StateFile, AUDIT_FILE, PLAN_FILE, STATE_FILE};
 use super::Runtime;
+use crate::audit::AuditRecord;
 use crate::error::{Context, Error, Result, Step};
-use crate::namespaces::NsKind;
 use crate::spec::{self, CreateOptions, Plan};
 use crate::sync::Msg;
 use crate::sys;
@@ -33,10 +32,11 @@ fn create_inner(
     console: Option<OwnedFd>,
 ) -> Result<(Plan, Launched)> {
     opts.bundle = std::fs::canonicalize(&opts.bundle).op_path("bundle", &opts.bundle)?;
-    let (spec, raw) = spec::load_bundle(&opts.bundle)?;
+    let (spec, _) = spec::load_bundle(&opts.bundle)?;
     // Relative paths in the config, and the hooks' working directory, are the bundle (as runc).
     std::env::set_current_dir(&opts.bundle).op_path("chdir", &opts.bundle)?;
-    let plan = spec::plan(&spec, opts)?;
+    let host = super::host::gather(&spec, &opts.bundle)?;
+    let mut plan = spec::plan(&spec, opts, &host)?;
     // Info, not warning: podman's default profile names 32-bit syscalls and architectures on
     // every container, and conmon shows the runtime's stderr to the user (runc is silent).
     for w in plan.seccomp.iter().flat_map(|s| &s.warnings) {
@@ -70,10 +70,9 @@ fn create_inner(
             return Err(e);
         }
     };
-    dir.write_atomic(CONFIG_FILE, &raw)?;
-    if let Some(bytes) = plan.seccomp.as_ref().and_then(|s| s.to_cache()) {
-        dir.write_atomic(SECCOMP_FILE, &bytes)?;
-    }
+    // The cgroup as launched: it records what sealrun created and what it only joined.
+    plan.cgroup = launched.cgroup.clone();
+    dir.write_atomic(PLAN_FILE, &to_json(&plan)?)?;
     let start_time = super::state::proc_stat(launched.pid.as_raw())
         .map(|(_, s)| s)
         .ok_or_else(|| Error::Other("container init vanished".into()))?;
@@ -95,61 +94,35 @@ fn create_inner(
             .map(|s| s.to_string())
             .collect(),
     };
-    let json = serde_json::to_vec(&st).map_err(|e| Error::Other(e.to_string()))?;
-    dir.write_atomic(STATE_FILE, &json)?;
+    dir.write_atomic(STATE_FILE, &to_json(&st)?)?;
     if let Some(pid_file) = &plan.opts.pid_file {
         write_atomic(pid_file, launched.pid.as_raw().to_string().as_bytes())?;
     }
-    audit(rt, &plan, launched.pid);
+    let record = AuditRecord::new(
+        &plan,
+        launched.pid.as_raw(),
+        rt.seal.as_str(),
+        launched.enforced.clone(),
+    );
+    dir.write_atomic(AUDIT_FILE, &to_json(&record)?)?;
+    log_audit("container protections", &record);
     launched.channel.send(&Msg::Committed)?;
     undo.disarm();
     dir.commit();
     Ok((plan, launched))
 }
 
-/// One log record saying what protects the container (operators see it; tests read it).
-fn audit(rt: &Runtime, plan: &Plan, pid: Pid) {
-    let names = |set: &caps::CapsHashSet| {
-        let mut v: Vec<String> = set.iter().map(|c| c.to_string()).collect();
-        v.sort();
-        v
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| Error::Other(format!("serialise state: {e}")))
+}
+
+/// Log an audit record (operators see it in `--log`; containerd and podman keep that file).
+pub(super) fn log_audit(msg: &str, record: &AuditRecord) {
+    let Ok(Value::Object(fields)) = serde_json::to_value(record) else {
+        return;
     };
-    let c = &plan.process.caps;
-    let mut f = Map::new();
-    f.insert("id".into(), json!(plan.id));
-    f.insert("pid".into(), json!(pid.as_raw()));
-    f.insert("sealed_exe".into(), json!(rt.seal));
-    f.insert(
-        "capabilities".into(),
-        json!({
-            "bounding": names(&c.bounding), "effective": names(&c.effective),
-            "permitted": names(&c.permitted), "inheritable": names(&c.inheritable),
-            "ambient": names(&c.ambient),
-        }),
-    );
-    f.insert(
-        "no_new_privileges".into(),
-        json!(plan.process.no_new_privileges),
-    );
-    f.insert(
-        "seccomp".into(),
-        match &plan.seccomp {
-            Some(s) => json!(s.summary),
-            None => Value::Null,
-        },
-    );
-    f.insert(
-        "landlock".into(),
-        json!({"abi": crate::landlock::abi(), "policy": plan.landlock}),
-    );
-    let ns: Vec<&str> = NsKind::ALL
-        .iter()
-        .filter(|k| plan.namespaces.has(**k))
-        .map(|k| k.spec_name())
-        .collect();
-    f.insert("namespaces".into(), json!(ns));
-    f.insert("disabled_layers".into(), json!(plan.opts.layers.disabled()));
-    crate::log::record(crate::log::Level::Info, "container protections", f);
+    let fields: Map<String, Value> = fields;
+    crate::log::record(crate::log::Level::Info, msg, fields);
 }
 
 /// How a foreground `run` ended.

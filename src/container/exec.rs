@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 
-use super::state::{write_atomic, Status, CONFIG_FILE, SECCOMP_FILE};
+use super::state::{write_atomic, Status, PLAN_FILE};
 use super::Runtime;
 use crate::error::{Context, Error, Result};
 use crate::hooks;
 use crate::init::exec::ExecChannels;
 use crate::namespaces::NsKind;
-use crate::spec::{self, ExecOverrides, Layers};
+use crate::spec::{self, ExecOverrides, Layers, Plan};
 use crate::sync::{Channel, Msg};
 use crate::sys::{self, process::Forked};
 
@@ -83,32 +83,22 @@ pub fn exec(rt: &Runtime, opts: ExecOptions) -> Result<i32> {
             })
         }
     }
-    let raw = std::fs::read(dir.path().join(CONFIG_FILE)).op("read container config")?;
-    // The program the init loaded, kept by create (absent: compile the profile again).
-    let compiled = std::fs::read(dir.path().join(SECCOMP_FILE))
-        .ok()
-        .and_then(|b| crate::seccomp::Compiled::from_cache(&b));
-    let spec_cfg = spec::parse_json::<oci_spec::runtime::Spec>(&raw, "config.json")?;
+    // The container's Plan, as create decided it: nothing is re-derived from the config.
+    let container: Plan = dir.load_json(PLAN_FILE)?;
     drop(dir);
     let process = match &opts.process {
         ProcessSource::File(path) => {
             let raw = std::fs::read(path).op_path("read process", path)?;
-            spec::process_from_json(&raw)?
+            spec::process_from_json(&raw, &container)?
         }
-        ProcessSource::Args(o) => spec::process_from_overrides(&spec_cfg, o)?,
+        ProcessSource::Args(o) => spec::process_from_overrides(&container.process, o)?,
     };
-    let mut layers = opts.layers;
-    for name in &st.disabled_layers {
-        layers.disable(name)?;
-    }
     let plan = spec::exec_plan(
-        &opts.id,
-        &spec_cfg,
-        &process,
+        &container,
+        process,
         &opts.caps,
         opts.preserve_fds,
-        layers,
-        compiled,
+        opts.layers,
     )?;
     if plan.process.terminal && opts.console_socket.is_none() && opts.detach {
         return Err(Error::InvalidArgument(
@@ -190,6 +180,17 @@ pub fn exec(rt: &Runtime, opts: ExecOptions) -> Result<i32> {
                         crate::seccomp::forward_listener(c, &state, fd.as_fd())?;
                     }
                     parent.send(&Msg::SeccompListenerSent)?;
+                }
+                Some(Msg::Enforced { report }) => {
+                    let enforced = super::launch::parse_enforced(&report)?;
+                    let record = crate::audit::AuditRecord::for_exec(
+                        &container,
+                        &plan,
+                        pid.as_raw(),
+                        rt.seal.as_str(),
+                        enforced,
+                    );
+                    super::create::log_audit("exec protections", &record);
                 }
                 Some(Msg::Failed {
                     step,

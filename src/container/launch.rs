@@ -29,6 +29,8 @@ pub struct Launched {
     pub channel: Channel,
     /// The created cgroup.
     pub cgroup: Cgroup,
+    /// What the init enforced on itself, as it read it back.
+    pub enforced: crate::audit::Enforced,
 }
 
 /// Undoes a half-made container when dropped armed: kills the init, removes its cgroup.
@@ -193,11 +195,12 @@ pub fn launch(
     parent.send(&Msg::Go {
         pid: first.as_raw(),
     })?;
-    let pid = converse(plan, &parent, first, two_stage, undo)?;
+    let (pid, enforced) = converse(plan, &parent, first, two_stage, undo)?;
     Ok(Launched {
         pid,
         channel: parent,
         cgroup,
+        enforced,
     })
 }
 
@@ -212,15 +215,16 @@ fn creating_state(plan: &Plan, pid: Pid) -> serde_json::Value {
     )
 }
 
-/// Serve the init's requests until it is Ready; returns the init's pid.
+/// Serve the init's requests until it is Ready; returns the init's pid and what it enforced.
 fn converse(
     plan: &Plan,
     ch: &Channel,
     first: Pid,
     two_stage: bool,
     undo: &mut Undo,
-) -> Result<Pid> {
+) -> Result<(Pid, crate::audit::Enforced)> {
     let mut pid = first;
+    let mut enforced = None;
     loop {
         let incoming = ch.recv()?;
         let Some(msg) = incoming.msg else {
@@ -268,7 +272,13 @@ fn converse(
                 let who = Pid::from_raw(incoming.pid.unwrap_or(pid.as_raw()));
                 send_mount_sources(plan, ch, who)?;
             }
-            Msg::Ready => return Ok(pid),
+            Msg::Enforced { report } => enforced = Some(parse_enforced(&report)?),
+            Msg::Ready => {
+                let enforced = enforced.ok_or_else(|| {
+                    Error::Other("sync: Ready before the enforcement report".into())
+                })?;
+                return Ok((pid, enforced));
+            }
             Msg::Failed {
                 step,
                 errno,
@@ -283,6 +293,12 @@ fn converse(
             other => return Err(Error::Other(format!("sync: unexpected {other:?}"))),
         }
     }
+}
+
+/// Decode the child's enforcement report.
+pub(super) fn parse_enforced(report: &str) -> Result<crate::audit::Enforced> {
+    serde_json::from_str(report)
+        .map_err(|e| Error::Other(format!("sync: bad enforcement report: {e}")))
 }
 
 /// Open the bind-mount sources in the init's mount namespace with the runtime's privileges and

@@ -8,7 +8,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
-use super::state::{ContainerDir, StateFile, Status, CONFIG_FILE, START_SOCKET};
+use super::state::{ContainerDir, StateFile, Status, AUDIT_FILE, PLAN_FILE, START_SOCKET};
 use super::Runtime;
 use crate::error::{Context, Error, Result};
 use crate::hooks::{self, HookKind};
@@ -51,7 +51,13 @@ pub(super) fn start_container(rt: &Runtime, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// The `hooks` of the config `create` validated and kept. Only that field is decoded: serde
+/// The audit record of a container: what its process enforced, as it read it back at create
+/// (`sealrun audit ID`).
+pub fn audit(rt: &Runtime, id: &str) -> Result<crate::audit::AuditRecord> {
+    rt.root.peek(id)?.load_json(AUDIT_FILE)
+}
+
+/// The `hooks` of the Plan `create` kept. Only that field is decoded: serde
 /// skips the rest of the text (the seccomp profile alone is most of it) without building it.
 fn load_hooks(dir: &ContainerDir) -> oci_spec::runtime::Hooks {
     #[derive(serde::Deserialize)]
@@ -59,9 +65,8 @@ fn load_hooks(dir: &ContainerDir) -> oci_spec::runtime::Hooks {
         #[serde(default)]
         hooks: Option<oci_spec::runtime::Hooks>,
     }
-    std::fs::read(dir.path().join(CONFIG_FILE))
+    dir.load_json::<OnlyHooks>(PLAN_FILE)
         .ok()
-        .and_then(|raw| serde_json::from_slice::<OnlyHooks>(&raw).ok())
         .and_then(|s| s.hooks)
         .unwrap_or_default()
 }

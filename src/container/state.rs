@@ -19,10 +19,11 @@ use crate::sys::fd as sfd;
 
 /// File names inside a container's state directory.
 pub const STATE_FILE: &str = "state.json";
-/// Copy of the bundle's config.json as `create` read it.
-pub const CONFIG_FILE: &str = "config.json";
-/// The compiled seccomp program `create` keeps for `exec` (`seccomp::Compiled::to_cache`).
-pub const SECCOMP_FILE: &str = "seccomp.bpf";
+/// The container's [`crate::spec::Plan`], as `create` decided it: every later command reads
+/// it, nothing re-parses the config.
+pub const PLAN_FILE: &str = "plan.json";
+/// The audit record ([`crate::audit::AuditRecord`]): what the container's process enforced.
+pub const AUDIT_FILE: &str = "audit.json";
 /// The socket `start` connects to (exists only while the container is created).
 pub const START_SOCKET: &str = "start.sock";
 
@@ -236,6 +237,14 @@ impl ContainerDir {
     /// Write a file atomically (temp + rename).
     pub fn write_atomic(&self, name: &str, data: &[u8]) -> Result<()> {
         write_atomic(&self.path.join(name), data)
+    }
+
+    /// Read a JSON file `create` wrote (the Plan, or part of it; the audit record).
+    pub fn load_json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T> {
+        let path = self.path.join(name);
+        let raw = std::fs::read(&path).op_path("read", &path)?;
+        serde_json::from_slice(&raw)
+            .map_err(|e| Error::Other(format!("{}: corrupt state file: {e}", path.display())))
     }
 
     /// Read the state file.

@@ -10,7 +10,7 @@ use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 
-use super::{at, become_root, devices, paths::Resolver, process, recv_go, seccomp, StepResult};
+use super::{at, become_root, devices, paths::Resolver, process, recv_go, StepResult};
 use crate::error::{Context, Error, Result, Step};
 use crate::spec::ExecPlan;
 use crate::sync::{Channel, Msg};
@@ -58,20 +58,18 @@ fn story(plan: &ExecPlan, ch: &ExecChannels) -> StepResult<Infallible> {
     let console = at(Step::Terminal, terminal(plan, ch))?;
     at(Step::Terminal, process::setup_terminal_if(console.as_ref()))?;
     let exe = at(Step::Executable, process::chdir_and_resolve(p, safe))?;
-    at(Step::Fds, sweep(plan, ch))?;
-    at(
-        Step::Landlock,
-        crate::landlock::apply(&plan.landlock, Path::new("/")).map(drop),
-    )?;
-    at(
-        Step::SeccompEarly,
-        seccomp(plan.seccomp.as_ref(), &ch.sync, !p.no_new_privileges),
-    )?;
-    at(Step::Identity, process::apply_identity(p))?;
-    at(Step::NoNewPrivileges, process::set_no_new_privileges(p))?;
-    at(
-        Step::Seccomp,
-        seccomp(plan.seccomp.as_ref(), &ch.sync, p.no_new_privileges),
+    let mut ours: Vec<RawFd> = vec![ch.sync.raw(), ch.pidfd.as_raw_fd()];
+    ours.extend(ch.console.as_ref().map(|c| c.as_raw_fd()));
+    super::confine::confine(
+        &super::confine::Confinement {
+            process: p,
+            landlock: &plan.landlock,
+            seccomp: plan.seccomp.as_ref(),
+            layers: plan.layers,
+            preserve_fds: plan.preserve_fds,
+            ours,
+        },
+        &ch.sync,
     )?;
     let errno = process::exec(&exe, p);
     Err((
@@ -103,6 +101,10 @@ fn join(plan: &ExecPlan, ch: &ExecChannels) -> Result<()> {
     if ch.join & libc::CLONE_NEWUSER as u64 != 0 {
         become_root();
     }
+    if !plan.no_new_keyring {
+        // Not the caller's keys: a profile that allows keyctl would otherwise read them.
+        super::join_new_keyring();
+    }
     Ok(())
 }
 
@@ -126,13 +128,4 @@ fn terminal(plan: &ExecPlan, ch: &ExecChannels) -> Result<Option<OwnedFd>> {
     let (master, peer, n) = devices::open_pty(&r, root.as_fd(), plan.process.console_size)?;
     devices::send_master(sock.as_fd(), &master, n)?;
     Ok(Some(peer))
-}
-
-fn sweep(plan: &ExecPlan, ch: &ExecChannels) -> Result<()> {
-    if plan.layers.no_fd_hygiene {
-        return Ok(());
-    }
-    let mut ours: Vec<RawFd> = vec![ch.sync.raw(), ch.pidfd.as_raw_fd()];
-    ours.extend(ch.console.as_ref().map(|c| c.as_raw_fd()));
-    process::sweep_fds(plan.preserve_fds, &ours)
 }

@@ -3,6 +3,7 @@
 //! `(step, errno, message)` and the child exits; the parent cleans up.
 
 pub mod cgroup;
+mod confine;
 mod devices;
 pub mod exec;
 mod mounts;
@@ -13,7 +14,6 @@ mod rootfs;
 use std::convert::Infallible;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::Path;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -94,20 +94,18 @@ fn story(plan: &Plan, ch: &Channels, staged: bool) -> StepResult<Infallible> {
         Step::Executable,
         process::chdir_and_resolve(p, !plan.opts.layers.no_path_safety),
     )?;
-    at(Step::Fds, sweep_fds(plan, ch))?;
-    at(
-        Step::Landlock,
-        crate::landlock::apply(&plan.landlock, Path::new("/")).map(drop),
-    )?;
-    at(
-        Step::SeccompEarly,
-        seccomp(plan.seccomp.as_ref(), &ch.sync, !p.no_new_privileges),
-    )?;
-    at(Step::Identity, process::apply_identity(p))?;
-    at(Step::NoNewPrivileges, process::set_no_new_privileges(p))?;
-    at(
-        Step::Seccomp,
-        seccomp(plan.seccomp.as_ref(), &ch.sync, p.no_new_privileges),
+    let mut ours = vec![ch.sync.raw(), ch.start.as_raw_fd()];
+    ours.extend(ch.console.as_ref().map(|c| c.as_raw_fd()));
+    confine::confine(
+        &confine::Confinement {
+            process: p,
+            landlock: &plan.landlock.init,
+            seccomp: plan.seccomp.as_ref(),
+            layers: plan.opts.layers,
+            preserve_fds: plan.opts.preserve_fds,
+            ours,
+        },
+        &ch.sync,
     )?;
     wait_start_and_exec(plan, ch, host_pid, &exe)
 }
@@ -139,13 +137,17 @@ fn enter_namespaces(plan: &Plan, ch: &Channels, staged: bool) -> Result<i32> {
         sys::process::unshare(NsKind::Cgroup.clone_flag()).op("unshare cgroup namespace")?;
     }
     if !plan.opts.no_new_keyring {
-        let name = std::ffi::CString::new(format!("_ses.{}", plan.id)).unwrap_or_default();
-        // Best effort, as runc: some kernels or seccomp policies refuse keyctl.
-        if let Err(e) = sys::process::join_session_keyring(&name) {
-            crate::log::debug(&format!("session keyring: {}", crate::error::errno_text(e)));
-        }
+        join_new_keyring();
     }
     Ok(pid)
+}
+
+/// Leave the caller's session keyring for a new anonymous one. Best effort, as runc: some
+/// kernels or seccomp policies refuse keyctl.
+fn join_new_keyring() {
+    if let Err(e) = sys::process::join_session_keyring() {
+        crate::log::debug(&format!("session keyring: {}", crate::error::errno_text(e)));
+    }
 }
 
 /// Wait for the runtime's `Go` (maps written, cgroups joined); returns our host pid.
@@ -238,16 +240,6 @@ fn create_hooks(plan: &Plan, ch: &Channels, pid: i32) -> Result<()> {
         &plan.annotations,
     );
     hooks::run(HookKind::CreateContainer, &plan.hooks, &state)
-}
-
-/// Step 10.
-fn sweep_fds(plan: &Plan, ch: &Channels) -> Result<()> {
-    if plan.opts.layers.no_fd_hygiene {
-        return Ok(());
-    }
-    let mut ours = vec![ch.sync.raw(), ch.start.as_raw_fd()];
-    ours.extend(ch.console.as_ref().map(|c| c.as_raw_fd()));
-    process::sweep_fds(plan.opts.preserve_fds, &ours)
 }
 
 /// Steps 12 and 15: load seccomp now if `now`; hand a notify listener to the runtime.

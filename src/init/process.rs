@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use caps::{CapSet, Capability};
+use caps::CapSet;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
@@ -32,7 +32,17 @@ pub fn apply_limits(p: &ProcessPlan, personality: Option<libc::c_ulong>, safe: b
         std::io::Write::write_all(&mut std::fs::File::from(fd), adj.to_string().as_bytes())
             .op_path("process.oomScoreAdj: write", path)?;
     }
-    if let Some(attr) = p.scheduler {
+    if let Some(s) = p.scheduler {
+        let attr = sp::SchedAttr {
+            sched_policy: s.policy,
+            sched_flags: s.flags,
+            sched_nice: s.nice,
+            sched_priority: s.priority,
+            sched_runtime: s.runtime,
+            sched_deadline: s.deadline,
+            sched_period: s.period,
+            ..sp::SchedAttr::default()
+        };
         sp::sched_setattr(attr).op("sched_setattr")?;
     }
     if let Some((class, level)) = p.io_priority {
@@ -182,12 +192,8 @@ pub fn sweep_fds(preserve: u32, ours: &[RawFd]) -> Result<()> {
 /// Step 13: supplementary groups, gid, uid, then the capability sets (bounding was dropped
 /// first, while the process could still do so).
 pub fn apply_identity(p: &ProcessPlan) -> Result<()> {
-    let known = kernel_caps();
-    for cap in &known {
-        if !p.caps.bounding.contains(cap) {
-            caps::drop(None, CapSet::Bounding, *cap)
-                .map_err(|e| Error::Other(format!("drop {cap} from bounding set: {e}")))?;
-        }
+    for n in p.bounding_drop() {
+        sp::capbset_drop(n).op(&format!("drop capability {n} from the bounding set"))?;
     }
     sp::setgroups(&p.additional_gids).op("setgroups")?;
     sp::set_keepcaps(true).op("prctl PR_SET_KEEPCAPS")?;
@@ -216,18 +222,6 @@ pub fn apply_identity(p: &ProcessPlan) -> Result<()> {
     Ok(())
 }
 
-/// The capabilities this kernel knows.
-fn kernel_caps() -> Vec<Capability> {
-    let last: u8 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40);
-    caps::all()
-        .into_iter()
-        .filter(|c| c.index() <= last)
-        .collect()
-}
-
 /// Step 14: no_new_privs exactly as configured, and checked.
 pub fn set_no_new_privileges(p: &ProcessPlan) -> Result<()> {
     if p.no_new_privileges {
@@ -239,8 +233,13 @@ pub fn set_no_new_privileges(p: &ProcessPlan) -> Result<()> {
     Ok(())
 }
 
-/// Execute the process (the last step); returns only the errno of a failed execve.
+/// Execute the process (the last step); returns only the errno of a failed execve. Signal
+/// dispositions and the mask start clean whatever the runtime (Rust ignores SIGPIPE) or its
+/// caller set: `(yes; echo $?) | head -1` prints 141 as under runc.
 pub fn exec(path: &CStr, p: &ProcessPlan) -> nix::errno::Errno {
+    if let Err(e) = sp::reset_signals() {
+        return e;
+    }
     let argv: Vec<&CStr> = p.args.iter().map(|a| a.as_c_str()).collect();
     let envp: Vec<&CStr> = p.env.iter().map(|a| a.as_c_str()).collect();
     sp::execve(path, &argv, &envp)
@@ -255,7 +254,7 @@ mod tests {
             "cwd": "/", "user": {"uid": 0, "gid": 0}, "args": args, "env": [format!("PATH={path}")]
         });
         let p: oci_spec::runtime::Process = serde_json::from_value(json).unwrap();
-        crate::spec::plan_process(&p, "process").unwrap()
+        crate::spec::plan_process(&p, "process", 40).unwrap()
     }
 
     #[test]

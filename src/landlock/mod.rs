@@ -79,7 +79,8 @@ impl Default for Policy {
 }
 
 /// What was enforced, for the audit line.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Status {
     /// Effective Landlock ABI (0 when unsupported).
     pub abi: i32,
@@ -91,11 +92,11 @@ pub struct Status {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Handled filesystem rights (kernel names without the `LANDLOCK_ACCESS_FS_` prefix, lower case).
-    pub fs: Vec<&'static str>,
+    pub fs: Vec<String>,
     /// Handled network rights.
-    pub net: Vec<&'static str>,
+    pub net: Vec<String>,
     /// Scopes.
-    pub scopes: Vec<&'static str>,
+    pub scopes: Vec<String>,
     /// Number of rules added (filesystem and network).
     pub rules: usize,
     /// What was skipped or narrowed, and why.
@@ -329,7 +330,7 @@ pub fn apply(policy: &Policy, root: &Path) -> Result<Status> {
 }
 
 /// Kernel names of filesystem rights, lower case, without the `LANDLOCK_ACCESS_FS_` prefix.
-fn fs_names(rights: BitFlags<AccessFs>) -> Vec<&'static str> {
+fn fs_names(rights: BitFlags<AccessFs>) -> Vec<String> {
     rights
         .iter()
         .map(|r| match r {
@@ -352,10 +353,11 @@ fn fs_names(rights: BitFlags<AccessFs>) -> Vec<&'static str> {
             AccessFs::ResolveUnix => "resolve_unix",
             _ => "unknown",
         })
+        .map(str::to_string)
         .collect()
 }
 
-fn net_names(rights: BitFlags<AccessNet>) -> Vec<&'static str> {
+fn net_names(rights: BitFlags<AccessNet>) -> Vec<String> {
     rights
         .iter()
         .map(|r| match r {
@@ -365,10 +367,11 @@ fn net_names(rights: BitFlags<AccessNet>) -> Vec<&'static str> {
             AccessNet::ConnectSendUdp => "connect_send_udp",
             _ => "unknown",
         })
+        .map(str::to_string)
         .collect()
 }
 
-fn scope_names(scopes: BitFlags<Scope>) -> Vec<&'static str> {
+fn scope_names(scopes: BitFlags<Scope>) -> Vec<String> {
     scopes
         .iter()
         .map(|s| match s {
@@ -376,6 +379,7 @@ fn scope_names(scopes: BitFlags<Scope>) -> Vec<&'static str> {
             Scope::Signal => "signal",
             _ => "unknown",
         })
+        .map(str::to_string)
         .collect()
 }
 
@@ -561,9 +565,9 @@ mod tests {
             mode: Mode::On,
             enforced: true,
             reason: None,
-            fs: vec!["execute"],
+            fs: vec!["execute".to_string()],
             net: vec![],
-            scopes: vec!["abstract_unix_socket"],
+            scopes: vec!["abstract_unix_socket".to_string()],
             rules: 1,
             notes: vec![],
         };

@@ -1,78 +1,85 @@
-//! The compiled program `create` keeps in the container's state directory, so that `exec`
-//! loads exactly the filter the container's init loaded without compiling the profile again
-//! (compiling is most of the runtime's own work in `exec`).
+//! The persisted form of a [`Compiled`] profile: it is part of the container's Plan, which
+//! `create` keeps in the state directory, so that `exec` loads exactly the filter the
+//! container's init loaded without compiling the profile again.
 //!
-//! Format: `SRBPF\01\0`, the number of filters (u32 LE), then per filter its
-//! `SECCOMP_FILTER_FLAG_*` bits (u32 LE), its length (u32 LE) and its instructions as the
-//! kernel lays them out (`code` u16 LE, `jt`, `jf`, `k` u32 LE). Profiles that hand a listener
-//! to a seccomp agent are not kept: `exec` compiles those, as before. Anything unexpected in
-//! the file (another version, a short or long read, unknown flags) makes `exec` compile too.
+//! A filter is `{"flags": <SECCOMP_FILTER_FLAG_* bits>, "program": "<hex>"}`, the program being
+//! its instructions as the kernel lays them out (`code` u16 LE, `jt`, `jf`, `k` u32 LE). Reading
+//! back refuses unknown flags and a program that is empty, too long or not whole instructions.
 
-use super::{Compiled, Filter};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::Filter;
 use crate::sys::seccomp::{FilterFlags, SockFilter};
 
-const MAGIC: &[u8; 8] = b"SRBPF\x001\x00";
-
-/// Every flag a kept filter may carry.
-const KNOWN_FLAGS: [FilterFlags; 4] = [
+/// Every flag a persisted filter may carry.
+const KNOWN_FLAGS: [FilterFlags; 6] = [
     FilterFlags::TSYNC,
     FilterFlags::LOG,
     FilterFlags::SPEC_ALLOW,
+    FilterFlags::NEW_LISTENER,
     FilterFlags::TSYNC_ESRCH,
+    FilterFlags::WAIT_KILLABLE_RECV,
 ];
 
-impl Compiled {
-    /// The bytes to keep for `exec`; `None` when the profile uses a listener.
-    pub fn to_cache(&self) -> Option<Vec<u8>> {
-        if self.listener.is_some() || self.filters.is_empty() {
-            return None;
-        }
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&(self.filters.len() as u32).to_le_bytes());
-        for f in &self.filters {
-            out.extend_from_slice(&f.flags.bits().to_le_bytes());
-            out.extend_from_slice(&(f.program.len() as u32).to_le_bytes());
-            for i in &f.program {
-                out.extend_from_slice(&i.code.to_le_bytes());
-                out.extend_from_slice(&[i.jt, i.jf]);
-                out.extend_from_slice(&i.k.to_le_bytes());
-            }
-        }
-        Some(out)
-    }
+#[derive(Serialize, Deserialize)]
+struct Persisted {
+    flags: u32,
+    program: String,
+}
 
-    /// A program kept by [`Compiled::to_cache`] (no summary, warnings or listener: `exec`
-    /// uses none of them).
-    pub fn from_cache(bytes: &[u8]) -> Option<Compiled> {
-        let mut r = Reader(bytes.strip_prefix(MAGIC)?);
-        let count = r.u32()?;
-        let mut filters = Vec::new();
-        for _ in 0..count {
-            let flags = flags_from(r.u32()?)?;
-            let len = r.u32()? as usize;
-            if len == 0 || len > super::bpf::MAX_INSNS {
-                return None;
+impl Serialize for Filter {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut program = String::with_capacity(self.program.len() * 16);
+        for i in &self.program {
+            for b in i
+                .code
+                .to_le_bytes()
+                .into_iter()
+                .chain([i.jt, i.jf])
+                .chain(i.k.to_le_bytes())
+            {
+                program.push_str(&format!("{b:02x}"));
             }
-            let mut program = Vec::with_capacity(len);
-            for _ in 0..len {
-                let code = u16::from_le_bytes(r.take(2)?.try_into().ok()?);
-                let (jt, jf) = match r.take(2)? {
-                    &[jt, jf] => (jt, jf),
-                    _ => return None,
-                };
-                let k = r.u32()?;
-                program.push(SockFilter { code, jt, jf, k });
-            }
-            filters.push(Filter { program, flags });
         }
-        if !r.0.is_empty() || filters.is_empty() {
-            return None;
+        Persisted {
+            flags: self.flags.bits(),
+            program,
         }
-        Some(Compiled {
-            filters,
-            ..Compiled::default()
-        })
+        .serialize(s)
     }
+}
+
+impl<'de> Deserialize<'de> for Filter {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Filter, D::Error> {
+        use serde::de::Error as _;
+        let p = Persisted::deserialize(d)?;
+        let flags = flags_from(p.flags)
+            .ok_or_else(|| D::Error::custom(format!("unknown filter flags {:#x}", p.flags)))?;
+        let bytes = unhex(&p.program).ok_or_else(|| D::Error::custom("program: not hex"))?;
+        if bytes.is_empty() || bytes.len() % 8 != 0 || bytes.len() / 8 > super::bpf::MAX_INSNS {
+            return Err(D::Error::custom("program: not a whole, loadable program"));
+        }
+        let program = bytes
+            .chunks_exact(8)
+            .map(|c| SockFilter {
+                code: u16::from_le_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect();
+        Ok(Filter { program, flags })
+    }
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 fn flags_from(bits: u32) -> Option<FilterFlags> {
@@ -87,26 +94,9 @@ fn flags_from(bits: u32) -> Option<FilterFlags> {
     (rest == 0).then_some(flags)
 }
 
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Some(head)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::super::Compiled;
 
     fn default_profile() -> Compiled {
         let v = super::super::default_profile_json(crate::spec::DEFAULT_CAPS).unwrap();
@@ -115,41 +105,34 @@ mod tests {
     }
 
     #[test]
-    fn the_kept_program_is_the_compiled_one() {
+    fn the_persisted_program_is_the_compiled_one() {
         let compiled = default_profile();
-        let bytes = compiled.to_cache().unwrap();
-        let back = Compiled::from_cache(&bytes).unwrap();
+        let json = serde_json::to_string(&compiled).unwrap();
+        let back: Compiled = serde_json::from_str(&json).unwrap();
         assert_eq!(back.filters.len(), compiled.filters.len());
         for (a, b) in back.filters.iter().zip(&compiled.filters) {
             assert_eq!(a.program, b.program);
             assert_eq!(a.flags, b.flags);
         }
+        assert_eq!(back.summary.digest, compiled.summary.digest);
     }
 
     #[test]
-    fn anything_unexpected_means_compile_again() {
-        let bytes = default_profile().to_cache().unwrap();
-        assert!(Compiled::from_cache(&bytes[..bytes.len() - 1]).is_none());
-        let mut longer = bytes.clone();
-        longer.push(0);
-        assert!(Compiled::from_cache(&longer).is_none());
-        let mut other_version = bytes.clone();
-        other_version[6] = b'2';
-        assert!(Compiled::from_cache(&other_version).is_none());
-        let mut unknown_flag = bytes.clone();
-        unknown_flag[12..16].copy_from_slice(&0x8000_0000u32.to_le_bytes());
-        assert!(Compiled::from_cache(&unknown_flag).is_none());
-        assert!(Compiled::from_cache(b"").is_none());
-    }
-
-    #[test]
-    fn listener_profiles_are_not_kept() {
-        let mut c = default_profile();
-        c.listener = Some(super::super::Listener {
-            path: "/run/agent.sock".into(),
-            metadata: None,
-            filter: 0,
-        });
-        assert!(c.to_cache().is_none());
+    fn anything_unexpected_is_refused() {
+        let compiled = default_profile();
+        let v = serde_json::to_value(&compiled).unwrap();
+        let program = v["filters"][0]["program"].as_str().unwrap().to_string();
+        let with = |flags: u64, program: &str| {
+            let mut v = v.clone();
+            v["filters"][0]["flags"] = flags.into();
+            v["filters"][0]["program"] = program.into();
+            serde_json::from_value::<Compiled>(v)
+        };
+        assert!(with(0, &program).is_ok());
+        assert!(with(0, &program[..program.len() - 2]).is_err(), "short");
+        assert!(with(0, &format!("{program}00")).is_err(), "long");
+        assert!(with(0, "").is_err(), "empty");
+        assert!(with(0, &program.replace('0', "g")).is_err(), "not hex");
+        assert!(with(0x8000_0000, &program).is_err(), "unknown flag");
     }
 }

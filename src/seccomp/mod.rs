@@ -106,8 +106,8 @@ use crate::sys::seccomp::{seccomp_set_mode_filter, FilterFlags, SockFilter};
 
 pub use profiles::{profile, PROFILE_NAMES};
 
-/// A compiled profile, ready to load in the container's init.
-#[derive(Debug, Clone, Default)]
+/// A compiled profile, ready to load in the container's init (and persisted in the Plan).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Compiled {
     /// Summary for the audit line.
     pub summary: Summary,
@@ -116,11 +116,12 @@ pub struct Compiled {
     /// Where the user-notification listener fd goes, when a rule uses `SCMP_ACT_NOTIFY`.
     pub listener: Option<Listener>,
     /// What was accepted but not applied (unknown syscall names, refused architectures,
-    /// ignored flags), one message each, for the caller to log.
+    /// ignored flags), one message each, for the caller to log (not persisted).
+    #[serde(skip)]
     pub warnings: Vec<String>,
 }
 
-/// One BPF program and the flags it is loaded with.
+/// One BPF program and the flags it is loaded with (persisted as described in `cache.rs`).
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     /// The classic-BPF program.
@@ -131,7 +132,7 @@ pub struct Filter {
 }
 
 /// Where to send the listener fd of a profile that uses `SCMP_ACT_NOTIFY`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Listener {
     /// `listenerPath`: the seccomp agent's unix socket.
     pub path: PathBuf,
@@ -142,7 +143,7 @@ pub struct Listener {
 }
 
 /// What the audit line reports about a profile.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     /// sha256 of the profile's canonical JSON (the seccomp object serialised by oci-spec).
     pub digest: String,

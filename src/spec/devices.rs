@@ -7,7 +7,7 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
 use crate::error::{Error, Result};
 
 /// One device node to create in the container's /dev.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceNode {
     /// Absolute container path (`/dev/null`).
     pub path: PathBuf,

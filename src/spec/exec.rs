@@ -1,11 +1,13 @@
 //! `exec`: the process to run in an existing container, from a process.json or from the
-//! container's own process with command-line overrides (as runc builds it).
+//! container's own process with command-line overrides (as runc builds it). Everything else
+//! comes from the container's persisted [`Plan`]: nothing re-parses the config.
 
+use std::ffi::CString;
 use std::path::PathBuf;
 
-use oci_spec::runtime::{Process, Spec};
+use oci_spec::runtime::Process;
 
-use super::plan::Layers;
+use super::plan::{Layers, Plan};
 use super::process::{parse_capabilities, plan_process, ProcessPlan};
 use crate::error::{Error, Result};
 
@@ -35,197 +37,247 @@ pub struct ExecPlan {
     pub id: String,
     /// The process.
     pub process: ProcessPlan,
-    /// The container's seccomp profile, compiled.
+    /// The container's seccomp profile, compiled at create.
     pub seccomp: Option<crate::seccomp::Compiled>,
-    /// Landlock policy for this process.
+    /// Landlock policy for this process (decided at create for processes like it).
     pub landlock: crate::landlock::Policy,
     /// `--preserve-fds`.
     pub preserve_fds: u32,
-    /// Layers switched off (tests only; inherited from the container's create).
+    /// Layers switched off (tests only; those of the container's create, plus exec's own).
     pub layers: Layers,
+    /// Keep the caller's session keyring (`create --no-new-keyring`).
+    pub no_new_keyring: bool,
 }
 
 /// Build the process from `--process FILE` contents.
-pub fn process_from_json(raw: &[u8]) -> Result<Process> {
-    super::parse_json::<Process>(raw, "process.json")
+pub fn process_from_json(raw: &[u8], container: &Plan) -> Result<ProcessPlan> {
+    let p = super::parse_json::<Process>(raw, "process.json")?;
+    plan_process(&p, "process", container.process.cap_last_cap)
 }
 
-/// Build the process from the container's config and the argument-form overrides.
-pub fn process_from_overrides(spec: &Spec, o: &ExecOverrides) -> Result<Process> {
-    let mut p = spec
-        .process()
-        .clone()
-        .ok_or_else(|| Error::config("process", "missing in the container's config"))?;
-    if o.args.is_empty() {
+fn cstring(s: &str, field: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::config(field, "contains a NUL byte"))
+}
+
+/// Build the process from the container's own process and the argument-form overrides.
+pub fn process_from_overrides(base: &ProcessPlan, o: &ExecOverrides) -> Result<ProcessPlan> {
+    let mut p = base.clone();
+    if o.args.is_empty() || o.args[0].is_empty() {
         return Err(Error::InvalidArgument("exec: no command given".into()));
     }
-    p.set_args(Some(o.args.clone()));
-    p.set_terminal(Some(o.tty));
+    p.args = o
+        .args
+        .iter()
+        .map(|a| cstring(a, "args"))
+        .collect::<Result<_>>()?;
+    p.terminal = o.tty;
     if let Some(cwd) = &o.cwd {
-        p.set_cwd(cwd.clone());
+        if !cwd.is_absolute() {
+            return Err(Error::config(
+                "--cwd",
+                format!("{} is not an absolute path", cwd.display()),
+            ));
+        }
+        p.cwd = cwd.clone();
     }
-    let mut env = p.env().clone().unwrap_or_default();
     for kv in &o.env {
-        let key = kv.split_once('=').map(|(k, _)| k).unwrap_or(kv);
-        env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key));
-        env.push(kv.clone());
+        let Some((key, _)) = kv.split_once('=') else {
+            return Err(Error::config("--env", format!("{kv:?} is not KEY=value")));
+        };
+        let prefix = format!("{key}=");
+        p.env
+            .retain(|e| !e.to_bytes().starts_with(prefix.as_bytes()));
+        p.env.push(cstring(kv, "--env")?);
+        if key == "PATH" {
+            p.path_var = Some(kv[prefix.len()..].to_string());
+        }
     }
-    p.set_env(Some(env));
     if let Some(user) = &o.user {
         let (uid, gid) = match user.split_once(':') {
             Some((u, g)) => (u, Some(g)),
             None => (user.as_str(), None),
         };
         let bad = || Error::InvalidArgument(format!("--user {user:?}: expected uid[:gid]"));
-        p.user_mut().set_uid(uid.parse().map_err(|_| bad())?);
-        p.user_mut().set_gid(
-            gid.map(str::parse)
-                .transpose()
-                .map_err(|_| bad())?
-                .unwrap_or(0),
-        );
+        p.uid = uid.parse().map_err(|_| bad())?;
+        // Without a gid the process keeps the configured one, as runc does.
+        if let Some(g) = gid {
+            p.gid = g.parse().map_err(|_| bad())?;
+        }
     }
     if !o.additional_gids.is_empty() {
-        p.user_mut()
-            .set_additional_gids(Some(o.additional_gids.clone()));
+        p.additional_gids = o.additional_gids.clone();
     }
     if o.no_new_privs {
-        p.set_no_new_privileges(Some(true));
+        p.no_new_privileges = true;
     }
     Ok(p)
 }
 
-/// Resolve the exec plan: the process, plus `--cap` additions, the container's seccomp profile
-/// and a Landlock policy computed for this process's own capabilities. `compiled` is the
-/// program `create` compiled from that same profile, when it kept one: used instead of
-/// compiling again.
+/// Resolve the exec plan from the container's persisted Plan: `--cap` additions (to the
+/// bounding, effective and permitted sets, and to ambient only when the process already has
+/// inheritable capabilities, as runc does since CVE-2022-29162), the container's compiled
+/// seccomp program and the Landlock policy decided at create for a process like this one.
 pub fn exec_plan(
-    id: &str,
-    spec: &Spec,
-    process: &Process,
+    container: &Plan,
+    mut process: ProcessPlan,
     extra_caps: &[String],
     preserve_fds: u32,
-    layers: Layers,
-    compiled: Option<crate::seccomp::Compiled>,
+    exec_layers: Layers,
 ) -> Result<ExecPlan> {
-    let mut plan = plan_process(process, "process")?;
     let extra = parse_capabilities(extra_caps, "--cap")?;
-    for set in [
-        &mut plan.caps.bounding,
-        &mut plan.caps.effective,
-        &mut plan.caps.permitted,
-        &mut plan.caps.inheritable,
-    ] {
-        set.extend(extra.iter().copied());
+    let ambient_too = !process.caps.inheritable.is_empty();
+    for cap in extra {
+        process.caps.bounding.insert(cap);
+        process.caps.effective.insert(cap);
+        process.caps.permitted.insert(cap);
+        if ambient_too {
+            process.caps.ambient.insert(cap);
+        }
     }
-    let no_linux = oci_spec::runtime::Linux::default();
-    let linux = spec.linux().as_ref().unwrap_or(&no_linux);
-    let seccomp = match linux.seccomp() {
-        Some(s) if !layers.no_seccomp => Some(match compiled {
-            Some(c) => c,
-            None => crate::seccomp::compile(s)?,
-        }),
-        _ => None,
+    let layers = container.opts.layers.union(exec_layers);
+    let seccomp = if layers.no_seccomp {
+        None
+    } else {
+        container.seccomp.clone()
     };
-    let annotations = spec.annotations().clone().unwrap_or_default();
     let landlock = if layers.no_landlock {
         crate::landlock::Policy {
             enabled: false,
             ..crate::landlock::Policy::default()
         }
     } else {
-        let ns = crate::namespaces::Namespaces::from_config(
-            linux.namespaces().as_deref().unwrap_or(&[]),
-        )?;
-        crate::landlock::policy(
-            &annotations,
-            &crate::landlock::Context {
-                host_network: super::plan::shares_host_network(&ns),
-                cap_sys_admin: plan.has_cap(caps::Capability::CAP_SYS_ADMIN),
-            },
-        )?
+        container
+            .landlock
+            .for_exec(process.has_cap(caps::Capability::CAP_SYS_ADMIN))?
+            .clone()
     };
     Ok(ExecPlan {
-        id: id.to_string(),
-        process: plan,
+        id: container.id.clone(),
+        process,
         seccomp,
         landlock,
         preserve_fds,
         layers,
+        no_new_keyring: container.opts.no_new_keyring,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use caps::Capability as Cap;
 
-    fn spec() -> Spec {
-        serde_json::from_value(serde_json::json!({
-            "ociVersion": "1.0.2",
-            "process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["sh"],
-                        "env": ["PATH=/bin", "A=1"]},
-            "linux": {"namespaces": [{"type": "mount"}]}
+    fn base(json: serde_json::Value) -> ProcessPlan {
+        let p: Process = serde_json::from_value(json).unwrap();
+        plan_process(&p, "process", 40).unwrap()
+    }
+
+    fn sh() -> ProcessPlan {
+        base(serde_json::json!({
+            "cwd": "/", "user": {"uid": 0, "gid": 7}, "args": ["sh"], "env": ["PATH=/bin", "A=1"]
         }))
-        .unwrap()
+    }
+
+    fn strs(v: &[CString]) -> Vec<String> {
+        v.iter().map(|c| c.to_str().unwrap().to_string()).collect()
     }
 
     #[test]
     fn overrides_replace_args_env_user_cwd() {
         let o = ExecOverrides {
             args: vec!["ls".into(), "-l".into()],
-            env: vec!["A=2".into(), "B=3".into()],
+            env: vec!["A=2".into(), "B=3".into(), "PATH=/usr/bin".into()],
             user: Some("1000:100".into()),
             cwd: Some("/tmp".into()),
             ..ExecOverrides::default()
         };
-        let p = process_from_overrides(&spec(), &o).unwrap();
-        assert_eq!(
-            p.args().as_ref().unwrap(),
-            &vec!["ls".to_string(), "-l".into()]
-        );
-        assert_eq!(
-            p.env().as_ref().unwrap(),
-            &vec!["PATH=/bin".to_string(), "A=2".into(), "B=3".into()]
-        );
-        assert_eq!((p.user().uid(), p.user().gid()), (1000, 100));
-        assert_eq!(p.cwd(), &PathBuf::from("/tmp"));
+        let p = process_from_overrides(&sh(), &o).unwrap();
+        assert_eq!(strs(&p.args), vec!["ls", "-l"]);
+        assert_eq!(strs(&p.env), vec!["A=2", "B=3", "PATH=/usr/bin"]);
+        assert_eq!(p.path_var.as_deref(), Some("/usr/bin"));
+        assert_eq!((p.uid, p.gid), (1000, 100));
+        assert_eq!(p.cwd, PathBuf::from("/tmp"));
     }
 
     #[test]
-    fn bad_user_is_rejected() {
+    fn user_without_gid_keeps_the_configured_gid() {
+        let o = ExecOverrides {
+            args: vec!["id".into()],
+            user: Some("1000".into()),
+            ..ExecOverrides::default()
+        };
+        let p = process_from_overrides(&sh(), &o).unwrap();
+        assert_eq!(
+            (p.uid, p.gid),
+            (1000, 7),
+            "gid stays the configured 7, not 0"
+        );
+    }
+
+    #[test]
+    fn bad_user_and_relative_cwd_are_rejected() {
         let o = ExecOverrides {
             args: vec!["ls".into()],
             user: Some("root".into()),
             ..ExecOverrides::default()
         };
-        assert!(process_from_overrides(&spec(), &o).is_err());
+        assert!(process_from_overrides(&sh(), &o).is_err());
+        let o = ExecOverrides {
+            args: vec!["ls".into()],
+            cwd: Some("tmp".into()),
+            ..ExecOverrides::default()
+        };
+        let e = process_from_overrides(&sh(), &o).unwrap_err().to_string();
+        assert!(e.contains("--cwd"), "{e}");
+    }
+
+    fn container(process: ProcessPlan) -> Plan {
+        let mut plan = crate::spec::plan::tests::plan_for_tests();
+        plan.process = process;
+        plan
     }
 
     #[test]
-    fn cap_flag_adds_to_the_sets() {
-        let s = spec();
-        let p = process_from_overrides(
-            &s,
-            &ExecOverrides {
-                args: vec!["ls".into()],
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    fn cap_flag_never_adds_to_inheritable() {
+        let c = container(sh());
+        let plan = exec_plan(&c, sh(), &["CAP_SYS_PTRACE".into()], 0, Layers::default()).unwrap();
+        let caps = &plan.process.caps;
+        for set in [&caps.bounding, &caps.effective, &caps.permitted] {
+            assert!(set.contains(&Cap::CAP_SYS_PTRACE));
+        }
+        assert!(caps.inheritable.is_empty(), "CVE-2022-29162: {caps:?}");
+        assert!(
+            caps.ambient.is_empty(),
+            "no inheritable caps, so no ambient"
+        );
+    }
+
+    #[test]
+    fn cap_flag_goes_to_ambient_when_inheritable_caps_exist() {
+        let p = base(serde_json::json!({
+            "cwd": "/", "user": {"uid": 1, "gid": 1}, "args": ["sh"],
+            "capabilities": {"inheritable": ["CAP_KILL"], "permitted": ["CAP_KILL"]}
+        }));
         let plan = exec_plan(
-            "c",
-            &s,
-            &p,
-            &["CAP_SYS_PTRACE".into()],
+            &container(p.clone()),
+            p,
+            &["CAP_CHOWN".into()],
             0,
             Layers::default(),
-            None,
         )
         .unwrap();
-        assert!(plan
-            .process
-            .caps
-            .effective
-            .contains(&caps::Capability::CAP_SYS_PTRACE));
+        let caps = &plan.process.caps;
+        assert!(caps.ambient.contains(&Cap::CAP_CHOWN));
+        assert!(!caps.inheritable.contains(&Cap::CAP_CHOWN));
+    }
+
+    #[test]
+    fn exec_keeps_the_containers_layers_and_keyring_choice() {
+        let mut c = container(sh());
+        c.opts.layers.no_seccomp = true;
+        c.opts.no_new_keyring = true;
+        let plan = exec_plan(&c, sh(), &[], 0, Layers::default()).unwrap();
+        assert!(plan.seccomp.is_none());
+        assert!(plan.layers.no_seccomp && plan.no_new_keyring);
     }
 }

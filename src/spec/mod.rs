@@ -6,10 +6,13 @@
 mod default;
 mod devices;
 mod exec;
+mod host;
 mod json_path;
 mod mounts;
-mod plan;
+pub mod namespaces;
+pub(crate) mod plan;
 mod process;
+mod ser;
 
 use std::path::Path;
 
@@ -21,11 +24,13 @@ use crate::error::{Context, Error, Result};
 pub use default::{default_config, write_default, DEFAULT_CAPS};
 pub use devices::{DeviceNode, DEFAULT_DEVICES, DEFAULT_SYMLINKS};
 pub use exec::{exec_plan, process_from_json, process_from_overrides, ExecOverrides, ExecPlan};
+pub use host::{HostFacts, NsId};
 pub use mounts::{
     parse_mount_options, MountKind, MountOptions, MountPlan, KNOWN_OPTIONS as KNOWN_MOUNT_OPTIONS,
 };
-pub use plan::{plan, CreateOptions, IdMap, Layers, Plan};
-pub use process::{parse_capabilities, plan_process, CapSets, ProcessPlan};
+pub use namespaces::{Namespaces, NsKind};
+pub use plan::{plan, CreateOptions, IdMap, Landlock, Layers, Plan};
+pub use process::{parse_capabilities, plan_process, CapSets, ProcessPlan, Scheduler, WinSize};
 
 /// Read and parse `<bundle>/config.json`. Returns the spec and the raw bytes (kept verbatim in
 /// the state directory so later commands see exactly what `create` saw).

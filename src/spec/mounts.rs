@@ -6,10 +6,10 @@ use nix::mount::MsFlags;
 use oci_spec::runtime::Mount;
 
 use crate::error::{Error, Result};
-use crate::sys::mount as m;
+use libc as m;
 
 /// What kind of mount an entry is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MountKind {
     /// A bind mount of a host path (`recursive` for rbind).
     Bind {
@@ -30,14 +30,17 @@ pub enum MountKind {
 }
 
 /// Parsed mount options.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MountOptions {
     /// Flags for mount(2) (and the bind remount).
+    #[serde(with = "super::ser::ms_flags")]
     pub flags: MsFlags,
     /// Flags explicitly cleared (`rw`, `suid`, `dev`, `exec`, ...), so a bind remount does not
     /// re-add them from the source mount.
+    #[serde(with = "super::ser::ms_flags")]
     pub cleared: MsFlags,
     /// Propagation changes applied after mounting, in order.
+    #[serde(with = "super::ser::ms_flags_vec")]
     pub propagation: Vec<MsFlags>,
     /// `MOUNT_ATTR_*` bits to set recursively (`rro`, `rnosuid`, ...).
     pub rec_set: u64,
@@ -67,7 +70,7 @@ impl Default for MountOptions {
 }
 
 /// One mount entry, resolved and validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MountPlan {
     /// Index in `mounts` (for messages: `mounts[3]`).
     pub index: usize,

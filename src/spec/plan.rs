@@ -8,16 +8,17 @@ use nix::mount::MsFlags;
 use oci_spec::runtime::{Hooks, LinuxIdMapping, LinuxResources, Spec};
 
 use super::devices::{cgroup_device_rules, is_dev, plan_devices, DeviceNode};
+use super::host::HostFacts;
 use super::mounts::{clean_container_path, plan_mount, MountKind, MountPlan};
+use super::namespaces::{Namespaces, NsKind};
 use super::process::{plan_process, ProcessPlan};
 use crate::cgroups::Cgroup;
 use crate::error::{Error, Result};
-use crate::namespaces::{Namespaces, NsKind};
 
 /// Hardening layers that can be switched off for testing only, from the command line
 /// (`--unsafe-disable LAYER`), never from a container's config. Each attack test runs once
 /// with its layer off to prove the test can fail.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Layers {
     /// Sealed memfd self-copy.
     pub no_selfexe: bool,
@@ -63,6 +64,18 @@ impl Layers {
         Ok(())
     }
 
+    /// Every layer switched off in `self` or in `other`.
+    pub fn union(self, other: Layers) -> Layers {
+        Layers {
+            no_selfexe: self.no_selfexe || other.no_selfexe,
+            no_landlock: self.no_landlock || other.no_landlock,
+            no_seccomp: self.no_seccomp || other.no_seccomp,
+            no_fd_hygiene: self.no_fd_hygiene || other.no_fd_hygiene,
+            no_path_safety: self.no_path_safety || other.no_path_safety,
+            no_nondumpable: self.no_nondumpable || other.no_nondumpable,
+        }
+    }
+
     /// The names of the layers switched off.
     pub fn disabled(&self) -> Vec<&'static str> {
         let flags = [
@@ -83,7 +96,7 @@ impl Layers {
 }
 
 /// Options of `create`/`run` that are not in the config.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct CreateOptions {
     /// Container id.
     pub id: String,
@@ -106,7 +119,7 @@ pub struct CreateOptions {
 }
 
 /// One uid or gid mapping line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IdMap {
     /// First id inside the namespace.
     pub container_id: u32,
@@ -125,8 +138,10 @@ impl IdMap {
     }
 }
 
-/// Everything the container needs, decided before cloning.
-#[derive(Debug)]
+/// Everything the container needs, decided before cloning. `create` persists it in the
+/// state directory (`plan.json`); every later command reads it and nothing re-parses the
+/// config.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
     /// Container id.
     pub id: String,
@@ -159,6 +174,7 @@ pub struct Plan {
     /// sysctl settings, validated against the namespaces.
     pub sysctl: Vec<(String, String)>,
     /// Propagation for the container's root (`rootfsPropagation`); default rslave.
+    #[serde(with = "super::ser::ms_flags")]
     pub rootfs_propagation: MsFlags,
     /// `personality(2)` value, if set.
     pub personality: Option<libc::c_ulong>,
@@ -174,8 +190,10 @@ pub struct Plan {
     pub resources: LinuxResources,
     /// Compiled seccomp profile.
     pub seccomp: Option<crate::seccomp::Compiled>,
-    /// Landlock policy.
-    pub landlock: crate::landlock::Policy,
+    /// Landlock policies, decided for the init and for processes `exec` starts.
+    pub landlock: Landlock,
+    /// The kernel's Landlock ABI when the plan was made.
+    pub landlock_abi: i32,
     /// Annotations.
     pub annotations: HashMap<String, String>,
 }
@@ -321,69 +339,143 @@ fn check_hooks(hooks: &Hooks) -> Result<()> {
     Ok(())
 }
 
-fn rootfs(spec: &Spec, bundle: &Path) -> Result<(PathBuf, bool)> {
+fn rootfs(spec: &Spec, host: &HostFacts) -> Result<(PathBuf, bool)> {
     let root = spec
         .root()
         .as_ref()
         .ok_or_else(|| Error::config("root", "missing"))?;
-    if root.path().as_os_str().is_empty() {
-        return Err(Error::config("root.path", "missing"));
-    }
-    let path = if root.path().is_absolute() {
-        root.path().clone()
-    } else {
-        bundle.join(root.path())
-    };
-    let canonical = std::fs::canonicalize(&path).map_err(|e| {
-        Error::config(
-            "root.path",
-            format!(
-                "{}: {}",
-                path.display(),
-                crate::error::errno_text(nix::errno::Errno::from_raw(
-                    e.raw_os_error().unwrap_or(0)
-                ))
-            ),
-        )
-    })?;
-    if !canonical.is_dir() {
-        return Err(Error::config(
-            "root.path",
-            format!("{} is not a directory", canonical.display()),
-        ));
-    }
-    Ok((canonical, root.readonly().unwrap_or(false)))
+    let path = host
+        .rootfs
+        .clone()
+        .map_err(|why| Error::config("root.path", why))?;
+    Ok((path, root.readonly().unwrap_or(false)))
 }
+
+/// Refuse an LSM label the host cannot apply (sealrun applies none): a hardened runtime does
+/// not fail open. The annotation `run.sealrun.lsm=best-effort` accepts running without it.
+fn check_lsm(spec: &Spec, host: &HostFacts, annotations: &HashMap<String, String>) -> Result<()> {
+    if annotations.get(LSM_ANNOTATION).map(String::as_str) == Some("best-effort") {
+        return Ok(());
+    }
+    let process = spec.process().as_ref();
+    let asked = [
+        (
+            "process.apparmorProfile",
+            process.and_then(|p| p.apparmor_profile().clone()),
+            "AppArmor",
+            host.apparmor,
+        ),
+        (
+            "process.selinuxLabel",
+            process.and_then(|p| p.selinux_label().clone()),
+            "SELinux",
+            host.selinux,
+        ),
+        (
+            "linux.mountLabel",
+            spec.linux().as_ref().and_then(|l| l.mount_label().clone()),
+            "SELinux",
+            host.selinux,
+        ),
+    ];
+    for (field, value, lsm, enabled) in asked {
+        if value.is_some_and(|v| !v.is_empty()) {
+            let why = if enabled {
+                format!("sealrun does not apply {lsm} labels")
+            } else {
+                format!("{lsm} is not enabled on this host")
+            };
+            return Err(Error::config(
+                field,
+                format!("{why}; refusing to run without it (annotation {LSM_ANNOTATION}=best-effort accepts that)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The annotation that accepts running without a requested AppArmor profile or SELinux label.
+pub const LSM_ANNOTATION: &str = "run.sealrun.lsm";
 
 /// Whether the container ends up in the runtime's network namespace: no network namespace of
 /// its own, or one joined by a path that is ours.
-pub(super) fn shares_host_network(ns: &Namespaces) -> bool {
-    use std::os::unix::fs::MetadataExt;
+pub(super) fn shares_host_network(ns: &Namespaces, host: &HostFacts) -> bool {
     if ns.creates(NsKind::Network) {
         return false;
     }
-    let Some(path) = ns.joins(NsKind::Network) else {
-        return true;
-    };
-    match (
-        std::fs::metadata(path),
-        std::fs::metadata("/proc/self/ns/net"),
-    ) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
+    match ns.joins(NsKind::Network) {
+        None => true,
+        Some(path) => host.is_own_net_ns(path),
     }
 }
 
-/// Resolve a parsed config into a [`Plan`] (pure apart from reading the rootfs path and the
-/// host's cgroup layout).
-pub fn plan(spec: &Spec, opts: CreateOptions) -> Result<Plan> {
+/// The Landlock policies of a container, decided at `create`: the init's, and those of the
+/// processes `exec` starts, which depend on whether such a process may hold CAP_SYS_ADMIN.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Landlock {
+    /// The container's own process.
+    pub init: crate::landlock::Policy,
+    /// A process started by `exec` that may not hold CAP_SYS_ADMIN, or why one is refused.
+    pub exec: std::result::Result<crate::landlock::Policy, String>,
+    /// A process started by `exec` that may hold CAP_SYS_ADMIN, or why one is refused.
+    pub exec_sys_admin: std::result::Result<crate::landlock::Policy, String>,
+}
+
+impl Landlock {
+    /// The policy of a process started by `exec`.
+    pub fn for_exec(&self, cap_sys_admin: bool) -> Result<&crate::landlock::Policy> {
+        let policy = if cap_sys_admin {
+            &self.exec_sys_admin
+        } else {
+            &self.exec
+        };
+        policy
+            .as_ref()
+            .map_err(|why| Error::InvalidArgument(why.clone()))
+    }
+
+    fn plan(
+        annotations: &HashMap<String, String>,
+        host_network: bool,
+        init_sys_admin: bool,
+        host: &HostFacts,
+        layers: &Layers,
+    ) -> Result<Landlock> {
+        let decide = |cap_sys_admin: bool| -> Result<crate::landlock::Policy> {
+            if layers.no_landlock {
+                return Ok(crate::landlock::Policy {
+                    enabled: false,
+                    ..crate::landlock::Policy::default()
+                });
+            }
+            let policy = crate::landlock::policy(
+                annotations,
+                &crate::landlock::Context {
+                    host_network,
+                    cap_sys_admin,
+                },
+            )?;
+            crate::landlock::check(&policy, host.landlock_abi)?;
+            Ok(policy)
+        };
+        Ok(Landlock {
+            init: decide(init_sys_admin)?,
+            exec: decide(false).map_err(|e| e.to_string()),
+            exec_sys_admin: decide(true).map_err(|e| e.to_string()),
+        })
+    }
+}
+
+/// Resolve a parsed config into a [`Plan`]. Pure: everything it needs to know about the host
+/// comes in `host`.
+pub fn plan(spec: &Spec, opts: CreateOptions, host: &HostFacts) -> Result<Plan> {
     check_version(spec.version())?;
-    let (rootfs, root_readonly) = rootfs(spec, &opts.bundle)?;
+    let (rootfs, root_readonly) = rootfs(spec, host)?;
     let process = spec
         .process()
         .as_ref()
         .ok_or_else(|| Error::config("process", "missing"))?;
-    let process = plan_process(process, "process")?;
+    let process = plan_process(process, "process", host.cap_last_cap)?;
     let linux = spec
         .linux()
         .as_ref()
@@ -497,7 +589,10 @@ pub fn plan(spec: &Spec, opts: CreateOptions) -> Result<Plan> {
         ));
     }
     let annotations = spec.annotations().clone().unwrap_or_default();
-    let cgroup = Cgroup::resolve(
+    check_lsm(spec, host, &annotations)?;
+    let cgroup = Cgroup::resolve_in(
+        &host.cgroup_layout,
+        &host.own_cgroups,
         linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
         &opts.id,
     )?;
@@ -505,22 +600,13 @@ pub fn plan(spec: &Spec, opts: CreateOptions) -> Result<Plan> {
         Some(s) if !opts.layers.no_seccomp => Some(crate::seccomp::compile(s)?),
         _ => None,
     };
-    let landlock = if opts.layers.no_landlock {
-        crate::landlock::Policy {
-            enabled: false,
-            ..crate::landlock::Policy::default()
-        }
-    } else {
-        let policy = crate::landlock::policy(
-            &annotations,
-            &crate::landlock::Context {
-                host_network: shares_host_network(&namespaces),
-                cap_sys_admin: process.has_cap(caps::Capability::CAP_SYS_ADMIN),
-            },
-        )?;
-        crate::landlock::check(&policy, crate::landlock::abi())?;
-        policy
-    };
+    let landlock = Landlock::plan(
+        &annotations,
+        shares_host_network(&namespaces, host),
+        process.has_cap(caps::Capability::CAP_SYS_ADMIN),
+        host,
+        &opts.layers,
+    )?;
     Ok(Plan {
         id: opts.id.clone(),
         oci_version: spec.version().clone(),
@@ -545,14 +631,111 @@ pub fn plan(spec: &Spec, opts: CreateOptions) -> Result<Plan> {
         resources,
         seccomp,
         landlock,
+        landlock_abi: host.landlock_abi,
         annotations,
         opts,
     })
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The default config (`sealrun spec`), planned on a made-up host.
+    pub(crate) fn plan_for_tests() -> Plan {
+        let spec: Spec =
+            serde_json::from_value(crate::spec::default_config(false).unwrap()).unwrap();
+        let opts = CreateOptions {
+            id: "c1".into(),
+            bundle: "/bundle".into(),
+            proxy_terminal: true,
+            ..CreateOptions::default()
+        };
+        plan(&spec, opts, &HostFacts::for_tests("/bundle/rootfs")).unwrap()
+    }
+
+    #[test]
+    fn the_plan_survives_the_state_directory() {
+        let p = plan_for_tests();
+        let json = serde_json::to_string(&p).unwrap();
+        let back: Plan = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+        assert_eq!(back.process.args, p.process.args);
+        assert_eq!(back.process.caps, p.process.caps);
+        assert_eq!(back.rootfs_propagation, p.rootfs_propagation);
+        let (a, b) = (back.seccomp.unwrap(), p.seccomp.unwrap());
+        assert_eq!(a.filters[0].program, b.filters[0].program);
+    }
+
+    #[test]
+    fn the_bounding_drop_list_comes_from_the_host() {
+        let spec: Spec =
+            serde_json::from_value(crate::spec::default_config(false).unwrap()).unwrap();
+        let mut host = HostFacts::for_tests("/r");
+        host.cap_last_cap = 45;
+        let p = plan(
+            &spec,
+            CreateOptions {
+                id: "c".into(),
+                proxy_terminal: true,
+                ..Default::default()
+            },
+            &host,
+        )
+        .unwrap();
+        let drop = p.process.bounding_drop();
+        // Numbers this build has no name for are dropped too; kept caps are not.
+        assert!(
+            drop.contains(&41) && drop.contains(&45) && !drop.contains(&46),
+            "{drop:?}"
+        );
+        assert!(
+            !drop.contains(&(caps::Capability::CAP_KILL.index())),
+            "{drop:?}"
+        );
+        assert_eq!(drop.len() + p.process.caps.bounding.len(), 46);
+    }
+
+    #[test]
+    fn lsm_labels_fail_closed() {
+        let mut v = crate::spec::default_config(false).unwrap();
+        v["process"]["apparmorProfile"] = "docker-default".into();
+        let spec: Spec = serde_json::from_value(v.clone()).unwrap();
+        let host = HostFacts::for_tests("/r");
+        let opts = || CreateOptions {
+            id: "c".into(),
+            proxy_terminal: true,
+            ..Default::default()
+        };
+        let e = plan(&spec, opts(), &host).unwrap_err().to_string();
+        assert!(
+            e.contains("process.apparmorProfile") && e.contains("not enabled"),
+            "{e}"
+        );
+        v["annotations"] = serde_json::json!({LSM_ANNOTATION: "best-effort"});
+        let spec: Spec = serde_json::from_value(v).unwrap();
+        assert!(plan(&spec, opts(), &host).is_ok());
+        let mut v = crate::spec::default_config(false).unwrap();
+        v["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0".into();
+        let spec: Spec = serde_json::from_value(v).unwrap();
+        let e = plan(&spec, opts(), &host).unwrap_err().to_string();
+        assert!(
+            e.contains("linux.mountLabel") && e.contains("SELinux"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn host_network_is_decided_from_host_facts() {
+        let mut host = HostFacts::for_tests("/r");
+        let mut ns = Namespaces::default();
+        assert!(shares_host_network(&ns, &host));
+        ns.join.push((NsKind::Network, "/run/netns/x".into()));
+        host.joined_ns.push(("/run/netns/x".into(), host.net_ns));
+        assert!(shares_host_network(&ns, &host));
+        host.joined_ns[0].1 = Some((4, 1));
+        assert!(!shares_host_network(&ns, &host));
+    }
 
     #[test]
     fn version_major_must_be_one() {

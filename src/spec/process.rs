@@ -10,31 +10,66 @@ use oci_spec::runtime::{
     Process,
 };
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
-use crate::sys::process::SchedAttr;
-use crate::sys::tty::WinSize;
+
+/// Terminal window size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct WinSize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+/// `process.scheduler`, resolved to the kernel's numbers (`sched_setattr(2)`'s fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Scheduler {
+    /// `SCHED_*` policy.
+    pub policy: u32,
+    /// `SCHED_FLAG_*`.
+    pub flags: u64,
+    /// Nice value (SCHED_OTHER/BATCH).
+    pub nice: i32,
+    /// Static priority (SCHED_FIFO/RR).
+    pub priority: u32,
+    /// SCHED_DEADLINE runtime.
+    pub runtime: u64,
+    /// SCHED_DEADLINE deadline.
+    pub deadline: u64,
+    /// SCHED_DEADLINE period.
+    pub period: u64,
+}
 
 /// The five capability sets.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CapSets {
     /// Bounding set: dropped first, while the init is still fully privileged.
+    #[serde(with = "super::ser::caps_mask")]
     pub bounding: CapsHashSet,
     /// Effective.
+    #[serde(with = "super::ser::caps_mask")]
     pub effective: CapsHashSet,
     /// Permitted.
+    #[serde(with = "super::ser::caps_mask")]
     pub permitted: CapsHashSet,
     /// Inheritable.
+    #[serde(with = "super::ser::caps_mask")]
     pub inheritable: CapsHashSet,
     /// Ambient.
+    #[serde(with = "super::ser::caps_mask")]
     pub ambient: CapsHashSet,
 }
 
 /// Everything about the process that will be executed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProcessPlan {
     /// argv.
+    #[serde(with = "super::ser::cstrings")]
     pub args: Vec<CString>,
     /// envp, exactly `process.env`.
+    #[serde(with = "super::ser::cstrings")]
     pub env: Vec<CString>,
     /// The `PATH` from `process.env`, for finding `args[0]`.
     pub path_var: Option<String>,
@@ -50,6 +85,9 @@ pub struct ProcessPlan {
     pub umask: Option<u32>,
     /// Capability sets.
     pub caps: CapSets,
+    /// The kernel's highest capability number (from the host): every capability up to it that
+    /// is not in the bounding set is dropped from it, including ones this build has no name for.
+    pub cap_last_cap: u8,
     /// Capability names from the config this kernel does not know (skipped, logged at debug).
     pub unknown_to_kernel: Vec<String>,
     /// no_new_privs.
@@ -63,12 +101,20 @@ pub struct ProcessPlan {
     /// Initial console size.
     pub console_size: Option<WinSize>,
     /// Scheduler attributes.
-    pub scheduler: Option<SchedAttr>,
+    pub scheduler: Option<Scheduler>,
     /// I/O priority `(class, level)`.
     pub io_priority: Option<(u32, u32)>,
 }
 
 impl ProcessPlan {
+    /// The capability numbers to drop from the bounding set: every number the host kernel
+    /// knows (up to [`ProcessPlan::cap_last_cap`]) that the bounding set does not hold.
+    pub fn bounding_drop(&self) -> Vec<u8> {
+        (0..=self.cap_last_cap)
+            .filter(|n| !self.caps.bounding.iter().any(|c| c.index() == *n))
+            .collect()
+    }
+
     /// Whether the process may hold `cap`: it is in any of the five sets.
     pub fn has_cap(&self, cap: Cap) -> bool {
         let c = &self.caps;
@@ -82,14 +128,6 @@ impl ProcessPlan {
         .iter()
         .any(|set| set.contains(&cap))
     }
-}
-
-/// The highest capability number this kernel knows (`/proc/sys/kernel/cap_last_cap`).
-fn cap_last_cap() -> u8 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40)
 }
 
 /// Convert oci-spec capability names to `caps` values; names this kernel lacks go to `unknown`.
@@ -156,7 +194,7 @@ fn cstrings(list: &[String], field: &str) -> Result<Vec<CString>> {
         .collect()
 }
 
-fn scheduler(p: &Process) -> Result<Option<SchedAttr>> {
+fn scheduler(p: &Process) -> Result<Option<Scheduler>> {
     let Some(s) = p.scheduler() else {
         return Ok(None);
     };
@@ -192,20 +230,19 @@ fn scheduler(p: &Process) -> Result<Option<SchedAttr>> {
             "must be in -20..19",
         ));
     }
-    Ok(Some(SchedAttr {
-        sched_policy: policy,
-        sched_flags: flags,
-        sched_nice: nice,
-        sched_priority: s.priority().unwrap_or(0).max(0) as u32,
-        sched_runtime: s.runtime().unwrap_or(0),
-        sched_deadline: s.deadline().unwrap_or(0),
-        sched_period: s.period().unwrap_or(0),
-        ..SchedAttr::default()
+    Ok(Some(Scheduler {
+        policy,
+        flags,
+        nice,
+        priority: s.priority().unwrap_or(0).max(0) as u32,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
     }))
 }
 
 /// Resolve `process` (pure). `field` is the JSON prefix for messages (`process`).
-pub fn plan_process(p: &Process, field: &str) -> Result<ProcessPlan> {
+pub fn plan_process(p: &Process, field: &str, cap_last_cap: u8) -> Result<ProcessPlan> {
     let f = |x: &str| format!("{field}.{x}");
     let args = p.args().clone().unwrap_or_default();
     if args.is_empty() || args[0].is_empty() {
@@ -231,7 +268,7 @@ pub fn plan_process(p: &Process, field: &str) -> Result<ProcessPlan> {
             format!("{} is not an absolute path", cwd.display()),
         ));
     }
-    let last = cap_last_cap();
+    let last = cap_last_cap;
     let mut unknown = Vec::new();
     let caps = match p.capabilities() {
         Some(c) => CapSets {
@@ -290,6 +327,7 @@ pub fn plan_process(p: &Process, field: &str) -> Result<ProcessPlan> {
         additional_gids: user.additional_gids().clone().unwrap_or_default(),
         umask: user.umask(),
         caps,
+        cap_last_cap,
         unknown_to_kernel: unknown,
         no_new_privileges: p.no_new_privileges().unwrap_or(false),
         rlimits,
@@ -315,14 +353,14 @@ mod tests {
     #[test]
     fn empty_args_are_rejected() {
         let p = process(r#"{"cwd":"/","user":{"uid":0,"gid":0},"args":[]}"#);
-        let err = plan_process(&p, "process").unwrap_err();
+        let err = plan_process(&p, "process", 40).unwrap_err();
         assert!(err.to_string().contains("process.args"), "{err}");
     }
 
     #[test]
     fn relative_cwd_is_rejected() {
         let p = process(r#"{"cwd":"tmp","user":{"uid":0,"gid":0},"args":["sh"]}"#);
-        assert!(plan_process(&p, "process")
+        assert!(plan_process(&p, "process", 40)
             .unwrap_err()
             .to_string()
             .contains("process.cwd"));
@@ -334,7 +372,7 @@ mod tests {
             r#"{"cwd":"/","user":{"uid":1,"gid":2,"additionalGids":[3]},"args":["sh"],
                 "env":["A=1","PATH=/bin:/usr/bin"],"capabilities":{"bounding":["CAP_KILL"]}}"#,
         );
-        let plan = plan_process(&p, "process").unwrap();
+        let plan = plan_process(&p, "process", 40).unwrap();
         assert_eq!(plan.path_var.as_deref(), Some("/bin:/usr/bin"));
         assert_eq!(
             (plan.uid, plan.gid, plan.additional_gids.clone()),
@@ -350,7 +388,7 @@ mod tests {
             r#"{"cwd":"/","user":{"uid":0,"gid":0},"args":["sh"],
                 "rlimits":[{"type":"RLIMIT_NOFILE","soft":10,"hard":5}]}"#,
         );
-        let err = plan_process(&p, "process").unwrap_err().to_string();
+        let err = plan_process(&p, "process", 40).unwrap_err().to_string();
         assert!(err.contains("process.rlimits[0].soft"), "{err}");
     }
 

@@ -12,7 +12,7 @@ use nix::unistd::{Gid, Pid, Uid};
 use super::check;
 
 /// `CLONE_NEWTIME` (only usable through `clone3` or `unshare`).
-pub const CLONE_NEWTIME: u64 = 0x80;
+pub const CLONE_NEWTIME: u64 = crate::spec::namespaces::CLONE_NEWTIME;
 /// `CLONE_INTO_CGROUP` (`clone3` only).
 pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
@@ -134,6 +134,12 @@ pub fn set_dumpable(dumpable: bool) -> nix::Result<()> {
 /// `prctl(PR_SET_KEEPCAPS)`.
 pub fn set_keepcaps(keep: bool) -> nix::Result<()> {
     prctl(libc::PR_SET_KEEPCAPS, keep as libc::c_ulong).map(drop)
+}
+
+/// `prctl(PR_CAPBSET_DROP)`: drop capability number `cap` from the bounding set. A number the
+/// kernel does not know is `EINVAL`.
+pub fn capbset_drop(cap: u8) -> nix::Result<()> {
+    prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong).map(drop)
 }
 
 /// `prctl(PR_SET_CHILD_SUBREAPER)`.
@@ -270,12 +276,24 @@ pub fn ioprio_set(class: u32, level: u32) -> nix::Result<()> {
     check(unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) }).map(drop)
 }
 
-/// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)`: give the container its own session keyring.
-pub fn join_session_keyring(name: &CStr) -> nix::Result<()> {
+/// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)`: join a new anonymous session keyring, so the
+/// process neither shares the caller's keys nor one another container could pre-create by name.
+pub fn join_session_keyring() -> nix::Result<()> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
-    // SAFETY: `name` is a valid C string for the duration of the call.
-    check(unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) })
-        .map(drop)
+    // SAFETY: a null name asks for a new anonymous keyring; no pointer is dereferenced.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    })
+    .map(drop)
+}
+
+/// `prctl(PR_GET_SECCOMP)`: 0 (none), 1 (strict) or 2 (filter).
+pub fn get_seccomp() -> nix::Result<u32> {
+    prctl(libc::PR_GET_SECCOMP, 0).map(|v| v as u32)
 }
 
 /// `execve(2)`; returns only on failure.
@@ -337,18 +355,46 @@ pub fn getpid() -> Pid {
 }
 
 /// Reset every signal disposition to default and unblock all signals, so the container process
-/// starts clean whatever the runtime did.
+/// starts clean whatever the runtime or its caller did. Every number up to 64 is reset,
+/// including the two real-time signals glibc reserves (32, 33), which its `sigaction` refuses:
+/// hence the raw `rt_sigaction`.
 pub fn reset_signals() -> nix::Result<()> {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow};
-    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for sig in Signal::iterator() {
-        if sig == Signal::SIGKILL || sig == Signal::SIGSTOP {
+    /// The kernel's `struct sigaction` on x86_64 and aarch64.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: installing SIG_DFL runs no handler code, so no async-signal-safety concern.
-        let _ = unsafe { sigaction(sig, &dfl) };
+        // SAFETY: `dfl` is a valid kernel sigaction that installs SIG_DFL (no handler code
+        // runs, so no restorer is needed); the old action is not asked for; the size is the
+        // kernel's 8-byte signal set.
+        let _ = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
     }
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    )
 }
 
 /// Ignore or restore default handling of `SIGPIPE`/`SIGTTOU`-style signals in the runtime.

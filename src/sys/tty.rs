@@ -40,14 +40,7 @@ pub fn set_controlling_terminal(fd: BorrowedFd<'_>) -> nix::Result<()> {
     check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) } as libc::c_long).map(drop)
 }
 
-/// Terminal window size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct WinSize {
-    /// Rows.
-    pub rows: u16,
-    /// Columns.
-    pub cols: u16,
-}
+pub use crate::spec::WinSize;
 
 /// `ioctl(TIOCSWINSZ)`.
 pub fn set_winsize(fd: BorrowedFd<'_>, size: WinSize) -> nix::Result<()> {

@@ -25,6 +25,8 @@
 //! - `abstract NAME`: connect to the abstract unix socket `@NAME`.
 //! - `tcp-bind PORT...`, `tcp-connect PORT...`: TCP on 127.0.0.1 (`bindPORT=`, `connectPORT=`).
 //! - `landlock-abi`: the kernel's Landlock ABI version.
+//! - `keyring`: the serial of the session keyring (`session=`) and its description
+//!   (`description=`, `_ses` for an anonymous one), without creating one.
 //! - `sleep`: block until killed.
 //!
 //! Raw syscall numbers are x86_64's (the machine this suite runs on).
@@ -374,6 +376,26 @@ fn abi() -> i32 {
     0
 }
 
+/// `keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0)` and `KEYCTL_DESCRIBE` of it.
+fn keyring() {
+    const GET_KEYRING_ID: c_long = 0;
+    const DESCRIBE: c_long = 6;
+    const SESSION: c_long = -3;
+    // SAFETY: integer arguments only.
+    let id = unsafe { syscall(SYS_KEYCTL, GET_KEYRING_ID, SESSION, 0 as c_long) };
+    say("session", value_or_errno(id));
+    if id > 0 {
+        let mut buf = [0u8; 256];
+        // SAFETY: buf is writable for its length; the kernel writes at most that many bytes.
+        let n = unsafe { syscall(SYS_KEYCTL, DESCRIBE, id, buf.as_mut_ptr(), buf.len()) };
+        if n > 0 {
+            let text = String::from_utf8_lossy(&buf[..(n as usize).min(buf.len())]);
+            let text = text.trim_end_matches('\0');
+            say("description", text.rsplit(';').next().unwrap_or(""));
+        }
+    }
+}
+
 fn value_or_errno(r: c_long) -> String {
     if r < 0 {
         format!("errno:{}", errno())
@@ -528,6 +550,10 @@ fn main() {
             // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION).
             let r = unsafe { syscall(444, std::ptr::null::<c_void>(), 0usize, 1 as c_uint) };
             say("abi", value_or_errno(r));
+            0
+        }
+        "keyring" => {
+            keyring();
             0
         }
         "sleep" => loop {
