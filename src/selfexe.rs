@@ -41,6 +41,17 @@ impl SealStatus {
     }
 }
 
+/// The non-dumpable layer, decided here only: until it execs the container's program, no
+/// process of the container may open a runtime process's `/proc/<pid>/exe` (CVE-2019-5736).
+/// The parent sets it before cloning (clone inherits it, so the child is never dumpable for
+/// an instruction); children set it again in case they were started otherwise.
+pub fn set_nondumpable(layers: &crate::spec::Layers) -> Result<()> {
+    if layers.no_nondumpable {
+        return Ok(());
+    }
+    sys::process::set_dumpable(false).op("prctl PR_SET_DUMPABLE")
+}
+
 /// The seals on our own executable, or `None` when it is not a memfd.
 pub fn current_seals() -> Result<Option<i32>> {
     let exe = sys::fd::open(Path::new("/proc/self/exe"), OFlag::O_RDONLY, Mode::empty())

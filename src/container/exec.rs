@@ -134,12 +134,8 @@ pub fn exec(rt: &Runtime, opts: ExecOptions) -> Result<i32> {
     };
     let (parent, child) = Channel::pair()?;
     let cgroup_fd = st.cgroup.clone_into_fd()?;
-    if !plan.layers.no_nondumpable {
-        // The helper is born in the container's pid namespace: it must not be dumpable for even
-        // one instruction, or a container process can open /proc/<helper>/exe before the
-        // helper's own prctl runs (CVE-2019-5736). The flag is inherited by clone.
-        sys::process::set_dumpable(false).op("prctl PR_SET_DUMPABLE")?;
-    }
+    // The helper is born in the container's pid namespace: not dumpable for one instruction.
+    crate::selfexe::set_nondumpable(&plan.layers)?;
     let pid = match sys::process::clone3(0, cgroup_fd.as_ref().map(|f| f.as_fd())).op("clone3")? {
         Forked::Child => {
             drop(parent);

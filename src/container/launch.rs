@@ -155,11 +155,8 @@ pub fn launch(
     } else {
         plan.namespaces.clone_flags()
     };
-    if !plan.opts.layers.no_nondumpable {
-        // The init may be born in a pid namespace others can see (a joined one): it must be
-        // non-dumpable from its first instruction (CVE-2019-5736); clone inherits the flag.
-        sys::process::set_dumpable(false).op("prctl PR_SET_DUMPABLE")?;
-    }
+    // The init may be born in a pid namespace others can see (a joined one).
+    crate::selfexe::set_nondumpable(&plan.opts.layers)?;
     let ns = ForChildren::enter(plan)?;
     let forked = sys::process::clone3(flags, cgroup_fd.as_ref().map(|f| f.as_fd())).op("clone3")?;
     let first = match forked {

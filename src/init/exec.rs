@@ -84,11 +84,7 @@ fn story(plan: &ExecPlan, ch: &ExecChannels) -> StepResult<Infallible> {
 
 /// Become non-dumpable, wait for the runtime's go, join the cgroup and the namespaces.
 fn join(plan: &ExecPlan, ch: &ExecChannels) -> Result<()> {
-    if !plan.layers.no_nondumpable {
-        // A container process must not open our /proc entries while we are still the
-        // runtime (CVE-2019-5736, the exec route).
-        sys::process::set_dumpable(false).op("prctl PR_SET_DUMPABLE")?;
-    }
+    crate::selfexe::set_nondumpable(&plan.layers)?;
     recv_go_exec(ch)?;
     super::cgroup::join(&ch.cgroup_tasks)?;
     if ch.join != 0 {

@@ -114,10 +114,7 @@ fn story(plan: &Plan, ch: &Channels, staged: bool) -> StepResult<Infallible> {
 /// maps (and place us in the cgroup when we cannot: see [`cgroup`]), join the cgroup, join
 /// namespaces given by path, unshare the cgroup namespace.
 fn enter_namespaces(plan: &Plan, ch: &Channels, staged: bool) -> Result<i32> {
-    if !plan.opts.layers.no_nondumpable {
-        // Until execve, nothing in the container may open our /proc entries (CVE-2019-5736).
-        sys::process::set_dumpable(false).op("prctl PR_SET_DUMPABLE")?;
-    }
+    crate::selfexe::set_nondumpable(&plan.opts.layers)?;
     sys::process::umask(0);
     let pid = recv_go(&ch.sync)?;
     if !staged && cgroup::joins_itself(plan) {
@@ -171,9 +168,7 @@ fn become_root() {
 /// the runtime can wait for it).
 fn first_stage(plan: &Plan, ch: &Channels) -> StepResult<Infallible> {
     let r: Result<()> = (|| {
-        if !plan.opts.layers.no_nondumpable {
-            sys::process::set_dumpable(false).op("prctl PR_SET_DUMPABLE")?;
-        }
+        crate::selfexe::set_nondumpable(&plan.opts.layers)?;
         recv_go(&ch.sync)?;
         // Still in the runtime's namespaces: the init forked below inherits the cgroups.
         cgroup::join(&cgroup::tasks_files(&plan.cgroup))?;
