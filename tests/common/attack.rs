@@ -276,7 +276,7 @@ pub fn can_disable() -> bool {
 
 /// The skip reason of a layer-off twin where [`can_disable`] is false.
 pub fn no_disable() -> String {
-    crate::common::sealrun_only("a layer switched off needs --unsafe-disable")
+    crate::common::sealrun_only("a layer switched off (--unsafe-disable or an annotation)")
 }
 
 /// Connect to an abstract unix socket from the test (to check a listener is up).
