@@ -45,7 +45,8 @@
 //!   `remove_namespace`, `user_namespace(uid_host, gid_host, size)`, `writable_root`,
 //!   `use_sealrun_spec`, `rootfs()`, `write()`.
 //! - [`host`]: cgroup hierarchies/dirs/pids, `proc_stat`, `alive`, `pids_with_env`,
-//!   `mounts_under`, `unmount_under`, `remove_cgroups`.
+//!   `mounts_under`, `unmount_under`, `remove_cgroups`, `mounts_of_type`,
+//!   `v1_controller_mounts`.
 //!
 //! # Stdio
 //! Every runtime invocation gets stdin from /dev/null and stdout/stderr in files under the temp
