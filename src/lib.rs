@@ -22,6 +22,11 @@ pub mod spec;
 pub mod sync;
 pub mod sys;
 
+// Visible skips for the unit tests, shared with the integration tests.
+#[cfg(test)]
+#[path = "../tests/common/skip.rs"]
+pub(crate) mod test_skip;
+
 pub use error::{Error, Result, Step};
 
 /// The runtime-spec version sealrun implements.

@@ -88,6 +88,8 @@ fn memory_limit_is_written_and_enforced() {
             read(&t, id, "memory", "memory.soft_limit_in_bytes", "memory.low"),
             (limit / 2).to_string()
         );
+    } else {
+        skip_part("memory.soft_limit_in_bytes is v1-only (a pure cgroup2 host)");
     }
     t.start(id).ok();
     t.wait_status(id, "stopped");
@@ -112,6 +114,8 @@ fn memory_limit_is_written_and_enforced() {
             kills > 0,
             "the OOM killer acted in the container: {oom}\n{out}"
         );
+    } else {
+        skip_part("max usage and the OOM count are read from v1 memory files: a pure cgroup2 host");
     }
     t.delete(id).ok();
     t.assert_nothing_left();
@@ -218,6 +222,8 @@ fn device_rules_are_written_and_enforced() {
         for dev in ["c 1:3 rwm", "c 1:5 rwm", "c 1:9 rwm"] {
             assert!(rules.contains(&dev), "{dev} in {list}");
         }
+    } else {
+        skip_part("the device rules are read from v1 devices.list: a pure cgroup2 host");
     }
     let f = t.start_probe(id);
     assert_eq!(f["stat"]["/dev/kmsg"]["type"], "char");
@@ -235,8 +241,9 @@ fn device_rules_are_written_and_enforced() {
 fn linux_devices_are_allowed_by_sealrun() {
     if !is_sealrun() {
         // runc 1.1.5 leaves them to the config's rules.
-        eprintln!("sealrun-only: devices in linux.devices are allowed automatically");
-        return;
+        return skip(&sealrun_only(
+            "devices in linux.devices are allowed automatically",
+        ));
     }
     let t = Test::new();
     let id = t.id();
@@ -249,6 +256,8 @@ fn linux_devices_are_allowed_by_sealrun() {
     if !pure_v2() {
         let list = read(&t, id, "devices", "devices.list", "");
         assert!(list.lines().any(|l| l == "c 10:229 rwm"), "{list}");
+    } else {
+        skip_part("the device rules are read from v1 devices.list: a pure cgroup2 host");
     }
     t.delete_force(id).ok();
     t.assert_nothing_left();
@@ -285,6 +294,8 @@ fn update_changes_the_limits() {
     assert_eq!(read(&t, id, "pids", "pids.max", "pids.max"), "60");
     if !pure_v2() {
         assert_eq!(read(&t, id, "cpu", "cpu.cfs_quota_us", ""), "20000");
+    } else {
+        skip_part("the v1 cpu quota: a pure cgroup2 host");
     }
     let file = t.path("resources.json");
     fs::write(
@@ -335,6 +346,8 @@ fn pause_and_resume() {
             "FROZEN",
             "frozen through the v1 freezer"
         );
+    } else {
+        skip_part("the v1 freezer state: a pure cgroup2 host");
     }
     let pid = t.pid_of(id);
     let state = host::proc_stat(pid).map(|(s, _)| s).unwrap();
@@ -349,6 +362,8 @@ fn pause_and_resume() {
     assert_eq!(t.status(id), "running");
     if !pure_v2() {
         assert_eq!(read(&t, id, "freezer", "freezer.state", ""), "THAWED");
+    } else {
+        skip_part("the v1 freezer state: a pure cgroup2 host");
     }
     t.rt(&["resume", id]).error_line(&[id]);
     t.delete_force(id).ok();
@@ -511,6 +526,8 @@ fn cgroup_mount_shows_the_containers_cgroups_read_only() {
         for ctl in ["memory", "pids", "cpu", "devices", "freezer"] {
             assert!(ls.contains(&json!(ctl)), "{ctl} in {ls:?}");
         }
+    } else {
+        skip_part("the v1 controller mounts inside the container: a pure cgroup2 host");
     }
     t.assert_nothing_left();
 }
@@ -613,8 +630,9 @@ fn blkio_weight_and_throttles_are_written() {
 fn hugetlb_limit_is_written() {
     if !is_sealrun() && !pure_v2() {
         // runc 1.1.5 looks for a v1 hugetlb hierarchy, which this hybrid host does not mount.
-        eprintln!("runc cannot set hugetlb limits on a hybrid host: sealrun-only test");
-        return;
+        return skip(&sealrun_only(
+            "hugetlb limits on a hybrid host (runc wants v1 hugetlb)",
+        ));
     }
     let root = if pure_v2() {
         "/sys/fs/cgroup"

@@ -201,19 +201,57 @@ fn features_reports_what_the_runtime_supports() {
         .contains(&json!("SCMP_ACT_ERRNO")));
     assert!(f["linux"]["apparmor"]["enabled"].is_boolean());
     if is_sealrun() {
-        // runc 1.1.5 reports what it was built with (apparmor: true), not this host.
-        assert_eq!(
-            f["linux"]["apparmor"]["enabled"], false,
-            "no AppArmor on this host"
-        );
-        assert_eq!(f["linux"]["selinux"]["enabled"], false, "no SELinux");
-        // Truthful about this host: hybrid cgroups, no systemd.
-        assert_eq!(f["linux"]["cgroup"]["v1"], true);
-        assert_eq!(f["linux"]["cgroup"]["v2"], true);
+        // features.md: these say what the runtime implements, not what the host has. sealrun
+        // has no AppArmor or SELinux support (runc 1.1.5 reports what it was built with).
+        assert_eq!(f["linux"]["apparmor"]["enabled"], false);
+        assert_eq!(f["linux"]["selinux"]["enabled"], false);
+        // No systemd driver: `--systemd-cgroup` is refused (systemd_cgroup_is_a_clear_error).
         assert_eq!(f["linux"]["cgroup"]["systemd"], false);
         assert!(f["annotations"]["run.sealrun.version"].is_string());
+        cgroup_features_hold(&t, &f);
+    } else {
+        skip_part(&sealrun_only(
+            "the cgroup features checked against this host",
+        ));
     }
     t.assert_nothing_left();
+}
+
+/// `features` tells the truth about cgroups: the host's hierarchies (the annotation) are what
+/// mountinfo lists, and a container really gets a cgroup in each kind sealrun claims.
+fn cgroup_features_hold(t: &Test, f: &Value) {
+    let v1 = host::v1_controller_mounts();
+    let v2: Vec<_> = host::mounts_of_type("cgroup2")
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    let kinds: Vec<&str> = [(!v1.is_empty(), "v1"), (!v2.is_empty(), "v2")]
+        .into_iter()
+        .filter_map(|(on, k)| on.then_some(k))
+        .collect();
+    let want = if kinds.is_empty() {
+        "none".to_string()
+    } else {
+        kinds.join(",")
+    };
+    assert_eq!(f["annotations"]["run.sealrun.cgroup.host"], json!(want));
+    t.create_sleeper(t.id());
+    let rel = t.cgroups_path(t.id());
+    for (kind, mounts) in [("v1", &v1), ("v2", &v2)] {
+        if mounts.is_empty() {
+            continue;
+        }
+        assert_eq!(f["linux"]["cgroup"][kind], true, "{kind} is mounted here");
+        let joined: Vec<_> = mounts
+            .iter()
+            .filter(|m| m.join(rel.trim_start_matches('/')).is_dir())
+            .collect();
+        assert!(
+            !joined.is_empty(),
+            "no {kind} cgroup {rel} under {mounts:?}"
+        );
+    }
+    t.delete_force(t.id()).ok();
 }
 
 #[test]
@@ -296,8 +334,7 @@ fn systemd_cgroup_is_a_clear_error() {
 #[test]
 fn create_logs_one_audit_record() {
     if !is_sealrun() {
-        eprintln!("sealrun-only: the audit record");
-        return;
+        return skip(&sealrun_only("the audit record"));
     }
     let t = Test::new();
     let id = t.id();

@@ -99,7 +99,7 @@ fn cve_2019_5736_init_route_is_blocked() {
 #[test]
 fn cve_2019_5736_init_route_nondumpable_alone_blocks() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     // selfexe off: the init runs the copy itself, but cannot be opened.
     let (out, unchanged) = init_route(&["selfexe"]);
@@ -110,7 +110,7 @@ fn cve_2019_5736_init_route_nondumpable_alone_blocks() {
 #[test]
 fn cve_2019_5736_init_route_selfexe_alone_blocks() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     // nondumpable off: the open works, but it is the sealed memfd copy: EPERM on write.
     let (out, unchanged) = init_route(&["nondumpable"]);
@@ -123,7 +123,7 @@ fn cve_2019_5736_init_route_selfexe_alone_blocks() {
 #[test]
 fn cve_2019_5736_init_route_works_with_both_layers_off() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let (out, unchanged) = init_route(&["selfexe", "nondumpable"]);
     assert_eq!(get(&out, "open"), "ok", "{out}");
@@ -230,7 +230,7 @@ fn cve_2019_5736_exec_route_is_blocked() {
 #[test]
 fn cve_2019_5736_exec_route_nondumpable_alone_blocks() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let (out, unchanged) = exec_route(&["selfexe", "landlock"]);
     assert_eq!(get(&out, "open"), "errno:13", "{out}");
@@ -240,7 +240,7 @@ fn cve_2019_5736_exec_route_nondumpable_alone_blocks() {
 #[test]
 fn cve_2019_5736_exec_route_selfexe_alone_blocks() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let (out, unchanged) = exec_route(&["nondumpable", "landlock"]);
     assert_eq!(get(&out, "open"), "ok", "{out}");
@@ -251,7 +251,7 @@ fn cve_2019_5736_exec_route_selfexe_alone_blocks() {
 #[test]
 fn cve_2019_5736_exec_route_landlock_alone_blocks() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let (out, unchanged) = exec_route(&["nondumpable", "selfexe"]);
     assert_eq!(get(&out, "open"), "errno:13", "{out}");
@@ -261,7 +261,7 @@ fn cve_2019_5736_exec_route_landlock_alone_blocks() {
 #[test]
 fn cve_2019_5736_exec_route_works_with_the_three_layers_off() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let (out, unchanged) = exec_route(&["nondumpable", "selfexe", "landlock"]);
     assert_eq!(get(&out, "open"), "ok", "{out}");
@@ -307,7 +307,7 @@ fn leaked_fd_does_not_reach_the_container() {
 #[test]
 fn leaked_fd_reaches_the_container_without_fd_hygiene() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let (out, host) = leaked_fd(&["fd-hygiene"]);
     assert!(get(&out, "fds").split(',').any(|f| f == "7"), "{out}");
@@ -376,7 +376,7 @@ fn cwd_through_leaked_fd_is_refused() {
 #[test]
 fn cwd_through_leaked_fd_fd_hygiene_is_not_what_stops_it() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     cwd_trick(&["fd-hygiene"]).error_line(&["/proc/self/fd/7"]);
 }
@@ -384,7 +384,7 @@ fn cwd_through_leaked_fd_fd_hygiene_is_not_what_stops_it() {
 #[test]
 fn cwd_through_leaked_fd_landlock_alone_blocks() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     // path-safety off: the cwd is the host directory, but Landlock denies the read.
     let out = cwd_trick(&["path-safety"]);
@@ -395,7 +395,7 @@ fn cwd_through_leaked_fd_landlock_alone_blocks() {
 #[test]
 fn cwd_through_leaked_fd_works_with_both_layers_off() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let out = cwd_trick(&["path-safety", "landlock"]);
     out.ok();
@@ -444,7 +444,7 @@ fn symlinked_mount_destination_stays_in_the_rootfs() {
 #[test]
 fn symlinked_mount_destination_escapes_without_path_safety() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let (on_host, _) = symlinked_destination(&["path-safety"]);
     assert!(
@@ -479,7 +479,7 @@ fn proc_symlink_in_the_image_is_refused() {
 #[test]
 fn proc_symlink_is_followed_without_path_safety() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let out = proc_symlink(&["path-safety"]);
     out.ok();
@@ -521,7 +521,7 @@ fn proc_writes_do_not_land_in_a_fake_proc() {
 #[test]
 fn proc_writes_land_in_a_fake_proc_without_path_safety() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let (out, host) = fake_proc_write(&["path-safety"]);
     out.ok();
@@ -557,7 +557,7 @@ fn sysctl_write_is_not_redirected_by_a_mount() {
 #[test]
 fn sysctl_write_is_redirected_without_path_safety() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let (out, host) = sysctl_redirect(&["path-safety"]);
     out.ok();
@@ -607,7 +607,7 @@ fn dev_null_symlink_is_refused() {
 #[test]
 fn dev_null_symlink_redirects_masking_without_path_safety() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let out = dev_null_swap(&["path-safety"]);
     out.ok();
@@ -650,7 +650,7 @@ fn dev_console_symlink_is_refused() {
 #[test]
 fn dev_console_symlink_reaches_the_host_without_path_safety() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let (out, created) = dev_console_swap(&["path-safety"]);
     out.ok();
@@ -873,7 +873,7 @@ fn kernel_landlock_abi() -> i64 {
 #[test]
 fn audit_record_says_what_protects_the_container() {
     if !is_sealrun() {
-        return;
+        return skip(&sealrun_only("the audit record"));
     }
     let (r, _) = audit_record(&[]);
     assert_eq!(
@@ -914,7 +914,7 @@ fn audit_record_says_what_protects_the_container() {
 #[test]
 fn audit_record_lists_the_layers_switched_off() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let (r, _) = audit_record(&["selfexe", "seccomp", "landlock"]);
     assert_eq!(
@@ -933,7 +933,9 @@ fn audit_record_lists_the_layers_switched_off() {
 #[test]
 fn features_match_the_kernel() {
     if !is_sealrun() {
-        return;
+        return skip(&sealrun_only(
+            "features of sealrun's own seccomp and Landlock",
+        ));
     }
     let t = Test::new();
     let f = t.rt(&["features"]);
@@ -1066,7 +1068,7 @@ fn exec_cwd_through_leaked_fd_is_refused() {
 #[test]
 fn exec_cwd_through_leaked_fd_works_without_path_safety_and_landlock() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let out = exec_with_leak(&["path-safety"], &["--cwd", "/proc/self/fd/7"]);
     out.ok();
@@ -1122,6 +1124,8 @@ fn exec_leaked_fd_does_not_reach_the_process() {
         assert!(std::fs::read_to_string(&scratch)
             .expect("read")
             .starts_with("pwned"));
+    } else {
+        skip_part(&attack::no_disable());
     }
     t.assert_nothing_left();
 }

@@ -14,7 +14,7 @@ use std::process::Command;
 use serde_json::{json, Value};
 
 use attack::get;
-use common::{is_sealrun, Bundle, Test};
+use common::{is_sealrun, sealrun_only, skip, Bundle, Test};
 
 /// A capability-set line (`CapBnd`, `SigIgn`, ...) of `/proc/<pid>/status`, read on the host.
 fn status_field(pid: i32, field: &str) -> String {
@@ -41,8 +41,9 @@ const CAP_NET_BIND_SERVICE: u32 = 10;
 #[test]
 fn bounding_set_does_not_come_from_the_container() {
     if !is_sealrun() {
-        eprintln!("sealrun-only: runc 1.1 refuses a container without procfs at /proc");
-        return;
+        return skip(&sealrun_only(
+            "runc 1.1 refuses a container without procfs at /proc",
+        ));
     }
     let t = Test::new();
     let mut b = t.bundle();
@@ -107,8 +108,9 @@ fn bounding_set_does_not_come_from_the_container() {
 #[test]
 fn processes_start_with_default_signals() {
     if !is_sealrun() {
-        eprintln!("sealrun-only: runc 1.1 keeps real-time signals its caller ignored");
-        return;
+        return skip(&sealrun_only(
+            "runc 1.1 keeps the real-time signals its caller ignored",
+        ));
     }
     let t = Test::new();
     let mut b = t.bundle();
@@ -275,8 +277,7 @@ fn containers_never_share_the_callers_session_keyring() {
 #[test]
 fn audit_record_reports_what_was_enforced() {
     if !is_sealrun() {
-        eprintln!("sealrun-only: the audit record");
-        return;
+        return skip(&sealrun_only("the audit record"));
     }
     let t = Test::new();
     let mut b = t.bundle();
@@ -341,8 +342,7 @@ fn audit_record_reports_what_was_enforced() {
 #[test]
 fn exec_reads_the_persisted_plan_not_the_config() {
     if !is_sealrun() {
-        eprintln!("sealrun-only: the state directory's layout");
-        return;
+        return skip(&sealrun_only("the state directory's layout"));
     }
     let t = Test::new();
     let b = sleeper_with_attack(&t, &[]);

@@ -54,7 +54,7 @@ fn host_dir_fd_is_useless_inside() {
 #[test]
 fn host_dir_fd_works_without_landlock() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let g = off(&["landlock"]);
     let out = preserved_dir_fd(&strs(&g), json!({}));
@@ -65,7 +65,7 @@ fn host_dir_fd_works_without_landlock() {
 #[test]
 fn host_dir_fd_works_with_the_off_annotation() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let out = preserved_dir_fd(&[], json!({"run.sealrun.landlock": "off"}));
     let ok = "ok:host-secret".to_string();
@@ -127,7 +127,7 @@ fn magic_links_to_the_host_are_useless_inside() {
 #[test]
 fn magic_links_to_the_host_work_without_landlock() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let g = off(&["landlock"]);
     let (cwd, root) = magic_links(&strs(&g));
@@ -165,7 +165,7 @@ fn host_abstract_socket_is_out_of_reach() {
 #[test]
 fn host_abstract_socket_is_reachable_without_landlock() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let g = off(&["landlock"]);
     assert_eq!(abstract_socket(&strs(&g), json!({})), "ok:hello-from-host");
@@ -174,7 +174,7 @@ fn host_abstract_socket_is_reachable_without_landlock() {
 #[test]
 fn host_abstract_socket_scope_can_be_switched_off() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let a = json!({"run.sealrun.landlock.scope-abstract-unix": "off"});
     assert_eq!(abstract_socket(&[], a), "ok:hello-from-host");
@@ -212,6 +212,8 @@ fn read_only_annotation() {
         let out = with_annotations(&strs(&g), a, script);
         let (data, _) = out.split_once("other").expect("both ran");
         assert_eq!(get(data, "write"), "ok", "{out}");
+    } else {
+        skip_part(&attack::no_disable());
     }
 }
 
@@ -226,6 +228,8 @@ fn no_exec_annotation() {
         let g = off(&["landlock"]);
         let out = with_annotations(&strs(&g), a, script);
         assert_eq!(get(&out, "uid"), "0", "{out}");
+    } else {
+        skip_part(&attack::no_disable());
     }
 }
 
@@ -246,6 +250,8 @@ fn tcp_port_annotations() {
         let out = with_annotations(&strs(&g), a, script);
         assert_ne!(get(&out, "bind9090"), EACCES, "{out}");
         assert_ne!(get(&out, "connect81"), EACCES, "{out}");
+    } else {
+        skip_part(&attack::no_disable());
     }
 }
 

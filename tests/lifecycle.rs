@@ -578,8 +578,9 @@ fn console_socket_receives_the_pty_master() {
 fn run_with_a_terminal_proxies_it() {
     if !is_sealrun() {
         // runc 1.1.5 needs a terminal on its own stdin for `run` with terminal: true.
-        eprintln!("sealrun-only: run proxies the pty without a console socket");
-        return;
+        return skip(&sealrun_only(
+            "run proxies the pty without a console socket",
+        ));
     }
     let t = Test::new();
     let mut b = t.bundle();

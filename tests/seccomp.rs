@@ -50,6 +50,8 @@ fn default_profile_blocks_escape_syscalls() {
             assert_eq!(get(&out, call), "ok", "{call} without seccomp:\n{out}");
         }
         t2.assert_nothing_left();
+    } else {
+        skip_part(&attack::no_disable());
     }
     t.assert_nothing_left();
 }
@@ -91,8 +93,12 @@ fn denylist_is_not_bypassed_through_other_syscall_tables() {
         let x32 = get(&offr, "x32");
         if x32 != ENOSYS {
             assert_eq!(x32, ppid, "{offr}");
+        } else {
+            skip_part("the kernel has no x32 ABI: the x32 table cannot be shown to bypass");
         }
         t2.assert_nothing_left();
+    } else {
+        skip_part(&attack::no_disable());
     }
 }
 
@@ -122,6 +128,8 @@ fn masked_eq_rule_compares_the_masked_bits() {
         let out = run(&t2, &strs(&g), &b2);
         assert_eq!(get(&out, "umask755"), "ok", "{out}");
         t2.assert_nothing_left();
+    } else {
+        skip_part(&attack::no_disable());
     }
 }
 

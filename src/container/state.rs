@@ -59,7 +59,7 @@ pub struct StateFile {
     pub id: String,
     /// Host pid of the init (the container's process once started).
     pub pid: i32,
-    /// Start time of that pid (field 22 of /proc/<pid>/stat), to detect pid reuse.
+    /// Start time of that pid (field 22 of `/proc/<pid>/stat`), to detect pid reuse.
     pub pid_start_time: u64,
     /// Bundle directory.
     pub bundle: PathBuf,

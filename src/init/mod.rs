@@ -1,4 +1,4 @@
-//! The child side: THE STORY. [`story`] is the ordered list of setup steps, one call per line;
+//! The child side: THE STORY. `story` is the ordered list of setup steps, one call per line;
 //! each step handles its own "nothing to do" case. A failure is sent to the parent as
 //! `(step, errno, message)` and the child exits; the parent cleans up.
 

@@ -116,17 +116,51 @@ pub fn write_default(bundle: &Path, rootless: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::namespaces::NsKind;
 
     #[test]
     fn default_config_parses_and_plans() {
+        let bundle = std::path::PathBuf::from("/bundle");
+        // Planning is pure: the host (and the rootfs) are facts given to it.
+        let host = crate::spec::HostFacts::for_tests("/bundle/rootfs");
+        let want_caps: std::collections::HashSet<caps::Capability> =
+            DEFAULT_CAPS.iter().map(|c| c.parse().unwrap()).collect();
         for rootless in [false, true] {
             let v = default_config(rootless).unwrap();
             let spec: oci_spec::runtime::Spec = serde_json::from_value(v).unwrap();
-            assert_eq!(
-                spec.process().as_ref().unwrap().no_new_privileges(),
-                Some(true)
-            );
-            assert!(spec.linux().as_ref().unwrap().seccomp().is_some());
+            let opts = crate::spec::CreateOptions {
+                id: "default".into(),
+                bundle: bundle.clone(),
+                // `terminal: true`: as a foreground `run` that proxies the terminal.
+                proxy_terminal: true,
+                ..Default::default()
+            };
+            let plan = crate::spec::plan(&spec, opts, &host)
+                .unwrap_or_else(|e| panic!("rootless {rootless}: {e}"));
+            let p = &plan.process;
+            assert!(p.no_new_privileges, "rootless {rootless}");
+            assert_eq!(p.caps.bounding, want_caps, "rootless {rootless}");
+            assert_eq!(p.caps.effective, want_caps, "rootless {rootless}");
+            assert!(p.caps.inheritable.is_empty(), "rootless {rootless}");
+            let seccomp = plan
+                .seccomp
+                .as_ref()
+                .expect("the default profile is compiled");
+            assert!(!seccomp.filters.is_empty(), "rootless {rootless}");
+            assert!(plan.landlock.init.enabled, "rootless {rootless}");
+            assert!(plan.root_readonly, "rootless {rootless}");
+            assert_eq!(plan.rootfs, bundle.join("rootfs"));
+            assert!(plan
+                .masked_paths
+                .iter()
+                .any(|m| m == Path::new("/proc/kcore")));
+            let ns = &plan.namespaces;
+            for kind in [NsKind::Mount, NsKind::Pid, NsKind::Ipc, NsKind::Uts] {
+                assert!(ns.creates(kind), "rootless {rootless}: {kind:?}");
+            }
+            assert_eq!(ns.creates(NsKind::User), rootless);
+            assert_eq!(ns.creates(NsKind::Network), !rootless);
+            assert_eq!(plan.uid_maps.len(), usize::from(rootless));
         }
     }
 }

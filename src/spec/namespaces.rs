@@ -34,7 +34,7 @@ pub enum NsKind {
 }
 
 impl NsKind {
-    /// All kinds, in the order sealrun joins them (user last: see [`Namespaces::join_order`]).
+    /// All kinds, in the order sealrun joins them (the user namespace last).
     pub const ALL: [NsKind; 8] = [
         NsKind::Pid,
         NsKind::Time,
@@ -60,7 +60,7 @@ impl NsKind {
         }
     }
 
-    /// Name under /proc/<pid>/ns/.
+    /// Name under `/proc/<pid>/ns/`.
     pub fn proc_name(self) -> &'static str {
         match self {
             NsKind::User => "user",

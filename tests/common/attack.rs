@@ -274,6 +274,11 @@ pub fn can_disable() -> bool {
     is_sealrun()
 }
 
+/// The skip reason of a layer-off twin where [`can_disable`] is false.
+pub fn no_disable() -> String {
+    crate::common::sealrun_only("a layer switched off (--unsafe-disable or an annotation)")
+}
+
 /// Connect to an abstract unix socket from the test (to check a listener is up).
 pub fn abstract_listener(name: &str) -> std::os::unix::net::UnixListener {
     use std::os::linux::net::SocketAddrExt;

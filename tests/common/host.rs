@@ -120,6 +120,39 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// Mount points of every `fstype` mount (`cgroup`, `cgroup2`) in our mount namespace, with
+/// its super options (a v1 cgroup mount's controllers: `rw,cpu`).
+pub fn mounts_of_type(fstype: &str) -> Vec<(PathBuf, String)> {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mut r = right.split(' ');
+            if r.next()? != fstype {
+                return None;
+            }
+            let opts = r.nth(1).unwrap_or("").to_string();
+            Some((PathBuf::from(unescape(left.split(' ').nth(4)?)), opts))
+        })
+        .collect()
+}
+
+/// v1 cgroup mounts that hold a controller (the kernel's /proc/cgroups names them), not only
+/// a named hierarchy such as `name=systemd`.
+pub fn v1_controller_mounts() -> Vec<PathBuf> {
+    let known = fs::read_to_string("/proc/cgroups").unwrap_or_default();
+    let controllers: Vec<&str> = known
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    mounts_of_type("cgroup")
+        .into_iter()
+        .filter(|(_, opts)| opts.split(',').any(|o| controllers.contains(&o)))
+        .map(|(p, _)| p)
+        .collect()
+}
+
 fn unescape(f: &str) -> String {
     let b = f.as_bytes();
     let mut out = Vec::new();

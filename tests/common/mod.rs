@@ -25,7 +25,7 @@
 //!
 //! # The API, in short
 //! - [`runtime()`], [`is_sealrun()`], [`is_runc()`], [`which()`], [`host_ns()`], [`wait_until()`],
-//!   [`CAP_SETS`].
+//!   [`CAP_SETS`]; [`skip()`], [`skip_part()`], [`sealrun_only()`].
 //! - [`Test`]: `id()`, `new_id(tag)`, `bundle()`, `bundle_for(id)`, `cgroups_path(id)`,
 //!   `path(name)`, `pid_file(id)`; containers that stay up: `sleeper(id)` (a bundle),
 //!   `create_sleeper(id)`, `run_sleeper(id)`; one that has ended: `run_stopped(id)`; runtime calls `rt(args)`,
@@ -45,7 +45,8 @@
 //!   `remove_namespace`, `user_namespace(uid_host, gid_host, size)`, `writable_root`,
 //!   `use_sealrun_spec`, `rootfs()`, `write()`.
 //! - [`host`]: cgroup hierarchies/dirs/pids, `proc_stat`, `alive`, `pids_with_env`,
-//!   `mounts_under`, `unmount_under`, `remove_cgroups`.
+//!   `mounts_under`, `unmount_under`, `remove_cgroups`, `mounts_of_type`,
+//!   `v1_controller_mounts`.
 //!
 //! # Stdio
 //! Every runtime invocation gets stdin from /dev/null and stdout/stderr in files under the temp
@@ -63,6 +64,11 @@
 //! `sysctl=NAME`, `read=PATH`, `write=PATH`, `mkdir=PATH`, `stat=PATH`, `ls=PATH`, `exit=N`.
 //! Failed requests answer `{"errno": N}`.
 //!
+//! # Skips
+//! A test that cannot run here returns through [`skip()`] with the reason (a part it cannot
+//! check: [`skip_part()`]); skip.rs records it for the summary `scripts/test` prints. A test
+//! that only sealrun can pass uses [`sealrun_only()`] as the reason.
+//!
 //! # Timeouts
 //! Each runtime invocation is killed after [`TIMEOUT`] and the test fails: a guard against
 //! hangs, never a speed assertion.
@@ -72,6 +78,7 @@
 pub mod bundle;
 pub mod host;
 pub mod rootfs;
+pub mod skip;
 
 use std::collections::HashMap;
 use std::fs;
@@ -86,6 +93,7 @@ use serde_json::Value;
 
 pub use bundle::{Bundle, DEFAULT_CAPS, DEFAULT_ENV};
 pub use host::wait_until;
+pub use skip::{skip, skip_part};
 
 /// The five capability sets, as the config and the probe's `caps` name them.
 pub const CAP_SETS: [&str; 5] = [
@@ -143,6 +151,14 @@ pub fn runtime_version() -> &'static str {
 /// Whether the runtime under test is sealrun (its `--version` says so).
 pub fn is_sealrun() -> bool {
     runtime_version().starts_with("sealrun ")
+}
+
+/// A skip reason for what only sealrun does (`what`), naming the runtime under test.
+pub fn sealrun_only(what: &str) -> String {
+    format!(
+        "sealrun-only: {what} (runtime under test: {})",
+        runtime_version()
+    )
 }
 
 /// Whether the runtime under test is runc.

@@ -300,14 +300,12 @@ const SIBLING_PTRACE: &[&str] = &[
 
 #[test]
 fn exec_processes_form_a_sibling_domain() {
-    if !kernel_has(6) {
+    if !kernel_has(6) || !have_busybox() {
         return;
     }
     let s = Scratch::new("siblings");
     fs::create_dir(s.root().join("proc")).unwrap();
-    if !install_busybox(&s.root().join("busybox")) {
-        return;
-    }
+    install_busybox(&s.root().join("busybox"));
     // `kill 1` from an exec'd process works (signals are not scoped); ptrace-guarded /proc
     // entries of the init's processes (exe, root, cwd, fd/N links, mem) do not; plain ones do.
     let r = run_child(&siblings_request(&s, false, HashMap::new()));
