@@ -170,6 +170,9 @@ pub enum Command {
     },
     /// Run a new process in a running container.
     Exec(ExecArgs),
+    /// Internal: the embedding API's helper process (control socket on descriptor 3).
+    #[command(name = "__helper", hide = true)]
+    Helper,
     /// List the processes of a container.
     Ps {
         /// Output format (json: an array of pids).

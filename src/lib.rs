@@ -16,6 +16,7 @@ pub mod init;
 pub mod landlock;
 pub mod log;
 pub mod namespaces;
+pub mod sandbox;
 pub mod seccomp;
 pub mod selfexe;
 pub mod spec;
@@ -28,6 +29,10 @@ pub mod sys;
 pub(crate) mod test_skip;
 
 pub use error::{Error, Result, Step};
+pub use sandbox::{
+    sandbox_spec, Container, ContainerBuilder, ExecBuilder, ExitStatus, Process, Sandbox,
+    SandboxBuilder, State, Status, Stdio,
+};
 
 /// The runtime-spec version sealrun implements.
 pub const OCI_VERSION: &str = "1.2.0";

@@ -49,7 +49,7 @@ fn main() {
 }
 
 /// Commands that enter a container and therefore run from the sealed copy.
-const SEALED_COMMANDS: &[&str] = &["create", "run", "exec"];
+const SEALED_COMMANDS: &[&str] = &["create", "run", "exec", "__helper"];
 
 /// Whether the raw arguments may name a sealed command without switching the seal off. Errs
 /// on the side of sealing: an id or flag value spelled `run` also counts, and only a plain
@@ -144,7 +144,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
     }
     let seals = matches!(
         command,
-        Command::Create(_) | Command::Run { .. } | Command::Exec(_)
+        Command::Create(_) | Command::Run { .. } | Command::Exec(_) | Command::Helper
     );
     let seal = if seals {
         selfexe::ensure_sealed(layers.no_selfexe)?
@@ -210,6 +210,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             );
             Ok(0)
         }
+        Command::Helper => Ok(sealrun::sandbox::helper_main(rt.clone())),
         Command::Features => {
             println!(
                 "{}",

@@ -12,6 +12,7 @@ pub mod mount;
 pub mod process;
 pub mod seccomp;
 pub mod socket;
+pub mod spawn;
 pub mod tty;
 
 pub use nix::errno::Errno;

@@ -1,0 +1,377 @@
+//! The helper process: the sealed sealrun binary started by the library (`sealrun __helper`)
+//! with its control socket as fd 3. It creates one container, stays its parent (and child
+//! subreaper, so processes `exec` starts are reparented to it), reaps every child, and serves
+//! the library's requests until `Delete`, or until the library's connections are all closed
+//! (then it force-deletes the container). Forking, `setns` and sealing happen here, never in
+//! the library's caller.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use super::wire::{self, Reply, Request, WireError};
+use crate::container::{self, ExecOptions, ProcessSource, Runtime};
+use crate::error::{Context, Error, Result};
+use crate::spec::{CreateOptions, ExecOverrides, Layers};
+use crate::sys::{self, process::Forked, process::WaitStatus};
+
+/// The descriptor number of the control socket in the helper.
+pub(crate) const CONTROL_FD: i32 = 3;
+
+/// Run the helper; returns its exit code. Called only by the `sealrun` binary for its hidden
+/// `__helper` command (it claims descriptor 3 as its control socket).
+#[doc(hidden)]
+pub fn helper_main(rt: Runtime) -> i32 {
+    let Ok(ctl) = sys::spawn::claim_inherited_fd(CONTROL_FD) else {
+        return 2;
+    };
+    // Processes `exec` starts outlive their short-lived parent: they come to us.
+    if sys::process::set_child_subreaper().is_err() {
+        return 2;
+    }
+    let mut helper = match Helper::create(rt, &ctl) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = reply(&ctl, &Reply::Error { error: (&e).into() });
+            return 1;
+        }
+    };
+    helper.conns.push(ctl);
+    helper.serve()
+}
+
+fn reply(conn: &OwnedFd, r: &Reply) -> Result<()> {
+    wire::send(conn.as_fd(), r, &[])
+}
+
+struct Helper {
+    rt: Runtime,
+    id: String,
+    /// A bundle the library generated, removed with the container.
+    generated: Option<PathBuf>,
+    init: i32,
+    /// Live processes we report on (the init and exec'd ones), by pid.
+    tracked: HashMap<i32, OwnedFd>,
+    /// Raw wait statuses of tracked processes that have ended.
+    statuses: HashMap<i32, i32>,
+    conns: Vec<OwnedFd>,
+    waiters: Vec<(i32, OwnedFd)>,
+    execs: u64,
+}
+
+impl Helper {
+    fn create(rt: Runtime, ctl: &OwnedFd) -> Result<Helper> {
+        let Some((req, _)) = wire::recv::<Request>(ctl.as_fd())? else {
+            return Err(Error::Other("helper: no request".into()));
+        };
+        let Request::Create {
+            id,
+            bundle,
+            generated,
+            no_pivot,
+            no_new_keyring,
+        } = req
+        else {
+            return Err(Error::Other(
+                "helper: the first request must be create".into(),
+            ));
+        };
+        let generated = generated.then(|| bundle.clone());
+        let opts = CreateOptions {
+            id: id.clone(),
+            bundle,
+            console_socket: None,
+            pid_file: None,
+            no_pivot,
+            no_new_keyring,
+            preserve_fds: 0,
+            proxy_terminal: false,
+            layers: Layers::default(),
+        };
+        if let Err(e) = container::create(&rt, opts) {
+            remove_bundle(generated.as_deref());
+            return Err(e);
+        }
+        let pid = container::state(&rt, &id)?["pid"].as_i64().unwrap_or(0) as i32;
+        let pidfd = sys::process::pidfd_open(Pid::from_raw(pid)).op("pidfd_open init")?;
+        // The init has its stdio now; ours must not keep the caller's pipes open.
+        release_stdio()?;
+        reply(ctl, &Reply::Pid { pid })?;
+        Ok(Helper {
+            rt,
+            id,
+            generated,
+            init: pid,
+            tracked: HashMap::from([(pid, pidfd)]),
+            statuses: HashMap::new(),
+            conns: Vec::new(),
+            waiters: Vec::new(),
+            execs: 0,
+        })
+    }
+
+    fn serve(mut self) -> i32 {
+        loop {
+            self.reap();
+            if self.conns.is_empty() {
+                // The library dropped the container (or its process died): clean up.
+                let _ = container::delete(&self.rt, &self.id, true);
+                remove_bundle(self.generated.as_deref());
+                self.reap();
+                return 0;
+            }
+            let ready = match self.poll() {
+                Ok(r) => r,
+                Err(_) => continue,
+            };
+            for i in ready.into_iter().rev() {
+                let conn = self.conns.remove(i);
+                match wire::recv::<Request>(conn.as_fd()) {
+                    Ok(Some((req, fds))) => {
+                        if let Some(code) = self.handle(req, fds, conn) {
+                            return code;
+                        }
+                    }
+                    // Closed (or broken): forget the connection.
+                    Ok(None) | Err(_) => {}
+                }
+            }
+        }
+    }
+
+    /// Wait until a connection is readable or a tracked process ends; the readable
+    /// connections' indices, ascending.
+    fn poll(&self) -> Result<Vec<usize>> {
+        let mut fds: Vec<PollFd<'_>> = self
+            .conns
+            .iter()
+            .map(|c| PollFd::new(c.as_fd(), PollFlags::POLLIN))
+            .collect();
+        fds.extend(
+            self.tracked
+                .values()
+                .map(|p| PollFd::new(p.as_fd(), PollFlags::POLLIN)),
+        );
+        // Orphans of the container's processes are reaped on the next wake-up at the latest.
+        poll(&mut fds, PollTimeout::from(1000u16)).op("poll")?;
+        Ok(fds[..self.conns.len()]
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(i, _)| i)
+            .collect())
+    }
+
+    /// Reap every child that has ended; answer the waiters of tracked ones.
+    fn reap(&mut self) {
+        loop {
+            let (pid, status) = match sys::process::waitpid(
+                Pid::from_raw(-1),
+                Some(sys::process::WaitPidFlag::WNOHANG),
+            ) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, wire::raw_exited(code)),
+                Ok(WaitStatus::Signaled(pid, sig, core)) => {
+                    (pid, wire::raw_signaled(sig as i32, core))
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            };
+            if self.tracked.remove(&pid.as_raw()).is_some() {
+                self.statuses.insert(pid.as_raw(), status);
+            }
+        }
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
+            .into_iter()
+            .partition(|(pid, _)| self.statuses.contains_key(pid));
+        self.waiters = waiting;
+        for (pid, conn) in done {
+            let _ = reply(
+                &conn,
+                &Reply::Exited {
+                    status: self.statuses[&pid],
+                },
+            );
+        }
+    }
+
+    /// Serve one request; `Some(code)` when the helper is done.
+    fn handle(&mut self, req: Request, fds: Vec<OwnedFd>, conn: OwnedFd) -> Option<i32> {
+        let answer = match req {
+            Request::Wait { pid } => {
+                let pid = pid.unwrap_or(self.init);
+                if let Some(status) = self.statuses.get(&pid) {
+                    Ok(Reply::Exited { status: *status })
+                } else if self.tracked.contains_key(&pid) {
+                    self.waiters.push((pid, conn));
+                    return None;
+                } else {
+                    Err(Error::InvalidArgument(format!(
+                        "process {pid} is not a process of container {}",
+                        self.id
+                    )))
+                }
+            }
+            Request::Connect => match sys::socket::seqpacket_pair() {
+                Ok((ours, theirs)) => {
+                    let sent = wire::send(conn.as_fd(), &Reply::Ok, &[theirs.as_fd()]);
+                    if sent.is_ok() {
+                        self.conns.push(ours);
+                    }
+                    self.conns.push(conn);
+                    return None;
+                }
+                Err(e) => Err(Error::os("socketpair", None, e)),
+            },
+            Request::Create { .. } => Err(Error::InvalidArgument(format!(
+                "container {} is already created",
+                self.id
+            ))),
+            Request::Start => container::start(&self.rt, &self.id).map(|_| Reply::Ok),
+            Request::Kill { signal, all, pid } => self.kill(signal, all, pid).map(|_| Reply::Ok),
+            Request::Exec {
+                args,
+                env,
+                cwd,
+                user,
+            } => self
+                .exec(args, env, cwd, user, fds)
+                .map(|pid| Reply::Pid { pid }),
+            Request::Pause => container::pause(&self.rt, &self.id).map(|_| Reply::Ok),
+            Request::Resume => container::resume(&self.rt, &self.id).map(|_| Reply::Ok),
+            Request::Delete { force } => match container::delete(&self.rt, &self.id, force) {
+                Ok(()) => {
+                    remove_bundle(self.generated.as_deref());
+                    self.reap();
+                    let _ = reply(&conn, &Reply::Ok);
+                    return Some(0);
+                }
+                Err(e) => Err(e),
+            },
+        };
+        let r = match answer {
+            Ok(r) => r,
+            Err(e) => Reply::Error { error: (&e).into() },
+        };
+        let _ = reply(&conn, &r);
+        self.conns.push(conn);
+        None
+    }
+
+    fn kill(&self, signal: i32, all: bool, pid: Option<i32>) -> Result<()> {
+        let sig = Signal::try_from(signal)
+            .map_err(|_| Error::InvalidArgument(format!("unknown signal {signal}")))?;
+        match pid {
+            None => container::kill(&self.rt, &self.id, sig, all),
+            Some(pid) => {
+                let fd = self.tracked.get(&pid).ok_or_else(|| {
+                    Error::InvalidArgument(format!("process {pid} is not running"))
+                })?;
+                sys::process::pidfd_send_signal(fd.as_fd(), sig).op("pidfd_send_signal")
+            }
+        }
+    }
+
+    /// Run `exec` in a child of ours, so the `setns` it makes never touches the helper: the
+    /// child starts the process detached and exits, and the process is reparented to us.
+    fn exec(
+        &mut self,
+        args: Vec<String>,
+        env: Vec<String>,
+        cwd: Option<PathBuf>,
+        user: Option<String>,
+        stdio: Vec<OwnedFd>,
+    ) -> Result<i32> {
+        if stdio.len() != 3 {
+            return Err(Error::Other(
+                "helper: exec needs three stdio descriptors".into(),
+            ));
+        }
+        self.execs += 1;
+        let pid_file = self.rt.root.path().join(format!(
+            "@helper-{}-{}.pid",
+            sys::process::getpid(),
+            self.execs
+        ));
+        let (errors, w) = sys::spawn::pipe().op("pipe")?;
+        let opts = ExecOptions {
+            id: self.id.clone(),
+            process: ProcessSource::Args(ExecOverrides {
+                args,
+                tty: false,
+                cwd,
+                env,
+                user,
+                additional_gids: Vec::new(),
+                no_new_privs: false,
+            }),
+            caps: Vec::new(),
+            detach: true,
+            pid_file: Some(pid_file.clone()),
+            console_socket: None,
+            preserve_fds: 0,
+            ignore_paused: false,
+            layers: Layers::default(),
+        };
+        let child = match sys::process::clone3(0, None).op("clone3")? {
+            Forked::Child => {
+                drop(errors);
+                let res = (0..3)
+                    .try_for_each(|i| sys::fd::dup3(stdio[i].as_fd(), i as i32).op("dup3"))
+                    .and_then(|_| container::exec(&self.rt, opts).map(drop));
+                if let Err(e) = res {
+                    let text = serde_json::to_vec(&WireError::from(&e)).unwrap_or_default();
+                    let _ = std::fs::File::from(w).write_all(&text);
+                    sys::process::exit_now(1);
+                }
+                sys::process::exit_now(0);
+            }
+            Forked::Parent(pid) => pid,
+        };
+        drop((w, stdio));
+        let mut text = Vec::new();
+        // The pipe reaches end-of-file when the child (and the process it started) are done
+        // with it: the write end is close-on-exec.
+        let _ = std::fs::File::from(errors).read_to_end(&mut text);
+        let status = sys::process::waitpid(child, None).op("waitpid exec")?;
+        let read_pid = std::fs::read_to_string(&pid_file);
+        let _ = std::fs::remove_file(&pid_file);
+        if status != WaitStatus::Exited(child, 0) {
+            return Err(match serde_json::from_slice::<WireError>(&text) {
+                Ok(w) => w.into(),
+                Err(_) => Error::Other(format!("exec: helper child ended with {status:?}")),
+            });
+        }
+        let pid: i32 = read_pid
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| Error::Other("exec: no pid of the new process".into()))?;
+        let pidfd = sys::process::pidfd_open(Pid::from_raw(pid)).op("pidfd_open exec")?;
+        self.tracked.insert(pid, pidfd);
+        Ok(pid)
+    }
+}
+
+/// Point our stdin, stdout and stderr at `/dev/null`.
+fn release_stdio() -> Result<()> {
+    let null = Path::new("/dev/null");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(null)
+        .op_path("open", null)?;
+    for i in 0..3 {
+        sys::fd::dup3(f.as_fd(), i).op("dup3")?;
+    }
+    Ok(())
+}
+
+fn remove_bundle(dir: Option<&Path>) {
+    if let Some(dir) = dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

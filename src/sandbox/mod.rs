@@ -1,0 +1,292 @@
+//! The embedding API: run containers from any program, including a multi-threaded one,
+//! without the program itself being changed.
+//!
+//! A [`Sandbox`] is configured once (state root, runtime binary, log file) and shared freely
+//! between threads. [`Sandbox::container`] returns a [`ContainerBuilder`]; its
+//! [`create`](ContainerBuilder::create) gives a [`Container`] with `start`, `kill`, `wait`,
+//! `exec`, `pause`, `resume`, `state`, `audit` and `delete`.
+//!
+//! # The caller is never modified
+//! Every container has a *helper process*: the sealrun runtime binary itself, started with
+//! [`std::process::Command`] (safe from multi-threaded programs) with a hidden `__helper`
+//! command. The helper seals itself (it re-executes from a sealed memfd copy, as the CLI
+//! does), creates the container, stays its parent and child subreaper, reaps its processes and
+//! answers the library over a private socket. Forking, `setns`, `chdir`, the non-dumpable flag
+//! and signal handling all happen there: the calling program keeps its working directory,
+//! dumpable flag, signal mask, namespaces and children. Exit statuses come from the helper,
+//! never from the caller's `SIGCHLD`. The helper is the caller's only child, and it is reaped
+//! by [`Container::delete`] (or when the `Container` is dropped).
+//!
+//! # Finding the runtime binary
+//! In this order: [`SandboxBuilder::runtime_binary`]; the environment variable
+//! `SEALRUN_BINARY`; a `sealrun` file next to [`std::env::current_exe`] or in its parent
+//! directory (cargo's `target/*/examples/` and `target/*/deps/` layout); then each directory
+//! of `$PATH`.
+
+mod container;
+pub(crate) mod helper;
+mod wire;
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::audit::AuditRecord;
+use crate::container::{Runtime, StateRoot};
+use crate::error::{Error, Result};
+use crate::selfexe::SealStatus;
+
+pub use container::{Container, ContainerBuilder, ExecBuilder, Process};
+#[doc(hidden)]
+pub use helper::helper_main;
+pub use std::process::ExitStatus;
+
+/// The environment variable naming the runtime binary (see the [module docs](self)).
+pub const BINARY_ENV: &str = "SEALRUN_BINARY";
+
+/// Where a container process's stdin, stdout or stderr goes.
+#[derive(Debug, Default)]
+pub enum Stdio {
+    /// The calling program's own descriptor.
+    Inherit,
+    /// `/dev/null` (the default).
+    #[default]
+    Null,
+    /// A new pipe; the caller's end is returned by `take_stdin`/`take_stdout`/`take_stderr`.
+    Pipe,
+    /// This descriptor (a file, a socket, one end of the caller's own pipe).
+    Fd(OwnedFd),
+}
+
+/// Settings every container of a [`Sandbox`] shares.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) root: PathBuf,
+    pub(crate) binary: PathBuf,
+    pub(crate) log: Option<PathBuf>,
+}
+
+/// A handle on sealrun configured once: where container state lives, which runtime binary
+/// runs the helpers, where they log. Cheap to clone and safe to share between threads.
+///
+/// ```no_run
+/// # fn main() -> sealrun::Result<()> {
+/// let sandbox = sealrun::Sandbox::builder().state_root("/run/my-sandbox").build()?;
+/// let status = sandbox.run(
+///     sandbox
+///         .container("job-1")
+///         .spec(sealrun::sandbox_spec(&["/bin/echo", "hello"])?)
+///         .rootfs("/srv/rootfs"),
+/// )?;
+/// assert!(status.success());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    settings: Arc<Settings>,
+}
+
+/// Builds a [`Sandbox`]; see [`Sandbox::builder`].
+#[derive(Debug, Default)]
+pub struct SandboxBuilder {
+    root: Option<PathBuf>,
+    binary: Option<PathBuf>,
+    log: Option<PathBuf>,
+}
+
+impl SandboxBuilder {
+    /// The state directory (`--root` of the CLI); default `/run/sealrun`.
+    pub fn state_root(mut self, path: impl Into<PathBuf>) -> Self {
+        self.root = Some(path.into());
+        self
+    }
+
+    /// The sealrun runtime binary the helper processes run (see the [module docs](self)).
+    pub fn runtime_binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.binary = Some(path.into());
+        self
+    }
+
+    /// A log file the helpers append to (JSON lines, audit records included); by default
+    /// they log nothing.
+    pub fn log_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.log = Some(path.into());
+        self
+    }
+
+    /// Resolve the runtime binary and make the handle.
+    pub fn build(self) -> Result<Sandbox> {
+        let binary = find_binary(self.binary)?;
+        let root = self.root.unwrap_or_else(|| PathBuf::from("/run/sealrun"));
+        if !root.is_absolute() {
+            return Err(Error::InvalidArgument(format!(
+                "state root {}: must be an absolute path",
+                root.display()
+            )));
+        }
+        Ok(Sandbox {
+            settings: Arc::new(Settings {
+                root,
+                binary,
+                log: self.log,
+            }),
+        })
+    }
+}
+
+fn find_binary(explicit: Option<PathBuf>) -> Result<PathBuf> {
+    let is_file = |p: &Path| p.is_file();
+    if let Some(p) = explicit {
+        return if is_file(&p) {
+            Ok(p)
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "runtime binary {}: no such file",
+                p.display()
+            )))
+        };
+    }
+    if let Some(p) = std::env::var_os(BINARY_ENV) {
+        let p = PathBuf::from(p);
+        return if is_file(&p) {
+            Ok(p)
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "{BINARY_ENV}={}: no such file",
+                p.display()
+            )))
+        };
+    }
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            candidates.push(dir.join("sealrun"));
+            if let Some(up) = dir.parent() {
+                candidates.push(up.join("sealrun"));
+            }
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join("sealrun")));
+    }
+    candidates.into_iter().find(|p| is_file(p)).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "runtime binary: no sealrun found (set {BINARY_ENV} or SandboxBuilder::runtime_binary)"
+        ))
+    })
+}
+
+impl Sandbox {
+    /// Start configuring a sandbox.
+    pub fn builder() -> SandboxBuilder {
+        SandboxBuilder::default()
+    }
+
+    /// Configure a new container `id` (create it with [`ContainerBuilder::create`]).
+    pub fn container(&self, id: impl Into<String>) -> ContainerBuilder {
+        ContainerBuilder::new(self.settings.clone(), id.into())
+    }
+
+    /// Create, start and wait for a container, then delete it; its process's exit status.
+    pub fn run(&self, builder: ContainerBuilder) -> Result<ExitStatus> {
+        let c = builder.create()?;
+        let status = c.start().and_then(|_| c.wait());
+        let deleted = c.force_delete();
+        let status = status?;
+        deleted?;
+        Ok(status)
+    }
+
+    /// The state of container `id` (read from the state directory; no helper involved).
+    pub fn state(&self, id: &str) -> Result<State> {
+        state_of(&self.settings, id)
+    }
+
+    /// The audit record of container `id`: what its process enforced, as it read it back.
+    pub fn audit(&self, id: &str) -> Result<AuditRecord> {
+        crate::container::audit(&runtime(&self.settings), id)
+    }
+}
+
+/// The lifecycle status of a container (runtime-spec words).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Created, waiting for `start`.
+    Created,
+    /// Its process runs.
+    Running,
+    /// Frozen by `pause`.
+    Paused,
+    /// Its process has exited.
+    Stopped,
+}
+
+/// The runtime-spec state of a container, typed.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    /// The container id.
+    pub id: String,
+    /// Its status.
+    pub status: Status,
+    /// The host pid of its process; `None` once it has stopped.
+    pub pid: Option<i32>,
+    /// The bundle directory.
+    pub bundle: PathBuf,
+    /// The root filesystem.
+    pub rootfs: PathBuf,
+    /// When it was created (RFC 3339).
+    pub created: String,
+    /// Its annotations.
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+pub(crate) fn runtime(settings: &Settings) -> Runtime {
+    Runtime {
+        root: StateRoot::new(&settings.root),
+        seal: SealStatus::Disabled,
+    }
+}
+
+pub(crate) fn state_of(settings: &Settings, id: &str) -> Result<State> {
+    let v = crate::container::state(&runtime(settings), id)?;
+    let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let status = match v["status"].as_str() {
+        Some("created") => Status::Created,
+        Some("running") => Status::Running,
+        Some("paused") => Status::Paused,
+        _ => Status::Stopped,
+    };
+    Ok(State {
+        id: text("id"),
+        status,
+        pid: v["pid"].as_i64().filter(|p| *p > 0).map(|p| p as i32),
+        bundle: text("bundle").into(),
+        rootfs: text("rootfs").into(),
+        created: text("created"),
+        annotations: v["annotations"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+/// A minimal runtime-spec config running `args` with sealrun's defaults (namespaces, mounts,
+/// capabilities of `sealrun spec`), for [`ContainerBuilder::spec`]. Edit the returned value
+/// to add limits, a seccomp profile, a network namespace path and so on.
+pub fn sandbox_spec(args: &[&str]) -> Result<oci_spec::runtime::Spec> {
+    let mut spec: oci_spec::runtime::Spec =
+        serde_json::from_value(crate::spec::default_config(false)?)
+            .map_err(|e| Error::Other(format!("default config: {e}")))?;
+    let mut process = spec.process().clone().unwrap_or_default();
+    process.set_args(Some(args.iter().map(|s| s.to_string()).collect()));
+    process.set_terminal(Some(false));
+    spec.set_process(Some(process));
+    Ok(spec)
+}
