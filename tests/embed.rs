@@ -1,14 +1,26 @@
 //! The embedding API, used only through its public items (`sealrun::Sandbox` and friends):
 //! from a multi-threaded program, with the caller's process checked unchanged afterwards.
+//!
+//! Tests here share one process; the one that compares the caller's children and namespaces
+//! before and after takes [`EXCLUSIVE`] for writing, the others for reading, so no other test's
+//! helper is a child of the process while it looks.
 
 mod common;
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::RwLock;
 
 use common::bundle::Bundle;
 use common::Test;
-use sealrun::{Container, ExecBuilder, Sandbox, Status, Stdio};
+use sealrun::{Container, Error, ExecBuilder, Sandbox, Status, Stdio};
+use serde_json::json;
+
+static EXCLUSIVE: RwLock<()> = RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    EXCLUSIVE.read().unwrap_or_else(|e| e.into_inner())
+}
 
 fn sandbox(t: &Test) -> Sandbox {
     Sandbox::builder()
@@ -39,30 +51,480 @@ fn create(sb: &Sandbox, b: &Bundle, stdio: [Stdio; 3]) -> Container {
         .unwrap_or_else(|e| panic!("create {}: {e}", b.id))
 }
 
+fn read_all(mut r: impl Read) -> Vec<u8> {
+    let mut v = Vec::new();
+    r.read_to_end(&mut v).unwrap();
+    v
+}
+
 #[test]
 fn run_one_and_read_its_output() {
+    let _g = shared();
     let t = Test::new();
     let sb = sandbox(&t);
     let b = sh_bundle(&t, t.id(), "echo hello; echo oops >&2; exit 3");
     let c = create(&sb, &b, [Stdio::Null, Stdio::Pipe, Stdio::Pipe]);
     assert!(c.pid() > 0);
-    assert_eq!(c.state().unwrap().status, Status::Created);
-    let mut out = c.take_stdout().unwrap();
-    let mut err = c.take_stderr().unwrap();
+    assert_eq!(c.id(), t.id());
+    let st = c.state().unwrap();
+    assert_eq!(st.status, Status::Created);
+    assert_eq!(st.pid, Some(c.pid()));
+    let out = c.take_stdout().unwrap();
+    let err = c.take_stderr().unwrap();
+    assert!(c.take_stdout().is_none(), "handed out once");
     c.start().unwrap();
-    let mut s = String::new();
-    out.read_to_string(&mut s).unwrap();
-    assert_eq!(s, "hello\n");
-    let mut s = String::new();
-    err.read_to_string(&mut s).unwrap();
-    assert_eq!(s, "oops\n");
+    assert_eq!(read_all(out), b"hello\n");
+    assert_eq!(read_all(err), b"oops\n");
     let status = c.wait().unwrap();
     assert_eq!(status.code(), Some(3));
+    assert_eq!(c.wait().unwrap().code(), Some(3), "wait twice");
     assert_eq!(c.state().unwrap().status, Status::Stopped);
-    let audit = c.audit().unwrap();
-    let audit = serde_json::to_value(&audit).unwrap();
+    assert_eq!(c.state().unwrap().pid, None);
+    let audit = serde_json::to_value(c.audit().unwrap()).unwrap();
     assert_eq!(audit["id"], t.id());
+    assert_eq!(
+        audit["sealed_exe"], "sealed",
+        "the helper runs sealed: {audit}"
+    );
     c.delete().unwrap();
-    assert!(matches!(c.start(), Err(sealrun::Error::NotFound(_))));
+    assert!(matches!(c.start(), Err(Error::NotFound(ref id)) if id == t.id()));
     t.assert_nothing_left();
+}
+
+#[test]
+fn run_from_a_bundle_directory() {
+    let _g = shared();
+    let t = Test::new();
+    let sb = sandbox(&t);
+    let b = sh_bundle(&t, t.id(), "exit 7");
+    b.write();
+    let status = sb.run(sb.container(t.id()).bundle(&b.dir)).expect("run");
+    assert_eq!(status.code(), Some(7));
+    t.assert_nothing_left();
+}
+
+/// What must not change in the caller.
+#[derive(Debug, PartialEq, Eq)]
+struct Caller {
+    cwd: std::path::PathBuf,
+    dumpable: i32,
+    sigmask: Vec<i32>,
+    pid_for_children: std::path::PathBuf,
+    pid_ns: std::path::PathBuf,
+    children: Vec<String>,
+}
+
+fn caller() -> Caller {
+    // SAFETY: PR_GET_DUMPABLE only reads a flag.
+    let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE) };
+    // SAFETY: a zeroed sigset_t is a valid (empty) set; SIG_SETMASK with a null new set only
+    // reads the calling thread's mask into `old`.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, std::ptr::null(), &mut old) };
+    assert_eq!(rc, 0);
+    // SAFETY: sigismember reads the set initialised above.
+    let sigmask = (1..65)
+        .filter(|s| unsafe { libc::sigismember(&old, *s) } == 1)
+        .collect();
+    let mut children: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .flat_map(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    children.sort();
+    Caller {
+        cwd: std::env::current_dir().unwrap(),
+        dumpable,
+        sigmask,
+        pid_for_children: std::fs::read_link("/proc/self/ns/pid_for_children").unwrap(),
+        pid_ns: std::fs::read_link("/proc/self/ns/pid").unwrap(),
+        children,
+    }
+}
+
+/// One container of the concurrent test: `read` from stdin, then exit with `code`; an exec
+/// into it exits with `code + 100` while it runs.
+fn lifecycle(sb: &Sandbox, b: &Bundle, code: i32) {
+    let c = create(sb, b, [Stdio::Pipe, Stdio::Null, Stdio::Null]);
+    c.start().unwrap();
+    let p = c
+        .exec(ExecBuilder::new([
+            "sh",
+            "-c",
+            &format!("exit {}", code + 100),
+        ]))
+        .unwrap_or_else(|e| panic!("exec in {}: {e}", b.id));
+    assert!(p.pid() > 0);
+    assert_eq!(
+        p.wait().unwrap().code(),
+        Some(code + 100),
+        "exec in {}",
+        b.id
+    );
+    assert_eq!(c.state().unwrap().status, Status::Running);
+    drop(c.take_stdin());
+    assert_eq!(c.wait().unwrap().code(), Some(code), "container {}", b.id);
+    c.delete().unwrap();
+}
+
+#[test]
+fn twenty_containers_from_four_threads_leave_the_caller_as_it_was() {
+    let _g = EXCLUSIVE.write().unwrap_or_else(|e| e.into_inner());
+    let t = Test::new();
+    let sb = sandbox(&t);
+    let before = caller();
+    let bundles: Vec<(Bundle, i32)> = (0..20)
+        .map(|i| {
+            let id = t.new_id("c");
+            (
+                sh_bundle(&t, &id, &format!("read x; exit {}", i + 1)),
+                i + 1,
+            )
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for chunk in bundles.chunks(5) {
+            let sb = sb.clone();
+            s.spawn(move || {
+                for (b, code) in chunk {
+                    lifecycle(&sb, b, *code);
+                }
+            });
+        }
+    });
+    let after = caller();
+    assert_eq!(before, after);
+    assert!(
+        after.children.is_empty(),
+        "no child left: {:?}",
+        after.children
+    );
+    assert_eq!(after.pid_for_children, after.pid_ns);
+    // A command started now runs on the host, in our pid namespace.
+    let out = std::process::Command::new("readlink")
+        .arg("/proc/self/ns/pid")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        after.pid_ns.to_string_lossy()
+    );
+    assert!(std::process::Command::new("true")
+        .status()
+        .unwrap()
+        .success());
+    t.assert_nothing_left();
+}
+
+#[test]
+fn kill_wait_delete_without_reaping_by_the_caller() {
+    let _g = shared();
+    let t = Test::new();
+    let sb = sandbox(&t);
+    let b = sh_bundle(&t, t.id(), "sleep 1000");
+    let c = create(&sb, &b, [Stdio::Null, Stdio::Null, Stdio::Null]);
+    c.start().unwrap();
+    assert_eq!(c.state().unwrap().status, Status::Running);
+    let err = c.delete().unwrap_err();
+    assert!(
+        matches!(&err, Error::WrongState { id, .. } if id == t.id()),
+        "delete of a running container: {err}"
+    );
+    // wait from another thread while this one kills.
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| c.wait().unwrap());
+        c.kill(libc::SIGKILL).unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&waiter.join().unwrap()),
+            Some(libc::SIGKILL)
+        );
+    });
+    assert_eq!(c.state().unwrap().status, Status::Stopped);
+    c.delete().unwrap();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn a_container_whose_init_dies_is_stopped() {
+    let _g = shared();
+    let t = Test::new();
+    let sb = sandbox(&t);
+    let b = sh_bundle(&t, t.id(), "sleep 1000");
+    let c = create(&sb, &b, [Stdio::Null, Stdio::Null, Stdio::Null]);
+    c.start().unwrap();
+    // Killed from outside, not through the API (the init of a pid namespace ignores SIGKILL
+    // from inside it).
+    // SAFETY: kill(2) on the container's init pid, which the helper has not reaped yet.
+    assert_eq!(unsafe { libc::kill(c.pid(), libc::SIGKILL) }, 0);
+    let status = c.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    assert_eq!(c.state().unwrap().status, Status::Stopped);
+    c.delete().unwrap();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn pause_resume_and_a_dropped_container_is_deleted() {
+    let _g = shared();
+    let t = Test::new();
+    let sb = sandbox(&t);
+    let b = sh_bundle(&t, t.id(), "sleep 1000");
+    let c = create(&sb, &b, [Stdio::Null, Stdio::Null, Stdio::Null]);
+    c.start().unwrap();
+    c.pause().unwrap();
+    assert_eq!(c.state().unwrap().status, Status::Paused);
+    c.resume().unwrap();
+    assert_eq!(c.state().unwrap().status, Status::Running);
+    drop(c);
+    assert!(matches!(sb.state(t.id()), Err(Error::NotFound(_))));
+    t.assert_nothing_left();
+}
+
+const TEN_MIB: usize = 10 * 1024 * 1024;
+
+#[test]
+fn ten_mib_through_stdout_and_stdin_eof_reaches_the_container() {
+    let _g = shared();
+    let t = Test::new();
+    let sb = sandbox(&t);
+    let b = sh_bundle(&t, t.id(), &format!("head -c {TEN_MIB} /dev/zero; cat"));
+    let c = create(&sb, &b, [Stdio::Pipe, Stdio::Pipe, Stdio::Null]);
+    let mut stdin = c.take_stdin().unwrap();
+    let stdout = c.take_stdout().unwrap();
+    c.start().unwrap();
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| read_all(stdout));
+        stdin.write_all(b"the end").unwrap();
+        drop(stdin);
+        let out = reader.join().unwrap();
+        assert_eq!(out.len(), TEN_MIB + 7);
+        assert!(out[..TEN_MIB].iter().all(|b| *b == 0));
+        assert_eq!(&out[TEN_MIB..], b"the end");
+    });
+    assert!(c.wait().unwrap().success(), "cat saw EOF and exited");
+
+    // The same through an exec'd process's own pipes.
+    let b2 = sh_bundle(&t, &t.new_id("x"), "sleep 1000");
+    let c2 = create(&sb, &b2, [Stdio::Null, Stdio::Null, Stdio::Null]);
+    c2.start().unwrap();
+    let p = c2
+        .exec(
+            ExecBuilder::new(["sh", "-c", &format!("head -c {TEN_MIB} /dev/zero; cat")])
+                .stdin(Stdio::Pipe)
+                .stdout(Stdio::Pipe),
+        )
+        .unwrap();
+    let mut stdin = p.take_stdin().unwrap();
+    let stdout = p.take_stdout().unwrap();
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| read_all(stdout));
+        stdin.write_all(b"!").unwrap();
+        drop(stdin);
+        assert_eq!(reader.join().unwrap().len(), TEN_MIB + 1);
+    });
+    assert!(p.wait().unwrap().success());
+    c2.force_delete().unwrap();
+    c.delete().unwrap();
+    t.assert_nothing_left();
+}
+
+/// Answer one notification on `listener` with `-errno`; the syscall number it was for.
+fn answer_one(listener: &OwnedFd, errno: i32) -> i32 {
+    // SAFETY: seccomp_notif is plain data, zeroed as the kernel requires; the ioctl writes one
+    // into it.
+    let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_RECV as _,
+            &mut notif as *mut libc::seccomp_notif,
+        )
+    };
+    assert_eq!(rc, 0, "NOTIF_RECV: {}", std::io::Error::last_os_error());
+    let resp = libc::seccomp_notif_resp {
+        id: notif.id,
+        val: 0,
+        error: -errno,
+        flags: 0,
+    };
+    // SAFETY: NOTIF_SEND reads one seccomp_notif_resp from a valid pointer.
+    let rc = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND as _,
+            &resp as *const libc::seccomp_notif_resp,
+        )
+    };
+    assert_eq!(rc, 0, "NOTIF_SEND: {}", std::io::Error::last_os_error());
+    notif.data.nr
+}
+
+#[test]
+fn the_seccomp_notify_fd_reaches_the_caller() {
+    let _g = shared();
+    let t = Test::new();
+    let sb = sandbox(&t);
+    let mut b = sh_bundle(&t, t.id(), "mkdir /supervised 2>&1; echo rc=$?");
+    b.set(
+        "/linux/seccomp",
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+        }),
+    );
+    let c = sb
+        .container(t.id())
+        .spec_json(serde_json::to_vec(&b.config).unwrap())
+        .rootfs(b.rootfs())
+        .stdout(Stdio::Pipe)
+        .seccomp_notify(true)
+        .create()
+        .unwrap();
+    let listener = c
+        .seccomp_notify_fd()
+        .expect("the listener reached the caller");
+    assert!(c.seccomp_notify_fd().is_none(), "handed out once");
+    let out = c.take_stdout().unwrap();
+    c.start().unwrap();
+    let nr = answer_one(&listener, libc::ENOSPC);
+    assert!(
+        nr == libc::SYS_mkdir as i32 || nr == libc::SYS_mkdirat as i32,
+        "{nr}"
+    );
+    let text = String::from_utf8(read_all(out)).unwrap();
+    assert!(
+        text.contains("No space left on device") && text.contains("rc=1"),
+        "the answer reached the container: {text}"
+    );
+    assert!(c.wait().unwrap().success());
+    c.delete().unwrap();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn bad_input_gets_typed_errors_and_leaves_nothing() {
+    let _g = shared();
+    let t = Test::new();
+    let sb = sandbox(&t);
+    let b = sh_bundle(&t, t.id(), "true");
+
+    let err = sb
+        .container("../escape")
+        .spec_json("{}")
+        .create()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("../escape")),
+        "{err}"
+    );
+
+    let err = sb.container(t.id()).create().unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains(t.id())),
+        "{err}"
+    );
+
+    let err = sb
+        .container(t.id())
+        .spec_json(serde_json::to_vec(&b.config).unwrap())
+        .rootfs(t.path("no-such-rootfs"))
+        .create()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig { field, .. } if field == "root.path"),
+        "{err}"
+    );
+
+    let mut bad = b.config.clone();
+    bad["process"]["args"] = json!([]);
+    let err = sb
+        .container(t.id())
+        .spec_json(serde_json::to_vec(&bad).unwrap())
+        .rootfs(b.rootfs())
+        .create()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig { field, .. } if field.starts_with("process.args")),
+        "{err}"
+    );
+
+    let mut bad = b.config.clone();
+    bad["process"]["rlimits"] = json!([{"type": "RLIMIT_NOPE", "hard": 1, "soft": 1}]);
+    let err = sb
+        .container(t.id())
+        .spec_json(serde_json::to_vec(&bad).unwrap())
+        .rootfs(b.rootfs())
+        .create()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig { field, .. } if field.contains("rlimits")),
+        "{err}"
+    );
+
+    let err = sb
+        .container(t.id())
+        .spec_json(serde_json::to_vec(&b.config).unwrap())
+        .rootfs(b.rootfs())
+        .seccomp_notify(true)
+        .create()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig { field, .. } if field == "linux.seccomp"),
+        "{err}"
+    );
+
+    // A second container with a live one's id.
+    let c = create(&sb, &b, [Stdio::Null, Stdio::Null, Stdio::Null]);
+    let err = sb
+        .container(t.id())
+        .spec_json(serde_json::to_vec(&b.config).unwrap())
+        .rootfs(b.rootfs())
+        .create()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::AlreadyExists(id) if id == t.id()),
+        "{err}"
+    );
+    assert_eq!(
+        c.state().unwrap().status,
+        Status::Created,
+        "the first one is untouched"
+    );
+    c.start().unwrap();
+    assert!(c.wait().unwrap().success());
+    let err = c.exec(ExecBuilder::new(["true"])).unwrap_err();
+    assert!(
+        matches!(&err, Error::WrongState { id, status, .. } if id == t.id() && status == "stopped"),
+        "exec in a stopped container: {err:?}"
+    );
+    let err = c.kill(1000).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("1000")),
+        "{err}"
+    );
+    c.delete().unwrap();
+
+    let err = Sandbox::builder()
+        .runtime_binary(t.path("no-such-binary"))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("no-such-binary")),
+        "{err}"
+    );
+    t.assert_nothing_left();
+    let bundles: Vec<_> = std::fs::read_dir(t.root.join("@bundles"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(bundles.is_empty(), "generated bundles left: {bundles:?}");
 }
