@@ -528,3 +528,63 @@ fn bad_input_gets_typed_errors_and_leaves_nothing() {
         .unwrap_or_default();
     assert!(bundles.is_empty(), "generated bundles left: {bundles:?}");
 }
+
+/// `examples/sandbox.rs`, as built by `cargo build --examples` (scripts/test does).
+#[test]
+fn the_sandbox_example_runs_a_hardened_command() {
+    let _g = shared();
+    let exe = std::env::current_exe().unwrap();
+    let example = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("examples/sandbox"))
+        .unwrap();
+    if !example.is_file() {
+        return common::skip::skip(&format!(
+            "{} not built (cargo build --examples)",
+            example.display()
+        ));
+    }
+    let t = Test::new();
+    let run = |args: &[&str]| {
+        std::process::Command::new(&example)
+            .args(args)
+            .env("SEALRUN_BINARY", env!("CARGO_BIN_EXE_sealrun"))
+            .env("SANDBOX_STATE_ROOT", &t.root)
+            .output()
+            .unwrap()
+    };
+    let rootfs = common::rootfs::template().to_str().unwrap();
+    let out = run(&[rootfs, "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(stdout.starts_with("out\n"), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("err"),
+        "{out:?}"
+    );
+    let audit = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("audit: "))
+        .unwrap_or_else(|| panic!("no audit line: {stdout}"));
+    let audit: serde_json::Value = serde_json::from_str(audit).unwrap();
+    assert_eq!(audit["seccomp"]["loaded"], true, "{audit}");
+    assert_eq!(
+        audit["seccomp"]["default_action"], "SCMP_ACT_ERRNO",
+        "strict: {audit}"
+    );
+    assert_eq!(audit["landlock"]["enforced"], true, "{audit}");
+    assert_eq!(audit["sealed_exe"], "sealed", "{audit}");
+
+    // The wall-clock timeout kills it.
+    let out = run(&["--timeout", "1", rootfs, "sleep", "1000"]);
+    assert_eq!(out.status.code(), Some(128 + libc::SIGKILL), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("timeout"),
+        "{out:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&t.root)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "state left: {left:?}");
+}

@@ -45,6 +45,9 @@ pub struct ContainerBuilder {
     no_new_keyring: bool,
 }
 
+/// The directory under the state root for bundles the library writes (`@` is never in an id).
+const BUNDLES: &str = "@bundles";
+
 /// Numbers the private sockets of one process.
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -213,10 +216,18 @@ impl ContainerBuilder {
             linux.set_seccomp(Some(seccomp));
             spec.set_linux(Some(linux));
         }
-        let dir = self.settings.root.join("@bundles").join(&self.id);
-        let parent = self.settings.root.join("@bundles");
-        std::fs::create_dir_all(&parent).op_path("mkdir", &parent)?;
-        match std::fs::create_dir(&dir) {
+        let parent = self.settings.root.join(BUNDLES);
+        let dir = parent.join(&self.id);
+        // Twice: a helper removes the parent when its last bundle goes, maybe in between.
+        let mut made = Err(std::io::ErrorKind::NotFound.into());
+        for _ in 0..2 {
+            std::fs::create_dir_all(&parent).op_path("mkdir", &parent)?;
+            made = std::fs::create_dir(&dir);
+            if !matches!(&made, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+                break;
+            }
+        }
+        match made {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(Error::AlreadyExists(self.id.clone()))
             }

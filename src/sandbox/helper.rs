@@ -370,8 +370,12 @@ fn release_stdio() -> Result<()> {
     Ok(())
 }
 
+/// Remove a generated bundle, and its parent directory once no other bundle is in it.
 fn remove_bundle(dir: Option<&Path>) {
     if let Some(dir) = dir {
         let _ = std::fs::remove_dir_all(dir);
+        if let Some(parent) = dir.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
     }
 }
