@@ -3,6 +3,56 @@
 //! The library is the product; the `sealrun` binary is a thin runc-compatible CLI over it.
 //! The rule that keeps it readable: pure decisions in [`spec`], irreversible actions in
 //! [`init`] and [`container`], `unsafe` only in [`sys`].
+//!
+//! # Embedding: quick start
+//! Programs that run containers use [`Sandbox`]: a handle configured once and shared between
+//! threads, a [`ContainerBuilder`] per container (a bundle directory, or a runtime-spec value
+//! in memory plus a root filesystem), and a [`Container`] to start, wait for, `exec` into,
+//! signal, pause, inspect ([`State`], the [`audit::AuditRecord`]) and delete.
+//!
+//! ```no_run
+//! use std::io::Read;
+//! use sealrun::{ExecBuilder, Sandbox, Stdio};
+//!
+//! # fn main() -> sealrun::Result<()> {
+//! let sandbox = Sandbox::builder()
+//!     .state_root("/run/my-service")
+//!     .build()?; // finds the sealrun binary: see `sandbox` (or set SEALRUN_BINARY)
+//!
+//! // Run `sh -c ...` in a busybox root, with sealrun's defaults (namespaces, Landlock,
+//! // the default seccomp profile, a minimal capability set).
+//! let spec = sealrun::sandbox_spec(&["sh", "-c", "echo hello; sleep 5"])?;
+//! let c = sandbox
+//!     .container("job-1")
+//!     .spec(spec)
+//!     .rootfs("/srv/busybox-rootfs")
+//!     .stdout(Stdio::Pipe)
+//!     .create()?;
+//! let mut out = c.take_stdout().expect("piped");
+//! c.start()?;
+//!
+//! // Another process in the running container, with its own pipes and exit status.
+//! let p = c.exec(ExecBuilder::new(["id", "-u"]).stdout(Stdio::Pipe))?;
+//! assert!(p.wait()?.success());
+//!
+//! let mut text = String::new();
+//! out.read_to_string(&mut text).expect("read");
+//! let status = c.wait()?; // blocks this thread only; any thread may call it
+//! println!("{text}exited: {status}; audit: {:?}", c.audit()?);
+//! c.delete()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The calling program is never modified: every container is served by a helper process
+//! (the sealed sealrun binary), so the caller may have any number of threads and keeps its
+//! working directory, dumpable flag, signal mask, namespaces and children. See [`sandbox`]
+//! for how the helper works and how the runtime binary is found, and `examples/sandbox.rs`
+//! for a hardened run with a strict seccomp profile, limits, a timeout and the audit record.
+//!
+//! The functions of [`container`] are the CLI's: they act in the calling process (they
+//! fork, `setns`, change the working directory and the dumpable flag) and are meant for the
+//! single-threaded, sealed `sealrun` binary, not for embedding.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

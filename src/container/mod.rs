@@ -1,4 +1,8 @@
 //! The parent side: state directory, create/start/run/state/kill/delete/list orchestration.
+//!
+//! These are the CLI's functions: they act in the calling process (fork, `setns`, working
+//! directory, dumpable flag, signal mask) and suit only a single-threaded, sealed runtime
+//! binary. Programs embedding sealrun use [`crate::Sandbox`], which runs them in a helper.
 
 mod create;
 mod exec;

@@ -131,14 +131,11 @@ impl Helper {
             };
             for i in ready.into_iter().rev() {
                 let conn = self.conns.remove(i);
-                match wire::recv::<Request>(conn.as_fd()) {
-                    Ok(Some((req, fds))) => {
-                        if let Some(code) = self.handle(req, fds, conn) {
-                            return code;
-                        }
+                // A closed (or broken) connection is forgotten.
+                if let Ok(Some((req, fds))) = wire::recv::<Request>(conn.as_fd()) {
+                    if let Some(code) = self.handle(req, fds, conn) {
+                        return code;
                     }
-                    // Closed (or broken): forget the connection.
-                    Ok(None) | Err(_) => {}
                 }
             }
         }
