@@ -2,7 +2,7 @@
 //!
 //! The library is the product; the `sealrun` binary is a thin runc-compatible CLI over it.
 //! The rule that keeps it readable: pure decisions in [`spec`], irreversible actions in
-//! [`init`] and [`container`], `unsafe` only in [`sys`].
+//! `init` and [`container`], `unsafe` only in `sys` (both private).
 //!
 //! # Embedding: quick start
 //! Programs that run containers use [`Sandbox`]: a handle configured once and shared between
@@ -62,7 +62,7 @@ pub mod container;
 pub mod error;
 pub mod features;
 pub mod hooks;
-pub mod init;
+pub(crate) mod init;
 pub mod landlock;
 pub mod log;
 pub mod namespaces;
@@ -70,8 +70,8 @@ pub mod sandbox;
 pub mod seccomp;
 pub mod selfexe;
 pub mod spec;
-pub mod sync;
-pub mod sys;
+pub(crate) mod sync;
+pub(crate) mod sys;
 
 // Visible skips for the unit tests, shared with the integration tests.
 #[cfg(test)]

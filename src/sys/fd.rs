@@ -197,12 +197,6 @@ pub fn unlinkat(dir: BorrowedFd<'_>, name: &Path, remove_dir: bool) -> nix::Resu
     check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) } as libc::c_long).map(drop)
 }
 
-/// `fchown(2)`.
-pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> nix::Result<()> {
-    // SAFETY: `fd` is live; fchown takes plain integers otherwise.
-    check(unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) } as libc::c_long).map(drop)
-}
-
 /// `fchdir(2)`.
 pub fn fchdir(fd: BorrowedFd<'_>) -> nix::Result<()> {
     // SAFETY: `fd` is live.
@@ -263,15 +257,6 @@ pub fn dup3(old: BorrowedFd<'_>, newfd: RawFd) -> nix::Result<()> {
     check(unsafe { libc::dup3(old.as_raw_fd(), newfd, 0) } as libc::c_long).map(drop)
 }
 
-/// `fcntl(F_DUPFD_CLOEXEC)`: duplicate to the lowest free number `>= min`.
-pub fn dup_cloexec_at_least(fd: BorrowedFd<'_>, min: RawFd) -> nix::Result<OwnedFd> {
-    // SAFETY: `fd` is live; the new descriptor is returned to us and owned by the result.
-    let new =
-        check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) } as libc::c_long)?;
-    // SAFETY: the kernel just allocated `new` for us.
-    Ok(unsafe { OwnedFd::from_raw_fd(new as RawFd) })
-}
-
 /// `flock(2)`, exclusive, blocking.
 pub fn flock_exclusive(fd: BorrowedFd<'_>) -> nix::Result<()> {
     loop {
@@ -294,28 +279,10 @@ pub fn proc_fd_path(fd: BorrowedFd<'_>) -> std::path::PathBuf {
     std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
-/// The descriptor numbers currently open in this process (read from `/proc/self/fd`).
-pub fn open_fds() -> nix::Result<Vec<RawFd>> {
-    let dir = std::fs::read_dir("/proc/self/fd")
-        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
-    let mut fds = Vec::new();
-    for entry in dir.flatten() {
-        if let Some(n) = entry.file_name().to_str().and_then(|s| s.parse().ok()) {
-            fds.push(n);
-        }
-    }
-    Ok(fds)
-}
-
 /// `close(2)` for a raw descriptor we own but hold as a number (after `fork`-style clones).
 pub fn close_raw(fd: RawFd) {
     // SAFETY: closing a number we own; errors (EBADF) are irrelevant here.
     unsafe { libc::close(fd) };
-}
-
-/// A C string from a Rust string, failing with EINVAL on interior NULs.
-pub fn cstring(s: &str) -> nix::Result<CString> {
-    CString::new(s).map_err(|_| Errno::EINVAL)
 }
 
 /// An empty C string, for `AT_EMPTY_PATH` calls.

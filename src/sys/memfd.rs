@@ -11,8 +11,6 @@ use super::check;
 pub const MFD_CLOEXEC: u32 = 0x1;
 /// `MFD_ALLOW_SEALING`.
 pub const MFD_ALLOW_SEALING: u32 = 0x2;
-/// `MFD_NOEXEC_SEAL` (Linux 6.3).
-pub const MFD_NOEXEC_SEAL: u32 = 0x8;
 /// `MFD_EXEC` (Linux 6.3): executable even where `vm.memfd_noexec` says otherwise.
 pub const MFD_EXEC: u32 = 0x10;
 
@@ -24,6 +22,7 @@ pub const F_SEAL_SHRINK: i32 = 0x2;
 pub const F_SEAL_GROW: i32 = 0x4;
 /// `F_SEAL_WRITE`.
 pub const F_SEAL_WRITE: i32 = 0x8;
+#[cfg(test)]
 /// `F_SEAL_FUTURE_WRITE`.
 pub const F_SEAL_FUTURE_WRITE: i32 = 0x10;
 /// `F_SEAL_EXEC` (Linux 6.3): the exec bits can no longer change.

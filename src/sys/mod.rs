@@ -16,7 +16,6 @@ pub mod spawn;
 pub mod tty;
 
 pub use nix::errno::Errno;
-pub use nix::unistd::Pid;
 
 /// Turn a `-1`-on-error libc return value into a `nix::Result`.
 fn check(ret: libc::c_long) -> nix::Result<libc::c_long> {

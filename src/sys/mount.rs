@@ -6,7 +6,7 @@ use std::path::Path;
 use nix::mount::{MntFlags, MsFlags};
 
 use super::check;
-use super::fd::{cpath, EMPTY};
+use super::fd::EMPTY;
 
 /// `mount(2)`.
 pub fn mount(
@@ -28,21 +28,6 @@ pub fn umount2(target: &Path, flags: MntFlags) -> nix::Result<()> {
 pub fn pivot_root(new_root: &Path, put_old: &Path) -> nix::Result<()> {
     nix::unistd::pivot_root(new_root, put_old)
 }
-
-/// `MOUNT_ATTR_RDONLY` for [`mount_setattr`].
-pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
-/// `MOUNT_ATTR_NOSUID`.
-pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
-/// `MOUNT_ATTR_NODEV`.
-pub const MOUNT_ATTR_NODEV: u64 = 0x4;
-/// `MOUNT_ATTR_NOEXEC`.
-pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
-/// `MOUNT_ATTR_NOATIME`.
-pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
-/// `MOUNT_ATTR_NODIRATIME`.
-pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
-/// `MOUNT_ATTR_NOSYMFOLLOW`.
-pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
 
 #[repr(C)]
 struct MountAttr {
@@ -83,9 +68,4 @@ pub fn mount_setattr(
         )
     })
     .map(drop)
-}
-
-/// Check a path can be converted for the kernel (used by callers that validate early).
-pub fn valid_path(path: &Path) -> bool {
-    cpath(path).is_ok()
 }

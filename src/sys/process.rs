@@ -11,8 +11,6 @@ use nix::unistd::{Gid, Pid, Uid};
 
 use super::check;
 
-/// `CLONE_NEWTIME` (only usable through `clone3` or `unshare`).
-pub const CLONE_NEWTIME: u64 = crate::spec::namespaces::CLONE_NEWTIME;
 /// `CLONE_INTO_CGROUP` (`clone3` only).
 pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
@@ -147,15 +145,6 @@ pub fn set_child_subreaper() -> nix::Result<()> {
     prctl(libc::PR_SET_CHILD_SUBREAPER, 1).map(drop)
 }
 
-/// `prctl(PR_SET_PDEATHSIG)`.
-pub fn set_parent_death_signal(sig: Option<Signal>) -> nix::Result<()> {
-    prctl(
-        libc::PR_SET_PDEATHSIG,
-        sig.map(|s| s as libc::c_ulong).unwrap_or(0),
-    )
-    .map(drop)
-}
-
 /// `setsid(2)`.
 pub fn setsid() -> nix::Result<()> {
     nix::unistd::setsid().map(drop)
@@ -195,24 +184,6 @@ pub fn setrlimit(resource: u32, soft: u64, hard: u64) -> nix::Result<()> {
         )
     } as libc::c_long)
     .map(drop)
-}
-
-/// `getrlimit(2)` as `(soft, hard)`.
-pub fn getrlimit(resource: u32) -> nix::Result<(u64, u64)> {
-    let mut lim = libc::rlimit64 {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is writable and correctly sized.
-    check(unsafe {
-        libc::prlimit64(
-            0,
-            resource as libc::__rlimit_resource_t,
-            std::ptr::null(),
-            &mut lim,
-        )
-    } as libc::c_long)?;
-    Ok((lim.rlim_cur, lim.rlim_max))
 }
 
 /// `personality(2)`.
@@ -395,14 +366,6 @@ pub fn reset_signals() -> nix::Result<()> {
         Some(&nix::sys::signal::SigSet::empty()),
         None,
     )
-}
-
-/// Ignore or restore default handling of `SIGPIPE`/`SIGTTOU`-style signals in the runtime.
-pub fn ignore_signal(sig: Signal) -> nix::Result<()> {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
-    let ign = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
-    // SAFETY: SIG_IGN runs no handler code.
-    unsafe { sigaction(sig, &ign) }.map(drop)
 }
 
 /// Block `signals` in this process and return an fd that reads them (`signalfd(2)`).

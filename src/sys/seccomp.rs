@@ -5,7 +5,9 @@
 //! to the kernel.
 
 use std::ops::{BitOr, BitOrAssign};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+#[cfg(test)]
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
 
@@ -121,6 +123,7 @@ pub fn seccomp_set_mode_filter(
     Ok(None)
 }
 
+#[cfg(test)]
 /// One user notification read from a listener fd (`struct seccomp_notif`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Notification {
@@ -138,6 +141,7 @@ pub struct Notification {
     pub args: [u64; 6],
 }
 
+#[cfg(test)]
 /// `ioctl(SECCOMP_IOCTL_NOTIF_RECV)`: wait for the next notification on `listener`.
 pub fn ioctl_notif_recv(listener: BorrowedFd<'_>) -> nix::Result<Notification> {
     // SAFETY: seccomp_notif is plain old data; the kernel requires it zeroed on input.
@@ -168,6 +172,7 @@ pub fn ioctl_notif_recv(listener: BorrowedFd<'_>) -> nix::Result<Notification> {
     })
 }
 
+#[cfg(test)]
 /// `ioctl(SECCOMP_IOCTL_NOTIF_SEND)`: answer notification `id`. The notified call returns
 /// `val` when `error` is 0, else fails with `-error`; with `continue_syscall` the kernel
 /// runs the call as if it had been allowed (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`).
@@ -197,24 +202,6 @@ pub fn ioctl_notif_send(
         )
     };
     check(ret as libc::c_long).map(drop)
-}
-
-/// `ioctl(SECCOMP_IOCTL_NOTIF_ID_VALID)`: whether notification `id` is still pending (the
-/// notified task may have been killed meanwhile).
-pub fn ioctl_notif_id_valid(listener: BorrowedFd<'_>, id: u64) -> nix::Result<bool> {
-    // SAFETY: ID_VALID reads one u64 from a valid pointer.
-    let ret = unsafe {
-        libc::ioctl(
-            listener.as_raw_fd(),
-            libc::SECCOMP_IOCTL_NOTIF_ID_VALID as _,
-            &id as *const u64,
-        )
-    };
-    match check(ret as libc::c_long) {
-        Ok(_) => Ok(true),
-        Err(Errno::ENOENT) => Ok(false),
-        Err(e) => Err(e),
-    }
 }
 
 /// Test probes: raw system calls through the other syscall tables, and a SIGSYS recorder.

@@ -2,7 +2,7 @@
 //! `bind`/`listen`/`accept4`/`connect` on path sockets.
 
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -145,9 +145,4 @@ pub fn accept(listener: BorrowedFd<'_>) -> nix::Result<OwnedFd> {
             other => return other.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
         }
     }
-}
-
-/// `shutdown(SHUT_WR)`.
-pub fn shutdown_write(fd: impl AsFd) -> nix::Result<()> {
-    socket::shutdown(fd.as_fd().as_raw_fd(), socket::Shutdown::Write)
 }

@@ -2,7 +2,6 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use nix::errno::Errno;
 use nix::sys::termios;
 
 use super::check;
@@ -87,9 +86,4 @@ pub fn make_raw(fd: BorrowedFd<'_>) -> nix::Result<termios::Termios> {
 /// Restore terminal settings saved by [`make_raw`].
 pub fn restore(fd: BorrowedFd<'_>, saved: &termios::Termios) -> nix::Result<()> {
     termios::tcsetattr(fd, termios::SetArg::TCSANOW, saved)
-}
-
-/// Map an errno for "not a terminal" uniformly.
-pub fn not_a_tty() -> Errno {
-    Errno::ENOTTY
 }
