@@ -237,6 +237,7 @@ fn kill_wait_delete_without_reaping_by_the_caller() {
         matches!(&err, Error::WrongState { id, .. } if id == t.id()),
         "delete of a running container: {err}"
     );
+    let pidfd = c.pidfd().unwrap();
     // wait from another thread while this one kills.
     std::thread::scope(|s| {
         let waiter = s.spawn(|| c.wait().unwrap());
@@ -247,6 +248,15 @@ fn kill_wait_delete_without_reaping_by_the_caller() {
         );
     });
     assert_eq!(c.state().unwrap().status, Status::Stopped);
+    // The pidfd the helper handed out reports the exit too (poll returns it readable).
+    let mut pfd = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; no timeout (the process has exited: wait said so).
+    assert_eq!(unsafe { libc::poll(&mut pfd, 1, -1) }, 1);
+    assert!(matches!(c.pidfd(), Err(Error::WrongState { .. })));
     c.delete().unwrap();
     t.assert_nothing_left();
 }
@@ -285,6 +295,11 @@ fn pause_resume_and_a_dropped_container_is_deleted() {
     assert_eq!(c.state().unwrap().status, Status::Paused);
     c.resume().unwrap();
     assert_eq!(c.state().unwrap().status, Status::Running);
+    let limits: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(json!({"pids": {"limit": 77}})).unwrap();
+    c.update(limits).unwrap();
+    assert_eq!(c.stats().unwrap().pids.limit, 77);
+    assert!(c.pids().unwrap().contains(&c.pid()));
     drop(c);
     assert!(matches!(sb.state(t.id()), Err(Error::NotFound(_))));
     t.assert_nothing_left();

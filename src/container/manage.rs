@@ -68,14 +68,19 @@ pub fn update(rt: &Runtime, id: &str, mut resources: LinuxResources) -> Result<(
 
 /// One `events --stats` sample: `{"type":"stats","id":...,"data":{...}}`.
 pub fn stats(rt: &Runtime, id: &str) -> Result<Value> {
+    let data = stats_data(rt, id)?;
+    Ok(json!({"type": "stats", "id": id, "data": data}))
+}
+
+/// One statistics sample of a running container, typed (the `data` of [`stats`]).
+pub fn stats_data(rt: &Runtime, id: &str) -> Result<crate::cgroups::stats::StatsData> {
     let dir = rt.root.peek(id)?;
     let st = dir.load()?;
     let status = dir.status(&st);
     if status == Status::Stopped {
         return Err(wrong(id, status, "container not running"));
     }
-    let s = st.cgroup.stats()?;
-    Ok(json!({"type": "stats", "id": id, "data": s.data}))
+    Ok(st.cgroup.stats()?.data)
 }
 
 /// `events`: print a stats sample every `interval` until the container stops; `emit` gets each

@@ -409,6 +409,16 @@ impl Inner {
         }
     }
 
+    /// A pidfd of `pid` (the init when `None`) from the helper, which holds one for every
+    /// live process it tracks, so it cannot name a recycled pid.
+    fn pidfd(&self, pid: Option<i32>) -> Result<OwnedFd> {
+        match self.request(&Request::Pidfd { pid }, &[])? {
+            (Reply::Ok, mut fds) if !fds.is_empty() => Ok(fds.remove(0)),
+            (Reply::Error { error }, _) => Err(error.into()),
+            (other, _) => Err(Error::Other(format!("helper: unexpected {other:?}"))),
+        }
+    }
+
     fn kill(&self, signal: i32, all: bool, pid: Option<i32>) -> Result<()> {
         self.ok(&Request::Kill { signal, all, pid })
     }
@@ -460,6 +470,13 @@ impl Container {
         self.inner.pid
     }
 
+    /// A pidfd of the container's process (readable once it has exited): for event loops
+    /// that poll rather than block in [`wait`](Self::wait). The exit status still comes from
+    /// `wait` (the helper reaps the process).
+    pub fn pidfd(&self) -> Result<OwnedFd> {
+        self.inner.pidfd(None)
+    }
+
     /// Run the container's process (it waits after `create` until this call).
     pub fn start(&self) -> Result<()> {
         self.inner.ok(&Request::Start)
@@ -489,6 +506,23 @@ impl Container {
     /// Thaw a paused container.
     pub fn resume(&self) -> Result<()> {
         self.inner.ok(&Request::Resume)
+    }
+
+    /// Change the container's cgroup limits (as `sealrun update`; devices are not changed).
+    pub fn update(&self, resources: oci_spec::runtime::LinuxResources) -> Result<()> {
+        self.inner.ok(&Request::Update {
+            resources: Box::new(resources),
+        })
+    }
+
+    /// One sample of the container's cgroup statistics (CPU, memory, pids, block I/O).
+    pub fn stats(&self) -> Result<crate::cgroups::stats::StatsData> {
+        crate::container::stats_data(&super::runtime(&self.inner.settings), &self.inner.id)
+    }
+
+    /// The host pids of every process in the container.
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        crate::container::pids(&super::runtime(&self.inner.settings), &self.inner.id)
     }
 
     /// The container's state.
@@ -681,6 +715,11 @@ impl Process {
     /// Send it `signal`.
     pub fn kill(&self, signal: i32) -> Result<()> {
         self.inner.kill(signal, false, Some(self.pid))
+    }
+
+    /// A pidfd of it (readable once it has exited); see [`Container::pidfd`].
+    pub fn pidfd(&self) -> Result<OwnedFd> {
+        self.inner.pidfd(Some(self.pid))
     }
 
     /// The caller's end of its stdin pipe, once.

@@ -238,6 +238,28 @@ impl Helper {
             } => self
                 .exec(args, env, cwd, user, fds)
                 .map(|pid| Reply::Pid { pid }),
+            Request::Pidfd { pid } => {
+                let pid = pid.unwrap_or(self.init);
+                match self.tracked.get(&pid) {
+                    Some(fd) => {
+                        let _ = wire::send(conn.as_fd(), &Reply::Ok, &[fd.as_fd()]);
+                        self.conns.push(conn);
+                        return None;
+                    }
+                    None if self.statuses.contains_key(&pid) => Err(Error::WrongState {
+                        id: self.id.clone(),
+                        status: "stopped".into(),
+                        reason: format!("process {pid} has exited"),
+                    }),
+                    None => Err(Error::InvalidArgument(format!(
+                        "process {pid} is not a process of container {}",
+                        self.id
+                    ))),
+                }
+            }
+            Request::Update { resources } => {
+                container::update(&self.rt, &self.id, *resources).map(|_| Reply::Ok)
+            }
             Request::Pause => container::pause(&self.rt, &self.id).map(|_| Reply::Ok),
             Request::Resume => container::resume(&self.rt, &self.id).map(|_| Reply::Ok),
             Request::Delete { force } => match container::delete(&self.rt, &self.id, force) {

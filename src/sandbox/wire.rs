@@ -46,6 +46,12 @@ pub(crate) enum Request {
     Wait { pid: Option<i32> },
     /// A new connection to the helper (sent back as a descriptor), for a blocking call.
     Connect,
+    /// A pidfd of `pid` (the init when `None`), sent back as a descriptor.
+    Pidfd { pid: Option<i32> },
+    /// Change the container's cgroup limits.
+    Update {
+        resources: Box<oci_spec::runtime::LinuxResources>,
+    },
     /// Freeze the container.
     Pause,
     /// Thaw the container.
