@@ -389,7 +389,11 @@ fn the_seccomp_notify_fd_reaches_the_caller() {
     let _g = shared();
     let t = Test::new();
     let sb = sandbox(&t);
-    let mut b = sh_bundle(&t, t.id(), "mkdir /supervised 2>&1; echo rc=$?");
+    let mut b = sh_bundle(
+        &t,
+        t.id(),
+        "mkdir /supervised 2>&1; echo rc=$?; read x; exit 0",
+    );
     b.set(
         "/linux/seccomp",
         json!({
@@ -401,6 +405,7 @@ fn the_seccomp_notify_fd_reaches_the_caller() {
         .container(t.id())
         .spec_json(serde_json::to_vec(&b.config).unwrap())
         .rootfs(b.rootfs())
+        .stdin(Stdio::Pipe)
         .stdout(Stdio::Pipe)
         .seccomp_notify(true)
         .create()
@@ -416,11 +421,36 @@ fn the_seccomp_notify_fd_reaches_the_caller() {
         nr == libc::SYS_mkdir as i32 || nr == libc::SYS_mkdirat as i32,
         "{nr}"
     );
-    let text = String::from_utf8(read_all(out)).unwrap();
+    let mut out = std::io::BufReader::new(out);
+    let mut text = String::new();
+    while !text.contains("rc=") {
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut text).unwrap() > 0,
+            "{text}"
+        );
+    }
     assert!(
         text.contains("No space left on device") && text.contains("rc=1"),
         "the answer reached the container: {text}"
     );
+
+    // An exec'd process loads the profile with a listener of its own: it reaches the caller too.
+    let p = c
+        .exec(ExecBuilder::new(["sh", "-c", "mkdir /again 2>&1"]).stdout(Stdio::Pipe))
+        .unwrap();
+    let listener = p
+        .seccomp_notify_fd()
+        .expect("the exec listener reached the caller");
+    let nr = answer_one(&listener, libc::EXDEV);
+    assert!(
+        nr == libc::SYS_mkdir as i32 || nr == libc::SYS_mkdirat as i32,
+        "{nr}"
+    );
+    let text = String::from_utf8(read_all(p.take_stdout().unwrap())).unwrap();
+    assert!(text.contains("Invalid cross-device link"), "{text}");
+    assert_eq!(p.wait().unwrap().code(), Some(1));
+
+    drop(c.take_stdin());
     assert!(c.wait().unwrap().success());
     c.delete().unwrap();
     t.assert_nothing_left();
@@ -538,10 +568,11 @@ fn bad_input_gets_typed_errors_and_leaves_nothing() {
         "{err}"
     );
     t.assert_nothing_left();
-    let bundles: Vec<_> = std::fs::read_dir(t.root.join("@bundles"))
+    // No generated bundle, listener socket or anything else under the state root.
+    let left: Vec<_> = std::fs::read_dir(&t.root)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
-    assert!(bundles.is_empty(), "generated bundles left: {bundles:?}");
+    assert!(left.is_empty(), "left under the state root: {left:?}");
 }
 
 /// `examples/sandbox.rs`, as built by `cargo build --examples` (scripts/test does).

@@ -453,7 +453,8 @@ fn exchange(
 /// or `Arc<Container>`): every method takes `&self`, and [`wait`](Self::wait) blocks only its
 /// own thread.
 ///
-/// Dropping a `Container` that was not deleted force-deletes it.
+/// A `Container` that was not deleted is force-deleted when it and every [`Process`] exec'd
+/// into it have been dropped (the helper sees its last connection close).
 #[derive(Debug)]
 pub struct Container {
     inner: Arc<Inner>,
