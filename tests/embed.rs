@@ -575,22 +575,31 @@ fn bad_input_gets_typed_errors_and_leaves_nothing() {
     assert!(left.is_empty(), "left under the state root: {left:?}");
 }
 
-/// `examples/sandbox.rs`, as built by `cargo build --examples` (scripts/test does).
-#[test]
-fn the_sandbox_example_runs_a_hardened_command() {
-    let _g = shared();
+/// An example as built by `cargo build --examples` (scripts/test does), or a visible skip.
+fn built_example(name: &str) -> Option<std::path::PathBuf> {
     let exe = std::env::current_exe().unwrap();
     let example = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("examples/sandbox"))
+        .map(|dir| dir.join("examples").join(name))
         .unwrap();
     if !example.is_file() {
-        return common::skip::skip(&format!(
+        common::skip::skip(&format!(
             "{} not built (cargo build --examples)",
             example.display()
         ));
+        return None;
     }
+    Some(example)
+}
+
+/// `examples/sandbox.rs`.
+#[test]
+fn the_sandbox_example_runs_a_hardened_command() {
+    let _g = shared();
+    let Some(example) = built_example("sandbox") else {
+        return;
+    };
     let t = Test::new();
     let run = |args: &[&str]| {
         std::process::Command::new(&example)
@@ -633,4 +642,32 @@ fn the_sandbox_example_runs_a_hardened_command() {
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "state left: {left:?}");
+}
+
+/// `examples/supervise.rs`: `mkdir` supervised in this process through the notify fd.
+#[test]
+fn the_supervise_example_answers_mkdir() {
+    let _g = shared();
+    let Some(example) = built_example("supervise") else {
+        return;
+    };
+    let t = Test::new();
+    let rootfs = common::rootfs::template().to_str().unwrap();
+    let out = std::process::Command::new(&example)
+        .args([
+            rootfs,
+            "sh",
+            "-c",
+            "mkdir /tmp/ok && echo made; mkdir /srv/no || echo refused",
+        ])
+        .env("SEALRUN_BINARY", env!("CARGO_BIN_EXE_sealrun"))
+        .env("SANDBOX_STATE_ROOT", &t.root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(stdout, "made\nrefused\n", "{stderr}");
+    assert!(stderr.contains("mkdir \"/tmp/ok\": allowed"), "{stderr}");
+    assert!(stderr.contains("mkdir \"/srv/no\": refused"), "{stderr}");
 }
