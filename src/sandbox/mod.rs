@@ -23,8 +23,10 @@
 //! directory (cargo's `target/*/examples/` and `target/*/deps/` layout); then each directory
 //! of `$PATH`.
 
+mod builder;
 mod container;
 pub(crate) mod helper;
+mod process;
 mod wire;
 
 use std::os::fd::OwnedFd;
@@ -36,9 +38,11 @@ use crate::container::{Runtime, StateRoot};
 use crate::error::{Error, Result};
 use crate::selfexe::SealStatus;
 
-pub use container::{Container, ContainerBuilder, ExecBuilder, Process};
+pub use builder::ContainerBuilder;
+pub use container::Container;
 #[doc(hidden)]
 pub use helper::helper_main;
+pub use process::{ExecBuilder, Process};
 pub use std::process::ExitStatus;
 
 /// The environment variable naming the runtime binary (see the [module docs](self)).
