@@ -92,6 +92,17 @@ fn run_one_and_read_its_output() {
 }
 
 #[test]
+fn handles_are_send_and_sync() {
+    fn shareable<T: Send + Sync + Clone>() {}
+    fn movable<T: Send + Sync>() {}
+    shareable::<Sandbox>();
+    movable::<Container>();
+    movable::<sealrun::Process>();
+    movable::<sealrun::ContainerBuilder>();
+    movable::<sealrun::Error>();
+}
+
+#[test]
 fn run_from_a_bundle_directory() {
     let _g = shared();
     let t = Test::new();

@@ -2,6 +2,7 @@
 //! helper process.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -136,7 +137,12 @@ impl ContainerBuilder {
     pub fn create(self) -> Result<Container> {
         crate::container::state::validate_id(&self.id)?;
         let root = self.settings.root.clone();
-        std::fs::create_dir_all(&root).op_path("mkdir", &root)?;
+        // Private from the start: the seccomp listener socket is bound in it.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&root)
+            .op_path("mkdir", &root)?;
         let listener = if self.seccomp_notify {
             let path = root.join(format!(
                 "@notify-{}-{}.sock",

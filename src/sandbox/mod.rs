@@ -193,8 +193,11 @@ impl Sandbox {
     }
 
     /// Create, start and wait for a container, then delete it; its process's exit status.
+    /// Nobody reads [`Stdio::Pipe`] here: those pipes are closed at once (writes to them
+    /// fail), so give `run` [`Stdio::Inherit`], [`Stdio::Null`] or [`Stdio::Fd`].
     pub fn run(&self, builder: ContainerBuilder) -> Result<ExitStatus> {
         let c = builder.create()?;
+        drop((c.take_stdin(), c.take_stdout(), c.take_stderr()));
         let status = c.start().and_then(|_| c.wait());
         let deleted = c.force_delete();
         let status = status?;
