@@ -79,17 +79,14 @@ fn seal_early() {
 }
 
 fn create_options(a: cli::CreateArgs, layers: Layers) -> CreateOptions {
-    CreateOptions {
-        id: a.id,
-        bundle: a.bundle,
-        console_socket: a.console_socket,
-        pid_file: a.pid_file,
-        no_pivot: a.no_pivot,
-        no_new_keyring: a.no_new_keyring,
-        preserve_fds: a.preserve_fds,
-        proxy_terminal: false,
-        layers,
-    }
+    let mut o = CreateOptions::new(a.id, a.bundle);
+    o.console_socket = a.console_socket;
+    o.pid_file = a.pid_file;
+    o.no_pivot = a.no_pivot;
+    o.no_new_keyring = a.no_new_keyring;
+    o.preserve_fds = a.preserve_fds;
+    o.layers = layers;
+    o
 }
 
 fn exec_options(a: cli::ExecArgs, layers: Layers) -> Result<container::ExecOptions> {
@@ -104,27 +101,27 @@ fn exec_options(a: cli::ExecArgs, layers: Layers) -> Result<container::ExecOptio
     }
     let process = match a.process {
         Some(path) => ProcessSource::File(path),
-        None => ProcessSource::Args(sealrun::spec::ExecOverrides {
-            args: a.command,
-            tty: a.tty,
-            cwd: a.cwd,
-            env: a.env,
-            user: a.user,
-            additional_gids: a.additional_gids,
-            no_new_privs: a.no_new_privs,
-        }),
+        None => {
+            let mut o = sealrun::spec::ExecOverrides::default();
+            o.args = a.command;
+            o.tty = a.tty;
+            o.cwd = a.cwd;
+            o.env = a.env;
+            o.user = a.user;
+            o.additional_gids = a.additional_gids;
+            o.no_new_privs = a.no_new_privs;
+            ProcessSource::Args(o)
+        }
     };
-    Ok(container::ExecOptions {
-        id: a.id,
-        process,
-        caps: a.cap,
-        detach: a.detach,
-        pid_file: a.pid_file,
-        console_socket: a.console_socket,
-        preserve_fds: a.preserve_fds,
-        ignore_paused: a.ignore_paused,
-        layers,
-    })
+    let mut o = container::ExecOptions::new(a.id, process);
+    o.caps = a.cap;
+    o.detach = a.detach;
+    o.pid_file = a.pid_file;
+    o.console_socket = a.console_socket;
+    o.preserve_fds = a.preserve_fds;
+    o.ignore_paused = a.ignore_paused;
+    o.layers = layers;
+    Ok(o)
 }
 
 fn dispatch(cli: Cli) -> Result<i32> {
@@ -151,10 +148,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
     } else {
         SealStatus::Disabled
     };
-    let rt = Runtime {
-        root: StateRoot::new(&cli.root),
-        seal,
-    };
+    let rt = Runtime::new(StateRoot::new(&cli.root), seal);
     match command {
         Command::Create(a) => container::create(&rt, create_options(a, layers)).map(|_| 0),
         Command::Start { id } => container::start(&rt, &id).map(|_| 0),

@@ -26,7 +26,8 @@ pub enum ProcessSource {
     Args(ExecOverrides),
 }
 
-/// Options of `exec`.
+/// Options of `exec`. Start from [`ExecOptions::new`] and set fields: new fields may be added.
+#[non_exhaustive]
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
     /// Container id.
@@ -47,6 +48,23 @@ pub struct ExecOptions {
     pub ignore_paused: bool,
     /// Layers switched off (tests only).
     pub layers: Layers,
+}
+
+impl ExecOptions {
+    /// Run `process` in container `id`, in the foreground, with nothing else set.
+    pub fn new(id: impl Into<String>, process: ProcessSource) -> ExecOptions {
+        ExecOptions {
+            id: id.into(),
+            process,
+            caps: Vec::new(),
+            detach: false,
+            pid_file: None,
+            console_socket: None,
+            preserve_fds: 0,
+            ignore_paused: false,
+            layers: Layers::default(),
+        }
+    }
 }
 
 /// The namespaces of `pid` that differ from ours, as `CLONE_NEW*` flags.

@@ -98,6 +98,7 @@ pub fn state(rt: &Runtime, id: &str) -> Result<Value> {
 }
 
 /// One row of `list`.
+#[non_exhaustive]
 #[derive(Debug, Clone)]
 pub struct ListEntry {
     /// The state object.

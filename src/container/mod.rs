@@ -20,12 +20,20 @@ pub use manage::{events, parse_size, pause, pids, resume, stats, stats_data, upd
 pub use state::{StateRoot, Status};
 
 /// Global settings every command needs.
+#[non_exhaustive]
 #[derive(Debug, Clone)]
 pub struct Runtime {
     /// `--root`.
     pub root: StateRoot,
     /// How the binary is protected (for the audit line).
     pub seal: crate::selfexe::SealStatus,
+}
+
+impl Runtime {
+    /// Settings for the state directory `root`, running as `seal` says.
+    pub fn new(root: StateRoot, seal: crate::selfexe::SealStatus) -> Runtime {
+        Runtime { root, seal }
+    }
 }
 
 /// Format rows as an aligned table (columns padded to their widest cell, as runc's tabwriter).

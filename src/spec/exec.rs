@@ -11,7 +11,9 @@ use super::plan::{Layers, Plan};
 use super::process::{parse_capabilities, plan_process, ProcessPlan};
 use crate::error::{Error, Result};
 
-/// Command-line overrides of `exec` (the argument form).
+/// Command-line overrides of `exec` (the argument form). Start from `Default` and set
+/// fields: new fields may be added.
+#[non_exhaustive]
 #[derive(Debug, Clone, Default)]
 pub struct ExecOverrides {
     /// The command and its arguments.

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 /// Hardening layers that can be switched off for testing only, from the command line
 /// (`--unsafe-disable LAYER`), never from a container's config. Each attack test runs once
 /// with its layer off to prove the test can fail.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Layers {
     /// Sealed memfd self-copy.
@@ -95,7 +96,9 @@ impl Layers {
     }
 }
 
-/// Options of `create`/`run` that are not in the config.
+/// Options of `create`/`run` that are not in the config. Start from
+/// [`CreateOptions::new`] and set fields: new fields may be added.
+#[non_exhaustive]
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct CreateOptions {
     /// Container id.
@@ -116,6 +119,17 @@ pub struct CreateOptions {
     pub proxy_terminal: bool,
     /// Layers switched off for testing.
     pub layers: Layers,
+}
+
+impl CreateOptions {
+    /// Options for container `id` from the bundle directory `bundle`; everything else off.
+    pub fn new(id: impl Into<String>, bundle: impl Into<PathBuf>) -> CreateOptions {
+        CreateOptions {
+            id: id.into(),
+            bundle: bundle.into(),
+            ..CreateOptions::default()
+        }
+    }
 }
 
 /// One uid or gid mapping line.
