@@ -64,7 +64,10 @@ impl ContainerBuilder {
         }
     }
 
-    /// Use the bundle directory `dir` (its `config.json` and the rootfs it names).
+    /// Use the bundle directory `dir` (its `config.json` and the rootfs it names). With
+    /// [`rootfs`](Self::rootfs) or [`seccomp_notify`](Self::seccomp_notify) the library
+    /// writes a changed copy of the config into a bundle of its own: relative paths in it
+    /// other than `root.path` (mount sources, say) then resolve against that directory.
     pub fn bundle(mut self, dir: impl Into<PathBuf>) -> Self {
         self.source = Source::Bundle(dir.into());
         self
@@ -189,9 +192,17 @@ impl ContainerBuilder {
             Source::Spec(spec) => (**spec).clone(),
             Source::Json(raw) => crate::spec::parse_json::<Spec>(raw, "config")?,
         };
-        let mut root = spec.root().clone().ok_or_else(|| {
-            Error::config("root", "the config has no root (set root.path or rootfs)")
-        })?;
+        let mut root = spec
+            .root()
+            .clone()
+            .or_else(|| {
+                self.rootfs
+                    .as_ref()
+                    .map(|_| oci_spec::runtime::Root::default())
+            })
+            .ok_or_else(|| {
+                Error::config("root", "the config has no root (set root.path or rootfs)")
+            })?;
         if let Some(rootfs) = &self.rootfs {
             if !rootfs.is_dir() {
                 return Err(Error::config(

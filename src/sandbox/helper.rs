@@ -97,11 +97,22 @@ impl Helper {
             remove_bundle(generated.as_deref());
             return Err(e);
         }
-        let pid = container::state(&rt, &id)?["pid"].as_i64().unwrap_or(0) as i32;
-        let pidfd = sys::process::pidfd_open(Pid::from_raw(pid)).op("pidfd_open init")?;
-        // The init has its stdio now; ours must not keep the caller's pipes open.
-        release_stdio()?;
-        reply(ctl, &Reply::Pid { pid })?;
+        let created = (|| -> Result<(i32, OwnedFd)> {
+            let pid = container::state(&rt, &id)?["pid"].as_i64().unwrap_or(0) as i32;
+            let pidfd = sys::process::pidfd_open(Pid::from_raw(pid)).op("pidfd_open init")?;
+            // The init has its stdio now; ours must not keep the caller's pipes open.
+            release_stdio()?;
+            reply(ctl, &Reply::Pid { pid })?;
+            Ok((pid, pidfd))
+        })();
+        let (pid, pidfd) = match created {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = container::delete(&rt, &id, true);
+                remove_bundle(generated.as_deref());
+                return Err(e);
+            }
+        };
         Ok(Helper {
             rt,
             id,
@@ -181,6 +192,22 @@ impl Helper {
             if self.tracked.remove(&pid.as_raw()).is_some() {
                 self.statuses.insert(pid.as_raw(), status);
             }
+        }
+        // A tracked process that is not our child can never be reaped here: stop polling its
+        // pidfd (it would stay readable) and tell its waiters.
+        let lost: Vec<i32> = self
+            .tracked
+            .keys()
+            .copied()
+            .filter(|pid| !sys::spawn::is_child(Pid::from_raw(*pid)))
+            .collect();
+        for pid in lost {
+            self.tracked.remove(&pid);
+            for (_, conn) in self.waiters.iter().filter(|(p, _)| *p == pid) {
+                let e = Error::Other(format!("process {pid} is not the helper's child"));
+                let _ = reply(conn, &Reply::Error { error: (&e).into() });
+            }
+            self.waiters.retain(|(p, _)| *p != pid);
         }
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
             .into_iter()

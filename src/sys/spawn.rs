@@ -63,3 +63,11 @@ pub fn claim_inherited_fd(fd: RawFd) -> nix::Result<OwnedFd> {
 pub fn pipe() -> nix::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
 }
+
+/// Whether `pid` is a child of ours (alive or a zombie), asked without reaping it:
+/// `waitid(P_PID, WEXITED | WNOHANG | WNOWAIT)`, which fails with `ECHILD` otherwise.
+pub fn is_child(pid: nix::unistd::Pid) -> bool {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag};
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    !matches!(waitid(Id::Pid(pid), flags), Err(Errno::ECHILD))
+}
