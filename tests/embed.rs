@@ -316,6 +316,59 @@ fn pause_resume_and_a_dropped_container_is_deleted() {
     t.assert_nothing_left();
 }
 
+/// Everything the pty's other side wrote, until it closed (EIO on the master).
+fn read_pty(master: OwnedFd) -> String {
+    let mut f = std::fs::File::from(master);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("read pty: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn terminals_hand_their_master_to_the_caller() {
+    let _g = shared();
+    let t = Test::new();
+    let sb = sandbox(&t);
+    let b = sh_bundle(&t, t.id(), "tty; read x; echo got $x");
+    let c = sb
+        .container(t.id())
+        .spec_json(serde_json::to_vec(&b.config).unwrap())
+        .rootfs(b.rootfs())
+        .terminal(true)
+        .create()
+        .unwrap();
+    let master = c.pty_master().expect("the pty master reached the caller");
+    c.start().unwrap();
+
+    let p = c
+        .exec(ExecBuilder::new(["sh", "-c", "tty; exit 4"]).terminal(true))
+        .unwrap();
+    let text = read_pty(p.pty_master().expect("the exec's pty master"));
+    assert!(
+        text.contains("/dev/") && !text.contains("not a tty"),
+        "{text}"
+    );
+    assert_eq!(p.wait().unwrap().code(), Some(4));
+
+    let mut f = std::fs::File::from(master);
+    f.write_all(b"hello\n").unwrap();
+    let text = read_pty(f.into());
+    assert!(!text.contains("not a tty"), "{text}");
+    assert!(text.contains("got hello"), "{text}");
+    assert!(c.wait().unwrap().success());
+    c.delete().unwrap();
+    t.assert_nothing_left();
+}
+
 const TEN_MIB: usize = 10 * 1024 * 1024;
 
 #[test]

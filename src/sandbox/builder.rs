@@ -40,6 +40,7 @@ pub struct ContainerBuilder {
     rootfs: Option<PathBuf>,
     stdio: [Stdio; 3],
     seccomp_notify: bool,
+    terminal: bool,
     no_pivot: bool,
     no_new_keyring: bool,
 }
@@ -59,13 +60,15 @@ impl ContainerBuilder {
             rootfs: None,
             stdio: [Stdio::Null, Stdio::Null, Stdio::Null],
             seccomp_notify: false,
+            terminal: false,
             no_pivot: false,
             no_new_keyring: false,
         }
     }
 
     /// Use the bundle directory `dir` (its `config.json` and the rootfs it names). With
-    /// [`rootfs`](Self::rootfs) or [`seccomp_notify`](Self::seccomp_notify) the library
+    /// [`rootfs`](Self::rootfs), [`terminal`](Self::terminal) or
+    /// [`seccomp_notify`](Self::seccomp_notify) the library
     /// writes a changed copy of the config into a bundle of its own: relative paths in it
     /// other than `root.path` (mount sources, say) then resolve against that directory.
     pub fn bundle(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -120,6 +123,13 @@ impl ContainerBuilder {
         self
     }
 
+    /// Give the container's process a new pseudo-terminal (sets `process.terminal`); the
+    /// caller gets its master from [`Container::pty_master`]. Stdio settings are then unused.
+    pub fn terminal(mut self, on: bool) -> Self {
+        self.terminal = on;
+        self
+    }
+
     /// Use `MS_MOVE` and `chroot` instead of `pivot_root` (a root on a ramfs).
     pub fn no_pivot(mut self, on: bool) -> Self {
         self.no_pivot = on;
@@ -146,21 +156,17 @@ impl ContainerBuilder {
             .mode(0o700)
             .create(&root)
             .op_path("mkdir", &root)?;
-        let listener = if self.seccomp_notify {
-            let path = root.join(format!(
-                "@notify-{}-{}.sock",
-                std::process::id(),
-                SEQ.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_file(&path);
-            let l = UnixListener::bind(&path).op_path("bind", &path)?;
-            Some(Listener { l, path })
-        } else {
-            None
+        let listener = match self.seccomp_notify {
+            true => Some(Listener::bind(&root, "notify")?),
+            false => None,
+        };
+        let console = match self.terminal {
+            true => Some(Listener::bind(&root, "console")?),
+            false => None,
         };
         let (bundle, generated) =
             self.prepare_bundle(listener.as_ref().map(|l| l.path.as_path()))?;
-        let result = self.launch(&bundle, generated, listener);
+        let result = self.launch(&bundle, generated, listener, console);
         if result.is_err() && generated {
             let _ = std::fs::remove_dir_all(&bundle);
         }
@@ -176,7 +182,9 @@ impl ContainerBuilder {
                     self.id
                 )))
             }
-            Source::Bundle(dir) if listener.is_none() && self.rootfs.is_none() => {
+            Source::Bundle(dir)
+                if listener.is_none() && self.rootfs.is_none() && !self.terminal =>
+            {
                 return Ok((dir.clone(), false))
             }
             Source::Bundle(dir) => {
@@ -219,6 +227,11 @@ impl ContainerBuilder {
             ));
         }
         spec.set_root(Some(root));
+        if self.terminal {
+            let mut process = spec.process().clone().unwrap_or_default();
+            process.set_terminal(Some(true));
+            spec.set_process(Some(process));
+        }
         if let Some(path) = listener {
             let mut linux = spec.linux().clone().unwrap_or_default();
             let mut seccomp = linux.seccomp().clone().ok_or_else(|| {
@@ -266,6 +279,7 @@ impl ContainerBuilder {
         bundle: &Path,
         generated: bool,
         listener: Option<Listener>,
+        console: Option<Listener>,
     ) -> Result<Container> {
         let (ours, theirs) = sys::socket::seqpacket_pair().op("socketpair")?;
         let s = &self.settings;
@@ -295,6 +309,7 @@ impl ContainerBuilder {
                     generated,
                     no_pivot: self.no_pivot,
                     no_new_keyring: self.no_new_keyring,
+                    console_socket: console.as_ref().map(|c| c.path.clone()),
                 },
                 &[],
             )?;
@@ -320,6 +335,7 @@ impl ContainerBuilder {
             }
         };
         let notify = listener.as_ref().and_then(|l| l.take_fd());
+        let pty = console.as_ref().and_then(|l| l.take_fd());
         let inner = Inner {
             settings: self.settings.clone(),
             id: self.id,
@@ -330,6 +346,7 @@ impl ContainerBuilder {
             stderr: Mutex::new(child.stderr.take()),
             helper: Mutex::new(Some(child)),
             notify: Mutex::new(notify),
+            pty: Mutex::new(pty),
             listener,
         };
         Ok(Container {
@@ -347,14 +364,27 @@ fn std_stdio(s: Stdio) -> std::process::Stdio {
     }
 }
 
-/// The private socket seccomp listener descriptors arrive on.
+/// A private socket a descriptor arrives on: a seccomp listener (`listenerPath`) or a pty
+/// master (the console socket).
 #[derive(Debug)]
 pub(super) struct Listener {
     l: UnixListener,
-    path: PathBuf,
+    pub(super) path: PathBuf,
 }
 
 impl Listener {
+    /// Listen on a new socket `@<what>-<pid>-<n>.sock` in the (private) state root.
+    pub(super) fn bind(root: &Path, what: &str) -> Result<Listener> {
+        let path = root.join(format!(
+            "@{what}-{}-{}.sock",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&path);
+        let l = UnixListener::bind(&path).op_path("bind", &path)?;
+        Ok(Listener { l, path })
+    }
+
     /// The descriptor the runtime sent, if it sent one (it did before replying).
     pub(super) fn take_fd(&self) -> Option<OwnedFd> {
         self.l.set_nonblocking(true).ok()?;

@@ -28,6 +28,7 @@ pub(super) struct Inner {
     pub(super) stdout: Mutex<Option<ChildStdout>>,
     pub(super) stderr: Mutex<Option<ChildStderr>>,
     pub(super) notify: Mutex<Option<OwnedFd>>,
+    pub(super) pty: Mutex<Option<OwnedFd>>,
     pub(super) listener: Option<Listener>,
 }
 
@@ -219,6 +220,12 @@ impl Container {
         lock(&self.inner.notify).take()
     }
 
+    /// The master of the container process's pseudo-terminal
+    /// ([`ContainerBuilder::terminal`](super::ContainerBuilder::terminal)), once.
+    pub fn pty_master(&self) -> Option<OwnedFd> {
+        lock(&self.inner.pty).take()
+    }
+
     /// Run another process in the container.
     pub fn exec(&self, process: ExecBuilder) -> Result<Process> {
         let mut ours: [Option<OwnedFd>; 3] = [None, None, None];
@@ -249,11 +256,16 @@ impl Container {
                 super::Stdio::Fd(fd) => fd,
             });
         }
+        let console = match process.terminal {
+            true => Some(Listener::bind(&self.inner.settings.root, "console")?),
+            false => None,
+        };
         let req = Request::Exec {
             args: process.args,
             env: process.env,
             cwd: process.cwd,
             user: process.user,
+            console_socket: console.as_ref().map(|c| c.path.clone()),
         };
         let borrowed: Vec<BorrowedFd<'_>> = theirs.iter().map(|f| f.as_fd()).collect();
         let (reply, _) = self.inner.request(&req, &borrowed)?;
@@ -264,6 +276,7 @@ impl Container {
             other => return Err(Error::Other(format!("helper: unexpected {other:?}"))),
         };
         let notify = self.inner.listener.as_ref().and_then(|l| l.take_fd());
+        let pty = console.as_ref().and_then(|l| l.take_fd());
         let [stdin, stdout, stderr] = ours;
         Ok(Process {
             inner: self.inner.clone(),
@@ -272,6 +285,7 @@ impl Container {
             stdout: Mutex::new(stdout.map(ChildStdout::from)),
             stderr: Mutex::new(stderr.map(ChildStderr::from)),
             notify: Mutex::new(notify),
+            pty: Mutex::new(pty),
         })
     }
 

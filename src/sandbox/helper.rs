@@ -75,6 +75,7 @@ impl Helper {
             generated,
             no_pivot,
             no_new_keyring,
+            console_socket,
         } = req
         else {
             return Err(Error::Other(
@@ -85,7 +86,7 @@ impl Helper {
         let opts = CreateOptions {
             id: id.clone(),
             bundle,
-            console_socket: None,
+            console_socket,
             pid_file: None,
             no_pivot,
             no_new_keyring,
@@ -262,8 +263,9 @@ impl Helper {
                 env,
                 cwd,
                 user,
+                console_socket,
             } => self
-                .exec(args, env, cwd, user, fds)
+                .exec(args, env, cwd, user, console_socket, fds)
                 .map(|pid| Reply::Pid { pid }),
             Request::Pidfd { pid } => {
                 let pid = pid.unwrap_or(self.init);
@@ -330,6 +332,7 @@ impl Helper {
         env: Vec<String>,
         cwd: Option<PathBuf>,
         user: Option<String>,
+        console_socket: Option<PathBuf>,
         stdio: Vec<OwnedFd>,
     ) -> Result<i32> {
         if stdio.len() != 3 {
@@ -348,7 +351,7 @@ impl Helper {
             id: self.id.clone(),
             process: ProcessSource::Args(ExecOverrides {
                 args,
-                tty: false,
+                tty: console_socket.is_some(),
                 cwd,
                 env,
                 user,
@@ -358,7 +361,7 @@ impl Helper {
             caps: Vec::new(),
             detach: true,
             pid_file: Some(pid_file.clone()),
-            console_socket: None,
+            console_socket,
             preserve_fds: 0,
             ignore_paused: false,
             layers: Layers::default(),

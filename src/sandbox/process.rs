@@ -18,6 +18,7 @@ pub struct ExecBuilder {
     pub(super) cwd: Option<PathBuf>,
     pub(super) user: Option<String>,
     pub(super) stdio: [Stdio; 3],
+    pub(super) terminal: bool,
 }
 
 impl ExecBuilder {
@@ -29,6 +30,7 @@ impl ExecBuilder {
             cwd: None,
             user: None,
             stdio: [Stdio::Null, Stdio::Null, Stdio::Null],
+            terminal: false,
         }
     }
 
@@ -47,6 +49,13 @@ impl ExecBuilder {
     /// The user, as `uid[:gid]`.
     pub fn user(mut self, user: &str) -> Self {
         self.user = Some(user.to_string());
+        self
+    }
+
+    /// Give the process a new pseudo-terminal; its master comes from
+    /// [`Process::pty_master`]. Stdio settings are then unused.
+    pub fn terminal(mut self, on: bool) -> Self {
+        self.terminal = on;
         self
     }
 
@@ -78,6 +87,7 @@ pub struct Process {
     pub(super) stdout: Mutex<Option<ChildStdout>>,
     pub(super) stderr: Mutex<Option<ChildStderr>>,
     pub(super) notify: Mutex<Option<OwnedFd>>,
+    pub(super) pty: Mutex<Option<OwnedFd>>,
 }
 
 impl Process {
@@ -114,6 +124,11 @@ impl Process {
     /// The caller's end of its stderr pipe, once.
     pub fn take_stderr(&self) -> Option<ChildStderr> {
         lock(&self.stderr).take()
+    }
+
+    /// The master of its pseudo-terminal ([`ExecBuilder::terminal`]), once.
+    pub fn pty_master(&self) -> Option<OwnedFd> {
+        lock(&self.pty).take()
     }
 
     /// Its seccomp notify descriptor, once (see [`ContainerBuilder::seccomp_notify`]).

@@ -25,6 +25,8 @@ pub(crate) enum Request {
         generated: bool,
         no_pivot: bool,
         no_new_keyring: bool,
+        /// Where the init sends its pty master (`process.terminal`).
+        console_socket: Option<PathBuf>,
     },
     /// Start the created container.
     Start,
@@ -41,6 +43,8 @@ pub(crate) enum Request {
         env: Vec<String>,
         cwd: Option<PathBuf>,
         user: Option<String>,
+        /// A pty for the process, its master sent to this socket.
+        console_socket: Option<PathBuf>,
     },
     /// Reply when `pid` (the init when `None`) has exited.
     Wait { pid: Option<i32> },
