@@ -115,7 +115,7 @@ impl ContainerBuilder {
     }
 
     /// Receive the seccomp notify descriptor of the container's processes in this program
-    /// ([`Container::seccomp_notify_fd`], [`Process::seccomp_notify_fd`]). The config needs
+    /// ([`Container::seccomp_notify_fd`], [`Process::seccomp_notify_fd`](crate::Process::seccomp_notify_fd)). The config needs
     /// a seccomp profile with `SCMP_ACT_NOTIFY` rules; its `listenerPath` is set to a private
     /// socket of the library.
     pub fn seccomp_notify(mut self, on: bool) -> Self {

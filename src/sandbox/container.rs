@@ -198,23 +198,23 @@ impl Container {
         crate::container::audit(&super::runtime(&self.inner.settings), &self.inner.id)
     }
 
-    /// The caller's end of the stdin pipe ([`Stdio::Pipe`]), once.
+    /// The caller's end of the stdin pipe ([`Stdio::Pipe`](crate::Stdio::Pipe)), once.
     pub fn take_stdin(&self) -> Option<ChildStdin> {
         lock(&self.inner.stdin).take()
     }
 
-    /// The caller's end of the stdout pipe ([`Stdio::Pipe`]), once.
+    /// The caller's end of the stdout pipe ([`Stdio::Pipe`](crate::Stdio::Pipe)), once.
     pub fn take_stdout(&self) -> Option<ChildStdout> {
         lock(&self.inner.stdout).take()
     }
 
-    /// The caller's end of the stderr pipe ([`Stdio::Pipe`]), once.
+    /// The caller's end of the stderr pipe ([`Stdio::Pipe`](crate::Stdio::Pipe)), once.
     pub fn take_stderr(&self) -> Option<ChildStderr> {
         lock(&self.inner.stderr).take()
     }
 
     /// The seccomp notify descriptor of the container's process
-    /// ([`ContainerBuilder::seccomp_notify`]), once; `None` when its profile has no
+    /// ([`ContainerBuilder::seccomp_notify`](crate::ContainerBuilder::seccomp_notify)), once; `None` when its profile has no
     /// `SCMP_ACT_NOTIFY` rule.
     pub fn seccomp_notify_fd(&self) -> Option<OwnedFd> {
         lock(&self.inner.notify).take()

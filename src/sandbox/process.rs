@@ -9,7 +9,7 @@ use super::container::{lock, Inner};
 use super::Stdio;
 use crate::error::Result;
 
-/// A process to run in a container with [`Container::exec`]; it inherits the container
+/// A process to run in a container with [`Container::exec`](crate::Container::exec); it inherits the container
 /// process's settings (user, capabilities, seccomp, Landlock, environment) unless changed here.
 #[derive(Debug)]
 pub struct ExecBuilder {
@@ -78,7 +78,7 @@ impl ExecBuilder {
     }
 }
 
-/// A process started by [`Container::exec`].
+/// A process started by [`Container::exec`](crate::Container::exec).
 #[derive(Debug)]
 pub struct Process {
     pub(super) inner: Arc<Inner>,
@@ -106,7 +106,7 @@ impl Process {
         self.inner.kill(signal, false, Some(self.pid))
     }
 
-    /// A pidfd of it (readable once it has exited); see [`Container::pidfd`].
+    /// A pidfd of it (readable once it has exited); see [`Container::pidfd`](crate::Container::pidfd).
     pub fn pidfd(&self) -> Result<OwnedFd> {
         self.inner.pidfd(Some(self.pid))
     }
@@ -131,7 +131,7 @@ impl Process {
         lock(&self.pty).take()
     }
 
-    /// Its seccomp notify descriptor, once (see [`ContainerBuilder::seccomp_notify`]).
+    /// Its seccomp notify descriptor, once (see [`ContainerBuilder::seccomp_notify`](crate::ContainerBuilder::seccomp_notify)).
     pub fn seccomp_notify_fd(&self) -> Option<OwnedFd> {
         lock(&self.notify).take()
     }
