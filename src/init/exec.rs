@@ -10,7 +10,7 @@ use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 
-use super::{at, become_root, devices, paths::Resolver, process, recv_go, seccomp, StepResult};
+use super::{become_root, devices, paths::Resolver, process, recv_go, seccomp, StepResult};
 use crate::error::{Context, Error, Result, Step};
 use crate::spec::ExecPlan;
 use crate::sync::{Channel, Msg};
@@ -38,7 +38,7 @@ pub fn main(plan: &ExecPlan, ch: ExecChannels) -> ! {
         Ok(Ok(never)) => match never {},
         Ok(Err(failure)) => failure,
         Err(_) => (
-            Step::Namespaces,
+            super::running_step(),
             Error::Other("exec helper panicked".into()),
         ),
     };
@@ -53,23 +53,23 @@ pub fn main(plan: &ExecPlan, ch: ExecChannels) -> ! {
 fn story(plan: &ExecPlan, ch: &ExecChannels) -> StepResult<Infallible> {
     let p = &plan.process;
     let safe = !plan.layers.no_path_safety;
-    at(Step::Namespaces, join(plan, ch))?;
-    at(Step::Limits, process::apply_limits(p, None, safe))?;
-    let console = at(Step::Terminal, terminal(plan, ch))?;
-    at(Step::Terminal, process::setup_terminal_if(console.as_ref()))?;
-    let exe = at(Step::Executable, process::chdir_and_resolve(p, safe))?;
-    at(Step::Fds, sweep(plan, ch))?;
-    at(
+    step!(Step::Namespaces, join(plan, ch))?;
+    step!(Step::Limits, process::apply_limits(p, None, safe))?;
+    let console = step!(Step::Terminal, terminal(plan, ch))?;
+    step!(Step::Terminal, process::setup_terminal_if(console.as_ref()))?;
+    let exe = step!(Step::Executable, process::chdir_and_resolve(p, safe))?;
+    step!(Step::Fds, sweep(plan, ch))?;
+    step!(
         Step::Landlock,
         crate::landlock::apply(&plan.landlock, Path::new("/")).map(drop),
     )?;
-    at(
+    step!(
         Step::SeccompEarly,
         seccomp(plan.seccomp.as_ref(), &ch.sync, !p.no_new_privileges),
     )?;
-    at(Step::Identity, process::apply_identity(p))?;
-    at(Step::NoNewPrivileges, process::set_no_new_privileges(p))?;
-    at(
+    step!(Step::Identity, process::apply_identity(p))?;
+    step!(Step::NoNewPrivileges, process::set_no_new_privileges(p))?;
+    step!(
         Step::Seccomp,
         seccomp(plan.seccomp.as_ref(), &ch.sync, p.no_new_privileges),
     )?;
