@@ -1266,3 +1266,80 @@ fn tmpcopyup_copies_symlinks_as_symlinks() {
     assert!(lines.contains(&"done"), "{out}");
     t.assert_nothing_left();
 }
+
+/// The same copy, raced: a process on the host (another container sharing the image directory
+/// would do) keeps exchanging a directory of the image with a symlink to a host directory while
+/// the runtime copies. A copy that looks a name up again after deciding what it is follows the
+/// symlink into the host directory; one that works on the descriptor it looked at cannot.
+#[test]
+fn tmpcopyup_does_not_follow_a_racing_swap() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let t = Test::new();
+    let secret_dir = t.path("host-secret-dir");
+    std::fs::create_dir_all(&secret_dir).unwrap();
+    std::fs::write(secret_dir.join("host-secret-file"), "host secret\n").unwrap();
+    let mut b = t.bundle();
+    let data = b.rootfs().join("data");
+    let mut pairs = Vec::new();
+    for i in 0..16 {
+        let dir = data.join(format!("dir{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("image-file"), "image\n").unwrap();
+        let link = data.join(format!("link{i}"));
+        std::os::unix::fs::symlink(&secret_dir, &link).unwrap();
+        pairs.push((dir, link));
+    }
+    b.add_mount(
+        json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs",
+                       "options": ["tmpcopyup", "nosuid", "nodev"]}),
+    );
+    b.sh("ls -R /data");
+    let stop = AtomicBool::new(false);
+    let outs = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                for (a, l) in &pairs {
+                    let _ = nix::fcntl::renameat2(
+                        None,
+                        a.as_path(),
+                        None,
+                        l.as_path(),
+                        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+                    );
+                }
+            }
+        });
+        // The swapper stops however this closure ends (a harness timeout panics).
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        let mut outs = Vec::new();
+        for _ in 0..24 {
+            let out = t.run(&b);
+            let leaked = out.stdout.contains("host-secret-file");
+            outs.push(out);
+            if leaked {
+                break;
+            }
+        }
+        outs
+    });
+    for out in &outs {
+        assert!(
+            !out.stdout.contains("host-secret-file"),
+            "the host directory's content was copied into the container:\n{out}"
+        );
+    }
+    for out in &outs {
+        // A copy may also refuse a file that changed under it; it must never leak.
+        assert!(
+            out.success() || out.stderr.contains("changed while being copied"),
+            "{out}"
+        );
+    }
+    t.assert_nothing_left();
+}

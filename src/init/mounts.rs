@@ -281,30 +281,36 @@ fn copy_tree(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<()> {
     let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
     for name in sfd::read_dir_names(from).op("read tmpcopyup source")? {
         let name = Path::new(&name);
-        // O_PATH|O_NOFOLLOW: the entry itself, whatever it is.
+        // O_PATH|O_NOFOLLOW: the entry itself, whatever it is; everything below goes through
+        // this fd or checks against it, so swapping the name meanwhile gains nothing.
         let entry = sfd::openat(from, name, OFlag::O_PATH | OFlag::O_NOFOLLOW, Mode::empty())
             .op_path("open", name)?;
         let est = sfd::fstat(entry.as_fd()).op_path("stat", name)?;
         match est.st_mode & libc::S_IFMT {
             libc::S_IFDIR => {
+                // "." of the O_PATH fd: the very directory just looked at, whatever the name
+                // points to by now.
+                let src = sfd::openat(entry.as_fd(), Path::new("."), dir_flags, Mode::empty())
+                    .op_path("open", name)?;
                 sfd::mkdirat(to, name, Mode::from_bits_truncate(0o700)).op_path("mkdir", name)?;
-                let src =
-                    sfd::openat(from, name, dir_flags, Mode::empty()).op_path("open", name)?;
                 let dst = sfd::openat(to, name, dir_flags, Mode::empty()).op_path("open", name)?;
                 copy_tree(src.as_fd(), dst.as_fd())?;
             }
             libc::S_IFLNK => {
+                // The link itself, read through its own fd.
                 let target =
                     sfd::readlinkat(entry.as_fd(), Path::new("")).op_path("readlink", name)?;
                 sfd::symlinkat(Path::new(&target), to, name).op_path("symlink", name)?;
                 sfd::lchownat(to, name, est.st_uid, est.st_gid).op_path("chown", name)?;
             }
             libc::S_IFREG => {
-                // O_NONBLOCK: were it swapped for a FIFO, the open must not hang.
+                // A regular file cannot be reopened through an O_PATH fd without /proc: open
+                // the name again (never following, never blocking on a FIFO) and insist that
+                // it is still the same file.
                 let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
                 let src = sfd::openat(from, name, flags, Mode::empty()).op_path("open", name)?;
                 let sst = sfd::fstat(src.as_fd()).op_path("stat", name)?;
-                if sst.st_mode & libc::S_IFMT != libc::S_IFREG {
+                if (sst.st_dev, sst.st_ino) != (est.st_dev, est.st_ino) {
                     return Err(Error::Other(format!(
                         "tmpcopyup: {} changed while being copied",
                         name.display()
