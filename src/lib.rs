@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod cgroups;
+pub mod check;
 pub mod container;
 pub mod error;
 pub mod features;
@@ -15,6 +16,7 @@ pub mod init;
 pub mod landlock;
 pub mod log;
 pub mod namespaces;
+pub mod policy;
 pub mod seccomp;
 pub mod selfexe;
 pub mod spec;

@@ -89,6 +89,8 @@ fn create_options(a: cli::CreateArgs, layers: Layers) -> CreateOptions {
         preserve_fds: a.preserve_fds,
         proxy_terminal: false,
         layers,
+        // `create` holds the container to `Runtime::policy`.
+        policy: Default::default(),
     }
 }
 
@@ -151,9 +153,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
     } else {
         SealStatus::Disabled
     };
+    let policy = sealrun::policy::Policy::load(cli.policy.as_deref())?;
     let rt = Runtime {
         root: StateRoot::new(&cli.root),
         seal,
+        policy,
     };
     match command {
         Command::Create(a) => container::create(&rt, create_options(a, layers)).map(|_| 0),
@@ -202,6 +206,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let every = parse_duration(&interval)?;
             container::events(&rt, &id, every, |v| println!("{v}")).map(|_| 0)
         }
+        Command::Check { format, bundle } => check(&rt, &bundle, format, layers),
         Command::Features => {
             println!(
                 "{}",
@@ -210,6 +215,19 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `check`: print the posture; exit 1 when the policy is violated.
+fn check(rt: &Runtime, bundle: &std::path::Path, format: cli::CheckFormat, layers: Layers) -> Result<i32> {
+    let report = sealrun::check::check(bundle, &rt.policy, layers)?;
+    match format {
+        cli::CheckFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        cli::CheckFormat::Text => print!("{}", report.to_text()),
+    }
+    Ok(if report.violations.is_empty() { 0 } else { 1 })
 }
 
 fn list(rt: &Runtime, format: Format, quiet: bool) -> Result<i32> {

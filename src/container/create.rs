@@ -36,7 +36,9 @@ fn create_inner(
     let (spec, raw) = spec::load_bundle(&opts.bundle)?;
     // Relative paths in the config, and the hooks' working directory, are the bundle (as runc).
     std::env::set_current_dir(&opts.bundle).op_path("chdir", &opts.bundle)?;
+    opts.policy = rt.policy.clone();
     let plan = spec::plan(&spec, opts)?;
+    crate::policy::enforce(&plan)?;
     // Info, not warning: podman's default profile names 32-bit syscalls and architectures on
     // every container, and conmon shows the runtime's stderr to the user (runc is silent).
     for w in plan.seccomp.iter().flat_map(|s| &s.warnings) {
@@ -149,6 +151,7 @@ fn audit(rt: &Runtime, plan: &Plan, pid: Pid) {
         .collect();
     f.insert("namespaces".into(), json!(ns));
     f.insert("disabled_layers".into(), json!(plan.opts.layers.disabled()));
+    crate::policy::audit_fields(plan, &mut f);
     crate::log::record(crate::log::Level::Info, "container protections", f);
 }
 

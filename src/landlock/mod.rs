@@ -34,6 +34,7 @@ pub use annotations::{
     READ_ONLY as ANNOTATION_READ_ONLY, SCOPE_ABSTRACT_UNIX as ANNOTATION_SCOPE_ABSTRACT_UNIX,
     TCP_BIND as ANNOTATION_TCP_BIND, TCP_CONNECT as ANNOTATION_TCP_CONNECT,
 };
+pub use annotations::{field as annotation_field, Weakening};
 
 /// The Landlock policy for one container process, decided in the parent by [`policy`].
 ///
@@ -60,6 +61,10 @@ pub struct Policy {
     pub scope_abstract_unix: bool,
     /// Why the policy is disabled or narrower than the default, for the audit line.
     pub notes: Vec<String>,
+    /// Layers the container's annotations weakened below the default: refused at `create`
+    /// unless the operator policy allows each (`crate::policy`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weakened: Vec<Weakening>,
 }
 
 impl Default for Policy {
@@ -74,6 +79,7 @@ impl Default for Policy {
             tcp_connect: None,
             scope_abstract_unix: false,
             notes: Vec::new(),
+            weakened: Vec::new(),
         }
     }
 }
@@ -128,8 +134,12 @@ pub fn policy(annotations: &HashMap<String, String>, ctx: &Context) -> Result<Po
         scope_abstract_unix: a.scope_abstract_unix.unwrap_or(ctx.host_network),
         ..Policy::default()
     };
+    if a.mode != Mode::Off && ctx.host_network && a.scope_abstract_unix == Some(false) {
+        p.weakened.push(Weakening::AbstractUnixScope);
+    }
     match p.mode {
         Mode::Off => {
+            p.weakened.push(Weakening::Landlock);
             p.fs = false;
             p.scope_abstract_unix = false;
             p.notes
@@ -452,7 +462,11 @@ mod tests {
                 .scope_abstract_unix
         );
         let off = ann(&[(ANNOTATION_SCOPE_ABSTRACT_UNIX, "off")]);
-        assert!(!policy(&off, &HOST_NET).unwrap().scope_abstract_unix);
+        let p = policy(&off, &HOST_NET).unwrap();
+        assert!(!p.scope_abstract_unix);
+        assert_eq!(p.weakened, [Weakening::AbstractUnixScope]);
+        // In a network namespace of its own, "off" is the default: nothing is weakened.
+        assert!(policy(&off, &PLAIN).unwrap().weakened.is_empty());
         let on = ann(&[(ANNOTATION_SCOPE_ABSTRACT_UNIX, "on")]);
         assert!(policy(&on, &PLAIN).unwrap().scope_abstract_unix);
         let p = policy(&HashMap::new(), &HOST_NET).unwrap();
@@ -467,6 +481,7 @@ mod tests {
         let p = policy(&ann(&[(ANNOTATION_MODE, "off")]), &HOST_NET).unwrap();
         assert!(!p.enabled && !p.fs && !p.scope_abstract_unix);
         assert!(p.notes[0].contains("=off"));
+        assert_eq!(p.weakened, [Weakening::Landlock]);
         assert!(effective(&p, ABI::V7).is_empty());
         // Other annotations are still validated.
         let bad = ann(&[(ANNOTATION_MODE, "off"), (ANNOTATION_TCP_BIND, "x")]);
@@ -477,6 +492,8 @@ mod tests {
     fn cap_sys_admin_skips_filesystem_rules_but_keeps_the_rest() {
         let p = policy(&HashMap::new(), &SYS_ADMIN).unwrap();
         assert!(!p.enabled && !p.fs);
+        // The default for CAP_SYS_ADMIN, not the container's choice.
+        assert!(p.weakened.is_empty());
         assert!(p.notes[0].contains("CAP_SYS_ADMIN"));
         let ctx = Context {
             host_network: true,

@@ -103,6 +103,8 @@ pub struct CreateOptions {
     pub proxy_terminal: bool,
     /// Layers switched off for testing.
     pub layers: Layers,
+    /// The operator policy (default: none; `create` sets it from `Runtime::policy`).
+    pub policy: crate::policy::Policy,
 }
 
 /// One uid or gid mapping line.
@@ -501,10 +503,6 @@ pub fn plan(spec: &Spec, opts: CreateOptions) -> Result<Plan> {
         linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
         &opts.id,
     )?;
-    let seccomp = match linux.seccomp() {
-        Some(s) if !opts.layers.no_seccomp => Some(crate::seccomp::compile(s)?),
-        _ => None,
-    };
     let landlock = if opts.layers.no_landlock {
         crate::landlock::Policy {
             enabled: false,
@@ -520,6 +518,14 @@ pub fn plan(spec: &Spec, opts: CreateOptions) -> Result<Plan> {
         )?;
         crate::landlock::check(&policy, crate::landlock::abi())?;
         policy
+    };
+    let seccomp = match linux.seccomp() {
+        Some(s) if !opts.layers.no_seccomp => Some(crate::policy::compile_seccomp(
+            s,
+            &landlock,
+            &opts.policy,
+        )?),
+        _ => None,
     };
     Ok(Plan {
         id: opts.id.clone(),
