@@ -189,14 +189,10 @@ fn report(plan: &Plan, bundle: PathBuf) -> Report {
 /// Writable kernel interfaces: `proc` or `sysfs` mounted without `ro` (for /proc, only when
 /// /proc/sys is neither read-only nor masked), or a writable bind of the host's /proc or /sys.
 fn writable_kernel_mounts(plan: &Plan) -> Vec<String> {
-    let ro = |m: &crate::spec::MountPlan| {
-        m.options
-            .flags
-            .contains(nix::mount::MsFlags::MS_RDONLY)
-    };
+    let ro = |m: &crate::spec::MountPlan| m.options.flags.contains(nix::mount::MsFlags::MS_RDONLY);
     let proc_sys = Path::new("/proc/sys");
-    let proc_sys_guarded =
-        plan.readonly_paths.iter().any(|p| p == proc_sys) || plan.masked_paths.iter().any(|p| p == proc_sys);
+    let proc_sys_guarded = plan.readonly_paths.iter().any(|p| p == proc_sys)
+        || plan.masked_paths.iter().any(|p| p == proc_sys);
     let mut out = Vec::new();
     for m in plan.mounts.iter().filter(|m| !ro(m)) {
         let at = format!("mounts[{}] {}", m.index, m.destination.display());
@@ -260,7 +256,10 @@ fn risks(plan: &Plan, r: &Report) -> Vec<Risk> {
             format!("weakens the {} layer", w.name()),
         );
     }
-    let defaults: Vec<String> = crate::spec::DEFAULT_CAPS.iter().map(|c| c.to_string()).collect();
+    let defaults: Vec<String> = crate::spec::DEFAULT_CAPS
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
     let mut extra: Vec<&String> = r
         .capabilities
         .values()

@@ -153,7 +153,16 @@ fn dispatch(cli: Cli) -> Result<i32> {
     } else {
         SealStatus::Disabled
     };
-    let policy = sealrun::policy::Policy::load(cli.policy.as_deref())?;
+    // Only the commands that plan a container read the policy: a broken policy file must not
+    // stop `delete` or `kill` from cleaning up.
+    let policy = if matches!(
+        command,
+        Command::Create(_) | Command::Run { .. } | Command::Check { .. }
+    ) {
+        sealrun::policy::Policy::load(cli.policy.as_deref())?
+    } else {
+        sealrun::policy::Policy::default()
+    };
     let rt = Runtime {
         root: StateRoot::new(&cli.root),
         seal,
@@ -218,7 +227,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
 }
 
 /// `check`: print the posture; exit 1 when the policy is violated.
-fn check(rt: &Runtime, bundle: &std::path::Path, format: cli::CheckFormat, layers: Layers) -> Result<i32> {
+fn check(
+    rt: &Runtime,
+    bundle: &std::path::Path,
+    format: cli::CheckFormat,
+    layers: Layers,
+) -> Result<i32> {
     let report = sealrun::check::check(bundle, &rt.policy, layers)?;
     match format {
         cli::CheckFormat::Json => println!(

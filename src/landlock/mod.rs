@@ -29,12 +29,12 @@ use landlock::{Access, AccessFs, AccessNet, BitFlags, RestrictSelf, Scope, ABI};
 
 use crate::error::{Error, Result};
 
+pub use annotations::{field as annotation_field, Weakening};
 pub use annotations::{
     Mode, ALL as ANNOTATIONS, MAX_PORTS, MODE as ANNOTATION_MODE, NO_EXEC as ANNOTATION_NO_EXEC,
     READ_ONLY as ANNOTATION_READ_ONLY, SCOPE_ABSTRACT_UNIX as ANNOTATION_SCOPE_ABSTRACT_UNIX,
     TCP_BIND as ANNOTATION_TCP_BIND, TCP_CONNECT as ANNOTATION_TCP_CONNECT,
 };
-pub use annotations::{field as annotation_field, Weakening};
 
 /// The Landlock policy for one container process, decided in the parent by [`policy`].
 ///

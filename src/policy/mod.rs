@@ -248,8 +248,8 @@ pub fn evaluate(plan: &Plan, policy: &Policy) -> Vec<Violation> {
         }
     }
     if let Some(allowed) = &policy.allowed_capabilities {
-        let allowed = crate::spec::parse_capabilities(allowed, "allowedCapabilities")
-            .unwrap_or_default();
+        let allowed =
+            crate::spec::parse_capabilities(allowed, "allowedCapabilities").unwrap_or_default();
         for (set, caps) in cap_sets(plan) {
             for cap in caps {
                 if !allowed.iter().any(|a| a.to_string() == cap) {
@@ -397,20 +397,19 @@ pub fn privileged_devices(plan: &Plan) -> Vec<(String, String)> {
 /// Whether sealrun refuses `open_by_handle_at` in this container's seccomp program, and why,
 /// or why not (`None`: the process cannot hold CAP_DAC_READ_SEARCH, nothing to say).
 pub fn open_by_handle_at(plan: &Plan) -> Option<Value> {
-    if !plan
-        .process
-        .has_cap(caps::Capability::CAP_DAC_READ_SEARCH)
-    {
+    if !plan.process.has_cap(caps::Capability::CAP_DAC_READ_SEARCH) {
         return None;
     }
     let verdict = plan
         .seccomp
         .as_ref()
         .and_then(|c| c.verdicts.get(OPEN_BY_HANDLE_AT).copied());
-    let denied_by_us = plan
-        .seccomp
-        .as_ref()
-        .is_some_and(|c| c.summary.runtime_denies.iter().any(|n| n == OPEN_BY_HANDLE_AT));
+    let denied_by_us = plan.seccomp.as_ref().is_some_and(|c| {
+        c.summary
+            .runtime_denies
+            .iter()
+            .any(|n| n == OPEN_BY_HANDLE_AT)
+    });
     let (state, why) = match (&plan.seccomp, verdict) {
         (None, _) => (
             "allowed",
@@ -443,7 +442,10 @@ fn policy_allows(plan: &Plan) -> bool {
 
 /// The syscalls sealrun refuses on top of the profile for this container: `open_by_handle_at`
 /// while Landlock confines the filesystem, unless the policy allows it.
-pub fn runtime_denies(landlock: &crate::landlock::Policy, policy: &Policy) -> &'static [&'static str] {
+pub fn runtime_denies(
+    landlock: &crate::landlock::Policy,
+    policy: &Policy,
+) -> &'static [&'static str] {
     if landlock.enabled && landlock.fs && !policy.allow_open_by_handle_at {
         &[OPEN_BY_HANDLE_AT]
     } else {

@@ -64,3 +64,81 @@ fn decide(e: Effect, some_allowed: bool, some_refused: bool) -> Verdict {
         _ => Verdict::Sometimes,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use oci_spec::runtime::LinuxSeccomp;
+    use serde_json::json;
+
+    use super::super::{compile_with, interp, Verdict};
+
+    fn profile(v: serde_json::Value) -> LinuxSeccomp {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn verdicts(p: &LinuxSeccomp, deny: &[&str]) -> std::collections::BTreeMap<String, Verdict> {
+        compile_with(p, deny, &["getpid".to_string()])
+            .unwrap()
+            .verdicts
+    }
+
+    #[test]
+    fn verdicts_follow_the_precedence() {
+        let p = profile(json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [
+                {"names": ["ptrace", "getpid"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["ptrace"], "action": "SCMP_ACT_ERRNO",
+                 "args": [{"index": 0, "value": 16, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["unshare"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["keyctl"], "action": "SCMP_ACT_NOTIFY"},
+                {"names": ["bpf"], "action": "SCMP_ACT_KILL"}
+            ],
+            "listenerPath": "/run/agent.sock"
+        }));
+        let v = verdicts(&p, &[]);
+        assert_eq!(v["getpid"], Verdict::Always);
+        assert_eq!(v["ptrace"], Verdict::Sometimes);
+        assert_eq!(v["unshare"], Verdict::Sometimes);
+        assert_eq!(v["keyctl"], Verdict::Sometimes);
+        assert_eq!(v["bpf"], Verdict::Never);
+        assert_eq!(v["mount"], Verdict::Never);
+        let allow_all = profile(json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_ERRNO"}]}));
+        let v = verdicts(&allow_all, &[]);
+        assert_eq!(v["ptrace"], Verdict::Always);
+        assert_eq!(v["mount"], Verdict::Never);
+    }
+
+    #[test]
+    fn runtime_denies_refuse_with_eperm_and_keep_the_summary() {
+        let arch = interp::arch();
+        let nr = arch.lookup("open_by_handle_at").unwrap();
+        for p in [
+            profile(json!({"defaultAction": "SCMP_ACT_ALLOW"})),
+            profile(json!({"defaultAction": "SCMP_ACT_ERRNO",
+                "syscalls": [{"names": ["open_by_handle_at", "read"], "action": "SCMP_ACT_ALLOW"}]})),
+            profile(json!({"defaultAction": "SCMP_ACT_ERRNO",
+                "syscalls": [{"names": ["open_by_handle_at"], "action": "SCMP_ACT_LOG"}]})),
+        ] {
+            let plain = compile_with(&p, &[], &[]).unwrap();
+            let hardened = compile_with(&p, &["open_by_handle_at"], &[]).unwrap();
+            assert_eq!(hardened.summary.runtime_denies, ["open_by_handle_at"]);
+            assert_eq!(hardened.summary.digest, plain.summary.digest);
+            assert_eq!(hardened.summary.rules, plain.summary.rules);
+            assert_eq!(hardened.verdicts["open_by_handle_at"], Verdict::Never);
+            let data = interp::Data::call(arch, nr, [0; 6]);
+            let ret = interp::run(&hardened.filters[0].program, &data);
+            assert_eq!(ret, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32);
+            assert_ne!(interp::run(&plain.filters[0].program, &data), ret);
+        }
+        // Already refused: nothing added, the program is the plain one.
+        let p = profile(json!({"defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}));
+        let plain = compile_with(&p, &[], &[]).unwrap();
+        let hardened = compile_with(&p, &["open_by_handle_at"], &[]).unwrap();
+        assert!(hardened.summary.runtime_denies.is_empty());
+        assert_eq!(hardened.filters[0].program, plain.filters[0].program);
+    }
+}

@@ -520,11 +520,9 @@ pub fn plan(spec: &Spec, opts: CreateOptions) -> Result<Plan> {
         policy
     };
     let seccomp = match linux.seccomp() {
-        Some(s) if !opts.layers.no_seccomp => Some(crate::policy::compile_seccomp(
-            s,
-            &landlock,
-            &opts.policy,
-        )?),
+        Some(s) if !opts.layers.no_seccomp => {
+            Some(crate::policy::compile_seccomp(s, &landlock, &opts.policy)?)
+        }
         _ => None,
     };
     Ok(Plan {
