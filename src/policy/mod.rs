@@ -153,10 +153,13 @@ impl Policy {
             }
         }
         for (i, name) in self.forbidden_syscalls.iter().enumerate() {
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            if !crate::seccomp::known_syscall(name) {
                 return Err(Error::config(
                     format!("forbiddenSyscalls[{i}]"),
-                    format!("{name:?} is not a syscall name"),
+                    format!(
+                        "{name:?} is not a syscall of this architecture ({})",
+                        std::env::consts::ARCH
+                    ),
                 ));
             }
         }

@@ -289,6 +289,12 @@ pub fn compile_with(seccomp: &LinuxSeccomp, deny: &[&str], watch: &[String]) -> 
     })
 }
 
+/// Whether `name` is a syscall of the native architecture (what a profile or a policy may
+/// name to any effect here).
+pub fn known_syscall(name: &str) -> bool {
+    syscalls::native().is_some_and(|arch| arch.lookup(name).is_some())
+}
+
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
