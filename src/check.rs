@@ -91,8 +91,38 @@ pub struct LandlockPosture {
     pub scope_abstract_unix: bool,
     /// Layers the annotations weaken.
     pub weakened: Vec<&'static str>,
-    /// Why parts are skipped.
+    /// What this kernel will enforce.
+    pub on_this_kernel: LandlockOnKernel,
+}
+
+/// What Landlock will enforce on this kernel ([`crate::landlock::preview`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct LandlockOnKernel {
+    /// Whether a Landlock domain will confine the container.
+    pub enforced: bool,
+    /// Why nothing will be enforced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Handled filesystem rights (kernel names, lower case).
+    pub fs: Vec<&'static str>,
+    /// Handled network rights.
+    pub net: Vec<&'static str>,
+    /// Scopes.
+    pub scopes: Vec<&'static str>,
+    /// What is skipped or narrowed on this kernel, and why.
     pub notes: Vec<String>,
+}
+
+fn on_this_kernel(policy: &crate::landlock::Policy) -> LandlockOnKernel {
+    let s = crate::landlock::preview(policy);
+    LandlockOnKernel {
+        enforced: s.enforced,
+        reason: s.reason,
+        fs: s.fs,
+        net: s.net,
+        scopes: s.scopes,
+        notes: s.notes,
+    }
 }
 
 /// A risky setting.
@@ -153,7 +183,7 @@ fn report(plan: &Plan, bundle: PathBuf) -> Report {
         tcp_connect: l.tcp_connect.clone(),
         scope_abstract_unix: l.scope_abstract_unix,
         weakened: l.weakened.iter().map(|w| w.name()).collect(),
-        notes: l.notes.clone(),
+        on_this_kernel: on_this_kernel(l),
     };
     let capabilities: BTreeMap<String, Vec<String>> = crate::policy::cap_sets(plan)
         .into_iter()
@@ -402,7 +432,18 @@ impl Report {
                 line(format!("  {what} allowed: {}", list(&p)));
             }
         }
-        for n in &ll.notes {
+        let k = &ll.on_this_kernel;
+        if k.enforced {
+            line(format!(
+                "  enforced here: filesystem [{}], network [{}], scopes [{}]",
+                k.fs.join(" "),
+                k.net.join(" "),
+                k.scopes.join(" ")
+            ));
+        } else if let Some(why) = &k.reason {
+            line(format!("  nothing enforced here: {why}"));
+        }
+        for n in &k.notes {
             line(format!("  note: {n}"));
         }
         for (set, caps) in &self.capabilities {
@@ -441,5 +482,73 @@ impl Report {
             line(format!("  - {}: {} [{}]", v.field, v.message, v.rule));
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    /// Plan `sealrun spec`'s config with `edit` applied and describe it.
+    fn report_of(name: &str, edit: impl FnOnce(&mut Value)) -> Report {
+        let dir = std::env::temp_dir().join(format!("sealrun-check-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+        let mut config = crate::spec::default_config(false).unwrap();
+        edit(&mut config);
+        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        let r = check(&dir, &Policy::default(), Layers::default());
+        let _ = std::fs::remove_dir_all(&dir);
+        r.unwrap()
+    }
+
+    fn risk(r: &Report, needle: &str) -> bool {
+        r.risks.iter().any(|x| x.message.contains(needle))
+    }
+
+    #[test]
+    fn default_config_has_only_the_ptrace_risk() {
+        let r = report_of("default", |_| {});
+        assert!(r.writable_kernel_mounts.is_empty() && r.privileged_devices.is_empty());
+        assert!(r.violations.is_empty());
+        assert!(r.seccomp.enabled && r.landlock.fs && r.no_new_privileges);
+        let fields: Vec<&str> = r.risks.iter().map(|x| x.field.as_str()).collect();
+        assert_eq!(fields, ["linux.seccomp"], "{:?}", r.risks);
+        assert!(r.to_text().contains("policy violations: 0"));
+    }
+
+    #[test]
+    fn writable_sysfs_and_unguarded_proc_are_flagged() {
+        let r = report_of("writable", |c| {
+            for m in c["mounts"].as_array_mut().unwrap() {
+                if m["type"] == "sysfs" {
+                    m["options"] = json!(["nosuid", "noexec", "nodev"]);
+                }
+            }
+            c["linux"]["readonlyPaths"] = json!([]);
+        });
+        let w = r.writable_kernel_mounts.join("\n");
+        assert!(w.contains("/sys") && w.contains("/proc"), "{w}");
+        assert!(risk(&r, "writable kernel interface"), "{:?}", r.risks);
+    }
+
+    #[test]
+    fn landlock_off_and_privileged_devices_are_flagged() {
+        let r = report_of("devices", |c| {
+            c["annotations"] = json!({"run.sealrun.landlock": "off"});
+            c["linux"]["devices"] =
+                json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]);
+        });
+        assert!(!r.landlock.enabled && !r.landlock.on_this_kernel.enforced);
+        assert_eq!(r.landlock.weakened, ["landlock"]);
+        assert!(risk(&r, "Landlock is off"), "{:?}", r.risks);
+        assert!(
+            r.privileged_devices[0].contains("/dev/kmsg"),
+            "{:?}",
+            r.privileged_devices
+        );
+        assert_eq!(r.violations.len(), 1, "{:?}", r.violations);
+        assert_eq!(r.violations[0].rule, "annotationsMayWeaken");
     }
 }

@@ -380,6 +380,13 @@ fn check_explains_the_default_config() {
     assert_eq!(r["landlock"]["enabled"], true, "{r}");
     assert_eq!(r["landlock"]["fs"], true, "{r}");
     assert!(r["landlock"]["abi"].as_i64().unwrap_or(0) >= 1, "{r}");
+    assert_eq!(r["landlock"]["on_this_kernel"]["enforced"], true, "{r}");
+    assert!(
+        r["landlock"]["on_this_kernel"]["fs"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("read_file"))),
+        "{r}"
+    );
     assert_eq!(
         r["capabilities"]["bounding"],
         json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]),

@@ -338,6 +338,55 @@ pub fn apply(policy: &Policy, root: &Path) -> Result<Status> {
     Ok(status)
 }
 
+/// What [`apply`] would enforce on this kernel, enforcing nothing (for `sealrun check`): the
+/// handled rights and scopes, the notes, and the reason when nothing would be enforced (a
+/// required policy the kernel cannot meet included). `rules` stays 0: rules are counted as
+/// they are built, beneath the container's root.
+pub fn preview(policy: &Policy) -> Status {
+    let abi = current_abi();
+    let mut status = Status {
+        abi: abi as i32,
+        mode: policy.mode,
+        notes: policy.notes.clone(),
+        ..Status::default()
+    };
+    if !policy.enabled {
+        status.reason = Some(
+            policy
+                .notes
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "disabled".to_string()),
+        );
+        return status;
+    }
+    if let Err(e) = check(policy, status.abi) {
+        status.reason = Some(e.to_string());
+        return status;
+    }
+    if abi == ABI::Unsupported {
+        status.reason = Some("the kernel does not support Landlock".to_string());
+        return status;
+    }
+    let eff = effective(policy, abi);
+    status.notes.extend(eff.notes.iter().cloned());
+    if eff.is_empty() {
+        status.reason = Some(
+            status
+                .notes
+                .last()
+                .cloned()
+                .unwrap_or_else(|| "nothing to enforce".to_string()),
+        );
+        return status;
+    }
+    status.enforced = true;
+    status.fs = fs_names(eff.fs);
+    status.net = net_names(eff.net);
+    status.scopes = scope_names(eff.scopes);
+    status
+}
+
 /// Kernel names of filesystem rights, lower case, without the `LANDLOCK_ACCESS_FS_` prefix.
 fn fs_names(rights: BitFlags<AccessFs>) -> Vec<&'static str> {
     rights
