@@ -14,10 +14,15 @@
 //!   eBPF program on the cgroup2 directory. Like runc, no program on hybrid hosts that have the
 //!   v1 controller (it already enforces the same rules).
 //! - `destroy` removes exactly the directories sealrun created (runc leaves parents behind).
+//! - A cgroup that already exists is only joined: sealrun never removes it, never writes its
+//!   `cgroup.kill`, and signals only the container's own processes in it (see [`members`]).
+//!   One with sub-cgroups sealrun did not create is refused; one with processes is joined
+//!   with a warning (runc joins both).
 
 pub mod devices;
 mod fs;
 pub mod layout;
+mod members;
 pub mod resources;
 pub mod stats;
 
@@ -34,13 +39,14 @@ use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
 use serde::{Deserialize, Serialize};
 
 pub use layout::Mode;
+pub use members::Init;
 use resources::{Host, Ver};
 
 use crate::error::{Context, Error, Result};
 use crate::sys;
 use fs::{
-    attach_device_program, collect_pids, enable_v2, freeze_v1, inherit_cpuset, is_enoent, read,
-    remove_parent, remove_tree, set_frozen_v2, wait_for, write, write_raw, Live,
+    adopt, attach_device_program, collect_pids, enable_v2, freeze_v1, inherit_cpuset, is_enoent,
+    read, remove_parent, remove_tree, set_frozen_v2, wait_for, write, write_raw, Live,
 };
 
 /// The parent of containers whose config has no `cgroupsPath`.
@@ -72,7 +78,10 @@ pub struct Cgroup {
     /// One entry per hierarchy the container joins.
     #[serde(default)]
     pub hierarchies: Vec<Hierarchy>,
-    /// Directories sealrun created, parents before children; `destroy` removes these only.
+    /// Directories sealrun created, parents before children, in every hierarchy (each path is
+    /// under its hierarchy's mount point). Every other directory from a mount point down to
+    /// the container's cgroup, the container's own when it is not listed, was only joined.
+    /// `destroy` removes these only; see [`Cgroup::owned`] for what `kill_all` may reach.
     #[serde(default)]
     pub created: Vec<PathBuf>,
 }
@@ -186,6 +195,19 @@ impl Cgroup {
         self.hierarchies.iter().find(|h| h.v2)
     }
 
+    /// Whether sealrun created the container's directory in hierarchy `h` (else it joined an
+    /// existing one).
+    pub fn created_in(&self, h: &Hierarchy) -> bool {
+        self.created.contains(&h.dir)
+    }
+
+    /// Whether sealrun created the container's cgroup in every hierarchy: then everything in it
+    /// is the container's and may be signalled as a whole. Otherwise only the container's own
+    /// processes are (see [`members`]).
+    pub fn owned(&self) -> bool {
+        !self.hierarchies.is_empty() && self.hierarchies.iter().all(|h| self.created_in(h))
+    }
+
     /// Create the cgroup directories (recording the ones sealrun made). On failure, whatever
     /// was made is removed again.
     pub fn create(&mut self) -> Result<()> {
@@ -215,16 +237,8 @@ impl Cgroup {
                     return Err(Error::os("mkdir", Some(&h.dir), Errno::ENOENT));
                 }
             }
-            if !self.created.contains(&h.dir) {
-                // Joining a cgroup someone else uses would let kill --all and delete reach
-                // their processes.
-                let busy = read(&h.dir.join("cgroup.procs"))?;
-                if !busy.trim().is_empty() {
-                    return Err(Error::config(
-                        "linux.cgroupsPath",
-                        format!("cgroup {} is in use (it has processes)", h.dir.display()),
-                    ));
-                }
+            if !self.created_in(&h) {
+                adopt(&h.dir)?;
             }
         }
         if self.mode == Mode::V2 {
@@ -502,10 +516,32 @@ impl Cgroup {
             .unwrap_or_default()
     }
 
-    /// Send `signal` to every process in the cgroup, as runc's signalAllProcesses: freeze,
-    /// signal each pid, thaw (a paused container stays paused unless the signal is SIGKILL).
-    /// SIGKILL uses cgroup2's `cgroup.kill` when the kernel has it.
-    pub fn kill_all(&self, signal: Signal) -> Result<()> {
+    /// The container's processes: every pid in the cgroup and its descendants when sealrun
+    /// created it ([`Cgroup::owned`]); in a joined cgroup only the container's own (see
+    /// [`members`]; `init` is the container's init if it still runs).
+    pub fn container_pids(&self, init: Option<&Init>) -> Result<Vec<Pid>> {
+        if self.owned() {
+            return self.pids();
+        }
+        match self.procs_hierarchy() {
+            Some(h) => members::pids_joined(&h.dir, init),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Send `signal` to the container's processes. In a cgroup sealrun created, every process
+    /// in it, as runc's signalAllProcesses: freeze, signal each pid, thaw (a paused container
+    /// stays paused unless the signal is SIGKILL); SIGKILL uses cgroup2's `cgroup.kill` when
+    /// the kernel has it. In a joined cgroup, only the container's own processes, without
+    /// freezing (the freeze would stop others' processes too); `init` is the container's init
+    /// if it still runs.
+    pub fn kill_all(&self, signal: Signal, init: Option<&Init>) -> Result<()> {
+        if !self.owned() {
+            return match self.procs_hierarchy() {
+                Some(h) => members::kill_joined(&h.dir, init, signal),
+                None => Ok(()),
+            };
+        }
         if signal == Signal::SIGKILL {
             if let Some(h) = self.v2() {
                 let kill = h.dir.join("cgroup.kill");
