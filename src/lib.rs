@@ -58,6 +58,7 @@
 
 pub mod audit;
 pub mod cgroups;
+pub mod check;
 pub mod container;
 pub mod error;
 pub mod features;
@@ -66,6 +67,7 @@ pub(crate) mod init;
 pub mod landlock;
 pub mod log;
 pub mod namespaces;
+pub mod policy;
 pub mod sandbox;
 pub mod seccomp;
 pub mod selfexe;

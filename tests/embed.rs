@@ -103,6 +103,40 @@ fn handles_are_send_and_sync() {
 }
 
 #[test]
+fn the_operator_policy_holds_embedded_containers() {
+    let _g = shared();
+    let t = Test::new();
+    let policy = t.path("policy.json");
+    std::fs::write(&policy, r#"{"requireSeccomp": true}"#).unwrap();
+    let sb = Sandbox::builder()
+        .state_root(&t.root)
+        .runtime_binary(env!("CARGO_BIN_EXE_sealrun"))
+        .policy_file(&policy)
+        .build()
+        .unwrap();
+    let b = sh_bundle(&t, t.id(), "true");
+    let err = sb
+        .container(t.id())
+        .spec_json(serde_json::to_vec(&b.config).unwrap())
+        .rootfs(b.rootfs())
+        .create()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig { field, .. } if field == "linux.seccomp"),
+        "{err}"
+    );
+    t.assert_nothing_left();
+
+    std::fs::write(&policy, r#"{"requireSecomp": true}"#).unwrap();
+    let err = Sandbox::builder()
+        .runtime_binary(env!("CARGO_BIN_EXE_sealrun"))
+        .policy_file(&policy)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("requireSecomp"), "{err}");
+}
+
+#[test]
 fn run_from_a_bundle_directory() {
     let _g = shared();
     let t = Test::new();

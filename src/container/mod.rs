@@ -27,12 +27,19 @@ pub struct Runtime {
     pub root: StateRoot,
     /// How the binary is protected (for the audit line).
     pub seal: crate::selfexe::SealStatus,
+    /// The operator policy every `create` is held to (`Policy::default()`: none).
+    pub policy: crate::policy::Policy,
 }
 
 impl Runtime {
-    /// Settings for the state directory `root`, running as `seal` says.
+    /// Settings for the state directory `root`, running as `seal` says, with no operator
+    /// policy (set [`Runtime::policy`] for one).
     pub fn new(root: StateRoot, seal: crate::selfexe::SealStatus) -> Runtime {
-        Runtime { root, seal }
+        Runtime {
+            root,
+            seal,
+            policy: crate::policy::Policy::default(),
+        }
     }
 }
 

@@ -289,8 +289,11 @@ impl ContainerBuilder {
             .arg("--log")
             .arg(s.log.as_deref().unwrap_or(Path::new("/dev/null")))
             .arg("--log-format")
-            .arg("json")
-            .arg("__helper")
+            .arg("json");
+        if let Some(p) = &s.policy {
+            cmd.arg("--policy").arg(p);
+        }
+        cmd.arg("__helper")
             // Its own process group: a terminal's ^C reaches the caller, which decides.
             .process_group(0);
         let [stdin, stdout, stderr] = self.stdio;

@@ -83,17 +83,11 @@ impl Helper {
             ));
         };
         let generated = generated.then(|| bundle.clone());
-        let opts = CreateOptions {
-            id: id.clone(),
-            bundle,
-            console_socket,
-            pid_file: None,
-            no_pivot,
-            no_new_keyring,
-            preserve_fds: 0,
-            proxy_terminal: false,
-            layers: Layers::default(),
-        };
+        // The operator policy is the helper's `--policy` (Runtime::policy), as for `create`.
+        let mut opts = CreateOptions::new(id.clone(), bundle);
+        opts.console_socket = console_socket;
+        opts.no_pivot = no_pivot;
+        opts.no_new_keyring = no_new_keyring;
         if let Err(e) = container::create(&rt, opts) {
             remove_bundle(generated.as_deref());
             return Err(e);

@@ -68,6 +68,7 @@ pub(crate) struct Settings {
     pub(crate) root: PathBuf,
     pub(crate) binary: PathBuf,
     pub(crate) log: Option<PathBuf>,
+    pub(crate) policy: Option<PathBuf>,
 }
 
 /// A handle on sealrun configured once: where container state lives, which runtime binary
@@ -97,6 +98,7 @@ pub struct SandboxBuilder {
     root: Option<PathBuf>,
     binary: Option<PathBuf>,
     log: Option<PathBuf>,
+    policy: Option<PathBuf>,
 }
 
 impl SandboxBuilder {
@@ -119,9 +121,19 @@ impl SandboxBuilder {
         self
     }
 
-    /// Resolve the runtime binary and make the handle.
+    /// The operator policy file every container is held to (as `sealrun --policy`); by
+    /// default the helpers read `/etc/sealrun/policy.json` when it exists, as the CLI does.
+    pub fn policy_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.policy = Some(path.into());
+        self
+    }
+
+    /// Resolve the runtime binary and make the handle (a policy file given is checked now).
     pub fn build(self) -> Result<Sandbox> {
         let binary = find_binary(self.binary)?;
+        if let Some(p) = &self.policy {
+            crate::policy::Policy::load(Some(p))?;
+        }
         let root = self.root.unwrap_or_else(|| PathBuf::from("/run/sealrun"));
         if !root.is_absolute() {
             return Err(Error::InvalidArgument(format!(
@@ -134,6 +146,7 @@ impl SandboxBuilder {
                 root,
                 binary,
                 log: self.log,
+                policy: self.policy,
             }),
         })
     }
@@ -251,10 +264,7 @@ pub struct State {
 }
 
 pub(crate) fn runtime(settings: &Settings) -> Runtime {
-    Runtime {
-        root: StateRoot::new(&settings.root),
-        seal: SealStatus::Disabled,
-    }
+    Runtime::new(StateRoot::new(&settings.root), SealStatus::Disabled)
 }
 
 pub(crate) fn state_of(settings: &Settings, id: &str) -> Result<State> {
