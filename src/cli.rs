@@ -194,7 +194,11 @@ pub enum Command {
     Exec(ExecArgs),
     /// Internal: the embedding API's helper process (control socket on descriptor 3).
     #[command(name = "__helper", hide = true)]
-    Helper,
+    Helper {
+        /// The control socket's descriptor; those from 3 below it go to the container.
+        #[arg(long, default_value_t = 3)]
+        control_fd: i32,
+    },
     /// List the processes of a container.
     Ps {
         /// Output format (json: an array of pids).

@@ -235,7 +235,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
     }
     let seals = matches!(
         command,
-        Command::Create(_) | Command::Run { .. } | Command::Exec(_) | Command::Helper
+        Command::Create(_) | Command::Run { .. } | Command::Exec(_) | Command::Helper { .. }
     );
     let seal = if seals {
         selfexe::ensure_sealed(layers.no_selfexe)?
@@ -246,7 +246,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
     // stop `delete` or `kill` from cleaning up.
     let policy = if matches!(
         command,
-        Command::Create(_) | Command::Run { .. } | Command::Check { .. } | Command::Helper
+        Command::Create(_) | Command::Run { .. } | Command::Check { .. } | Command::Helper { .. }
     ) {
         sealrun::policy::Policy::load(cli.policy.as_deref())?
     } else {
@@ -310,7 +310,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Check { format, bundle } => check(&rt, &bundle, format, layers),
-        Command::Helper => Ok(sealrun::sandbox::helper_main(rt.clone())),
+        Command::Helper { control_fd } => Ok(sealrun::sandbox::helper_main(rt.clone(), control_fd)),
         Command::Features => {
             outln!(
                 "{}",

@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::RwLock;
 
 use common::bundle::Bundle;
@@ -100,6 +100,56 @@ fn handles_are_send_and_sync() {
     movable::<sealrun::Process>();
     movable::<sealrun::ContainerBuilder>();
     movable::<sealrun::Error>();
+}
+
+#[test]
+fn preserved_descriptors_reach_the_container_in_order() {
+    let _g = shared();
+    let t = Test::new();
+    let sb = sandbox(&t);
+    let b = sh_bundle(
+        &t,
+        t.id(),
+        "echo three >&3; echo four >&4; ls /proc/self/fd",
+    );
+    let pipe = || {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two new descriptors into `fds`, which we then own.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: both were just created for us.
+        unsafe {
+            (
+                std::fs::File::from_raw_fd(fds[0]),
+                OwnedFd::from_raw_fd(fds[1]),
+            )
+        }
+    };
+    let (r3, w3) = pipe();
+    let (r4, w4) = pipe();
+    let c = sb
+        .container(t.id())
+        .spec_json(serde_json::to_vec(&b.config).unwrap())
+        .rootfs(b.rootfs())
+        .preserve_fd(w3)
+        .preserve_fd(w4)
+        .stdout(Stdio::Pipe)
+        .create()
+        .unwrap();
+    let out = c.take_stdout().unwrap();
+    c.start().unwrap();
+    // EOF on both pipes: nobody but the container held the write ends.
+    assert_eq!(read_all(r3), b"three\n");
+    assert_eq!(read_all(r4), b"four\n");
+    let fds = String::from_utf8(read_all(out)).unwrap();
+    let fds: Vec<&str> = fds.split_whitespace().collect();
+    assert_eq!(
+        fds,
+        ["0", "1", "2", "3", "4", "5"],
+        "only stdio, 3, 4 and ls's own"
+    );
+    assert!(c.wait().unwrap().success());
+    c.delete().unwrap();
+    t.assert_nothing_left();
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use oci_spec::runtime::Spec;
 
 use super::container::{Container, Inner};
-use super::helper::CONTROL_FD;
+use super::helper::FIRST_FD;
 use super::wire::{self, Reply, Request};
 use super::{Settings, Stdio};
 use crate::error::{Context, Error, Result};
@@ -41,6 +41,7 @@ pub struct ContainerBuilder {
     stdio: [Stdio; 3],
     seccomp_notify: bool,
     terminal: bool,
+    preserved: Vec<OwnedFd>,
     no_pivot: bool,
     no_new_keyring: bool,
 }
@@ -61,6 +62,7 @@ impl ContainerBuilder {
             stdio: [Stdio::Null, Stdio::Null, Stdio::Null],
             seccomp_notify: false,
             terminal: false,
+            preserved: Vec::new(),
             no_pivot: false,
             no_new_keyring: false,
         }
@@ -120,6 +122,14 @@ impl ContainerBuilder {
     /// socket of the library.
     pub fn seccomp_notify(mut self, on: bool) -> Self {
         self.seccomp_notify = on;
+        self
+    }
+
+    /// Pass `fd` to the container's process: the first one given becomes its descriptor 3,
+    /// the next 4, and so on (runc's `--preserve-fds`). It stays open in the container only;
+    /// the library and the helper close their copies.
+    pub fn preserve_fd(mut self, fd: OwnedFd) -> Self {
+        self.preserved.push(fd);
         self
     }
 
@@ -275,7 +285,7 @@ impl ContainerBuilder {
     }
 
     fn launch(
-        self,
+        mut self,
         bundle: &Path,
         generated: bool,
         listener: Option<Listener>,
@@ -300,7 +310,14 @@ impl ContainerBuilder {
         cmd.stdin(std_stdio(stdin))
             .stdout(std_stdio(stdout))
             .stderr(std_stdio(stderr));
-        sys::spawn::pass_fd(&mut cmd, theirs, CONTROL_FD);
+        // The preserved descriptors at 3.., the control socket right after them.
+        let mut passed = std::mem::take(&mut self.preserved);
+        let control_fd = FIRST_FD
+            + i32::try_from(passed.len())
+                .map_err(|_| Error::InvalidArgument("too many preserved descriptors".into()))?;
+        passed.push(theirs);
+        cmd.arg("--control-fd").arg(control_fd.to_string());
+        sys::spawn::pass_fds(&mut cmd, passed, FIRST_FD);
         let mut child = cmd.spawn().op_path("spawn", &s.binary)?;
         drop(cmd);
         let created = (|| -> Result<i32> {

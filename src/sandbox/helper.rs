@@ -20,21 +20,30 @@ use crate::error::{Context, Error, Result};
 use crate::spec::{CreateOptions, ExecOverrides, Layers};
 use crate::sys::{self, process::Forked, process::WaitStatus};
 
-/// The descriptor number of the control socket in the helper.
-pub(crate) const CONTROL_FD: i32 = 3;
+/// The first descriptor the library passes to the helper: the container's preserved ones
+/// from here, then the control socket.
+pub(crate) const FIRST_FD: i32 = 3;
 
 /// Run the helper; returns its exit code. Called only by the `sealrun` binary for its hidden
-/// `__helper` command (it claims descriptor 3 as its control socket).
+/// `__helper --control-fd N` command: it claims descriptor N as its control socket and
+/// 3..N as the descriptors the container's process gets (`preserve_fds`).
 #[doc(hidden)]
-pub fn helper_main(rt: Runtime) -> i32 {
-    let Ok(ctl) = sys::spawn::claim_inherited_fd(CONTROL_FD) else {
+pub fn helper_main(rt: Runtime, control_fd: i32) -> i32 {
+    if control_fd < FIRST_FD {
+        return 2;
+    }
+    let Ok(mut fds) = sys::spawn::claim_inherited_fds(FIRST_FD, control_fd + 1) else {
         return 2;
     };
+    let Some(ctl) = fds.pop() else {
+        return 2;
+    };
+    let preserved = fds;
     // Processes `exec` starts outlive their short-lived parent: they come to us.
     if sys::process::set_child_subreaper().is_err() {
         return 2;
     }
-    let mut helper = match Helper::create(rt, &ctl) {
+    let mut helper = match Helper::create(rt, &ctl, preserved) {
         Ok(h) => h,
         Err(e) => {
             let _ = reply(&ctl, &Reply::Error { error: (&e).into() });
@@ -65,7 +74,9 @@ struct Helper {
 }
 
 impl Helper {
-    fn create(rt: Runtime, ctl: &OwnedFd) -> Result<Helper> {
+    /// Create the container; `preserved` (descriptors 3..) become its process's 3.. and are
+    /// closed here once it has them.
+    fn create(rt: Runtime, ctl: &OwnedFd, preserved: Vec<OwnedFd>) -> Result<Helper> {
         let Some((req, _)) = wire::recv::<Request>(ctl.as_fd())? else {
             return Err(Error::Other("helper: no request".into()));
         };
@@ -88,7 +99,12 @@ impl Helper {
         opts.console_socket = console_socket;
         opts.no_pivot = no_pivot;
         opts.no_new_keyring = no_new_keyring;
-        if let Err(e) = container::create(&rt, opts) {
+        opts.preserve_fds = u32::try_from(preserved.len())
+            .map_err(|_| Error::InvalidArgument("too many preserved descriptors".into()))?;
+        let created = container::create(&rt, opts);
+        // The init has its copies (cloned with our table); ours go.
+        drop(preserved);
+        if let Err(e) = created {
             remove_bundle(generated.as_deref());
             return Err(e);
         }

@@ -10,32 +10,40 @@ use nix::errno::Errno;
 
 use super::check;
 
-/// Make `fd` appear as descriptor `target` (without `FD_CLOEXEC`) in the process `cmd` spawns.
-/// The descriptor is owned by the command until it is dropped, so it stays open for every
-/// spawn. Safe from multi-threaded callers: only `dup2`/`fcntl` run between fork and exec.
-pub fn pass_fd(cmd: &mut Command, fd: OwnedFd, target: RawFd) {
+/// Make `fds[i]` appear as descriptor `first + i` (without `FD_CLOEXEC`) in the process `cmd`
+/// spawns. The descriptors are owned by the command until it is dropped, so they stay open for
+/// every spawn. Safe from multi-threaded callers: only `fcntl` and `dup2` run between fork and
+/// exec, and nothing is allocated there.
+pub fn pass_fds(cmd: &mut Command, fds: Vec<OwnedFd>, first: RawFd) {
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let mut temps = vec![0 as RawFd; raw.len()];
+    let Ok(count) = RawFd::try_from(raw.len()) else {
+        return;
+    };
+    let above = first + count;
     let f = move || -> std::io::Result<()> {
-        let raw = fd.as_raw_fd();
-        if raw == target {
-            // SAFETY: F_GETFD/F_SETFD on a descriptor we own (kept alive by the closure).
-            let flags = unsafe { libc::fcntl(raw, libc::F_GETFD) };
-            // SAFETY: as above.
-            if flags < 0
-                || unsafe { libc::fcntl(raw, libc::F_SETFD, flags & !libc::FD_CLOEXEC) } < 0
-            {
+        let _keep = &fds;
+        // First out of the way (close-on-exec copies above the target range), so a source
+        // that sits where another one goes is not overwritten before it is copied.
+        for (t, r) in temps.iter_mut().zip(&raw) {
+            // SAFETY: F_DUPFD_CLOEXEC duplicates a descriptor the closure keeps open.
+            *t = unsafe { libc::fcntl(*r, libc::F_DUPFD_CLOEXEC, above) };
+            if *t < 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            return Ok(());
         }
-        // SAFETY: dup2 only replaces `target` in the freshly forked child, which owns its
-        // whole descriptor table; it is async-signal-safe, as the pre-exec context requires.
-        if unsafe { libc::dup2(raw, target) } < 0 {
-            return Err(std::io::Error::last_os_error());
+        for (i, t) in (first..).zip(temps.iter()) {
+            // SAFETY: dup2 only replaces descriptor `i` in the freshly forked child, which owns
+            // its whole descriptor table; it is async-signal-safe, as pre-exec code must be.
+            if unsafe { libc::dup2(*t, i) } < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
         }
         Ok(())
     };
-    // SAFETY: the closure calls only async-signal-safe functions (dup2, fcntl) and allocates
-    // nothing, so it is sound between fork and exec even in a multi-threaded parent.
+    // SAFETY: the closure calls only async-signal-safe functions (fcntl, dup2) and writes
+    // only into a buffer allocated before the fork, so it is sound between fork and exec even
+    // in a multi-threaded parent.
     unsafe {
         cmd.pre_exec(f);
     }
@@ -43,20 +51,25 @@ pub fn pass_fd(cmd: &mut Command, fd: OwnedFd, target: RawFd) {
 
 static CLAIMED: AtomicBool = AtomicBool::new(false);
 
-/// Take ownership of the descriptor `fd` a parent passed to this process (with [`pass_fd`])
-/// and mark it close-on-exec. Succeeds once per process, so two owners cannot arise from
-/// it; `EBADF` when the descriptor is not open, `EBUSY` on a second call.
-pub fn claim_inherited_fd(fd: RawFd) -> nix::Result<OwnedFd> {
+/// Take ownership of the descriptors `first..end` a parent passed to this process (with
+/// [`pass_fds`]) and mark them close-on-exec. Succeeds once per process, so two owners
+/// cannot arise from it; `EBADF` when one is not open, `EBUSY` on a second call.
+pub fn claim_inherited_fds(first: RawFd, end: RawFd) -> nix::Result<Vec<OwnedFd>> {
     if CLAIMED.swap(true, Ordering::SeqCst) {
         return Err(Errno::EBUSY);
     }
-    // SAFETY: F_GETFD only reads the descriptor flags (EBADF when not open).
-    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFD) } as libc::c_long)? as libc::c_int;
-    // SAFETY: as above; F_SETFD only changes the close-on-exec flag.
-    check(unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } as libc::c_long)?;
-    // SAFETY: the descriptor is open, was handed to this process for this purpose by its
-    // parent, and the once-guard above keeps a second owner from being made here.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    for fd in first..end {
+        // SAFETY: F_GETFD only reads the descriptor flags (EBADF when not open).
+        let flags =
+            check(unsafe { libc::fcntl(fd, libc::F_GETFD) } as libc::c_long)? as libc::c_int;
+        // SAFETY: as above; F_SETFD only changes the close-on-exec flag.
+        check(unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } as libc::c_long)?;
+    }
+    // SAFETY: every descriptor is open (checked above), was handed to this process for this
+    // purpose by its parent, and the once-guard above keeps a second owner from being made.
+    Ok((first..end)
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect())
 }
 
 /// `pipe2(O_CLOEXEC)`: (read end, write end).
