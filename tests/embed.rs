@@ -6,14 +6,14 @@
 //! helper is a child of the process while it looks.
 
 mod common;
+mod embed_support;
 
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::RwLock;
 
 use common::bundle::Bundle;
 use common::Test;
-use sealrun::{Container, Error, ExecBuilder, Sandbox, Status, Stdio};
+use sealrun::{Error, ExecBuilder, Sandbox, Status, Stdio};
 use serde_json::json;
 
 static EXCLUSIVE: RwLock<()> = RwLock::new(());
@@ -22,40 +22,7 @@ fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
     EXCLUSIVE.read().unwrap_or_else(|e| e.into_inner())
 }
 
-fn sandbox(t: &Test) -> Sandbox {
-    Sandbox::builder()
-        .state_root(&t.root)
-        .runtime_binary(env!("CARGO_BIN_EXE_sealrun"))
-        .log_file(&t.log)
-        .build()
-        .expect("sandbox")
-}
-
-/// A bundle for `id` running `sh -c script`.
-fn sh_bundle(t: &Test, id: &str, script: &str) -> Bundle {
-    let mut b = t.bundle_for(id);
-    b.sh(script);
-    b
-}
-
-/// Create from the bundle's config in memory (the rootfs as a separate path).
-fn create(sb: &Sandbox, b: &Bundle, stdio: [Stdio; 3]) -> Container {
-    let [i, o, e] = stdio;
-    sb.container(&b.id)
-        .spec_json(serde_json::to_vec(&b.config).unwrap())
-        .rootfs(b.rootfs())
-        .stdin(i)
-        .stdout(o)
-        .stderr(e)
-        .create()
-        .unwrap_or_else(|e| panic!("create {}: {e}", b.id))
-}
-
-fn read_all(mut r: impl Read) -> Vec<u8> {
-    let mut v = Vec::new();
-    r.read_to_end(&mut v).unwrap();
-    v
-}
+use embed_support::{create, read_all, sandbox, sh_bundle};
 
 #[test]
 fn run_one_and_read_its_output() {
@@ -96,60 +63,10 @@ fn handles_are_send_and_sync() {
     fn shareable<T: Send + Sync + Clone>() {}
     fn movable<T: Send + Sync>() {}
     shareable::<Sandbox>();
-    movable::<Container>();
+    movable::<sealrun::Container>();
     movable::<sealrun::Process>();
     movable::<sealrun::ContainerBuilder>();
     movable::<sealrun::Error>();
-}
-
-#[test]
-fn preserved_descriptors_reach_the_container_in_order() {
-    let _g = shared();
-    let t = Test::new();
-    let sb = sandbox(&t);
-    let b = sh_bundle(
-        &t,
-        t.id(),
-        "echo three >&3; echo four >&4; ls /proc/self/fd",
-    );
-    let pipe = || {
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 writes two new descriptors into `fds`, which we then own.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-        // SAFETY: both were just created for us.
-        unsafe {
-            (
-                std::fs::File::from_raw_fd(fds[0]),
-                OwnedFd::from_raw_fd(fds[1]),
-            )
-        }
-    };
-    let (r3, w3) = pipe();
-    let (r4, w4) = pipe();
-    let c = sb
-        .container(t.id())
-        .spec_json(serde_json::to_vec(&b.config).unwrap())
-        .rootfs(b.rootfs())
-        .preserve_fd(w3)
-        .preserve_fd(w4)
-        .stdout(Stdio::Pipe)
-        .create()
-        .unwrap();
-    let out = c.take_stdout().unwrap();
-    c.start().unwrap();
-    // EOF on both pipes: nobody but the container held the write ends.
-    assert_eq!(read_all(r3), b"three\n");
-    assert_eq!(read_all(r4), b"four\n");
-    let fds = String::from_utf8(read_all(out)).unwrap();
-    let fds: Vec<&str> = fds.split_whitespace().collect();
-    assert_eq!(
-        fds,
-        ["0", "1", "2", "3", "4", "5"],
-        "only stdio, 3, 4 and ls's own"
-    );
-    assert!(c.wait().unwrap().success());
-    c.delete().unwrap();
-    t.assert_nothing_left();
 }
 
 #[test]
@@ -397,210 +314,6 @@ fn pause_resume_and_a_dropped_container_is_deleted() {
     assert!(c.pids().unwrap().contains(&c.pid()));
     drop(c);
     assert!(matches!(sb.state(t.id()), Err(Error::NotFound(_))));
-    t.assert_nothing_left();
-}
-
-/// Everything the pty's other side wrote, until it closed (EIO on the master).
-fn read_pty(master: OwnedFd) -> String {
-    let mut f = std::fs::File::from(master);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => panic!("read pty: {e}"),
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[test]
-fn terminals_hand_their_master_to_the_caller() {
-    let _g = shared();
-    let t = Test::new();
-    let sb = sandbox(&t);
-    let b = sh_bundle(&t, t.id(), "tty; read x; echo got $x");
-    let c = sb
-        .container(t.id())
-        .spec_json(serde_json::to_vec(&b.config).unwrap())
-        .rootfs(b.rootfs())
-        .terminal(true)
-        .create()
-        .unwrap();
-    let master = c.pty_master().expect("the pty master reached the caller");
-    c.start().unwrap();
-
-    let p = c
-        .exec(ExecBuilder::new(["sh", "-c", "tty; exit 4"]).terminal(true))
-        .unwrap();
-    let text = read_pty(p.pty_master().expect("the exec's pty master"));
-    assert!(
-        text.contains("/dev/") && !text.contains("not a tty"),
-        "{text}"
-    );
-    assert_eq!(p.wait().unwrap().code(), Some(4));
-
-    let mut f = std::fs::File::from(master);
-    f.write_all(b"hello\n").unwrap();
-    let text = read_pty(f.into());
-    assert!(!text.contains("not a tty"), "{text}");
-    assert!(text.contains("got hello"), "{text}");
-    assert!(c.wait().unwrap().success());
-    c.delete().unwrap();
-    t.assert_nothing_left();
-}
-
-const TEN_MIB: usize = 10 * 1024 * 1024;
-
-#[test]
-fn ten_mib_through_stdout_and_stdin_eof_reaches_the_container() {
-    let _g = shared();
-    let t = Test::new();
-    let sb = sandbox(&t);
-    let b = sh_bundle(&t, t.id(), &format!("head -c {TEN_MIB} /dev/zero; cat"));
-    let c = create(&sb, &b, [Stdio::Pipe, Stdio::Pipe, Stdio::Null]);
-    let mut stdin = c.take_stdin().unwrap();
-    let stdout = c.take_stdout().unwrap();
-    c.start().unwrap();
-    std::thread::scope(|s| {
-        let reader = s.spawn(|| read_all(stdout));
-        stdin.write_all(b"the end").unwrap();
-        drop(stdin);
-        let out = reader.join().unwrap();
-        assert_eq!(out.len(), TEN_MIB + 7);
-        assert!(out[..TEN_MIB].iter().all(|b| *b == 0));
-        assert_eq!(&out[TEN_MIB..], b"the end");
-    });
-    assert!(c.wait().unwrap().success(), "cat saw EOF and exited");
-
-    // The same through an exec'd process's own pipes.
-    let b2 = sh_bundle(&t, &t.new_id("x"), "sleep 1000");
-    let c2 = create(&sb, &b2, [Stdio::Null, Stdio::Null, Stdio::Null]);
-    c2.start().unwrap();
-    let p = c2
-        .exec(
-            ExecBuilder::new(["sh", "-c", &format!("head -c {TEN_MIB} /dev/zero; cat")])
-                .stdin(Stdio::Pipe)
-                .stdout(Stdio::Pipe),
-        )
-        .unwrap();
-    let mut stdin = p.take_stdin().unwrap();
-    let stdout = p.take_stdout().unwrap();
-    std::thread::scope(|s| {
-        let reader = s.spawn(|| read_all(stdout));
-        stdin.write_all(b"!").unwrap();
-        drop(stdin);
-        assert_eq!(reader.join().unwrap().len(), TEN_MIB + 1);
-    });
-    assert!(p.wait().unwrap().success());
-    c2.force_delete().unwrap();
-    c.delete().unwrap();
-    t.assert_nothing_left();
-}
-
-/// Answer one notification on `listener` with `-errno`; the syscall number it was for.
-fn answer_one(listener: &OwnedFd, errno: i32) -> i32 {
-    // SAFETY: seccomp_notif is plain data, zeroed as the kernel requires; the ioctl writes one
-    // into it.
-    let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
-    let rc = unsafe {
-        libc::ioctl(
-            listener.as_raw_fd(),
-            libc::SECCOMP_IOCTL_NOTIF_RECV as _,
-            &mut notif as *mut libc::seccomp_notif,
-        )
-    };
-    assert_eq!(rc, 0, "NOTIF_RECV: {}", std::io::Error::last_os_error());
-    let resp = libc::seccomp_notif_resp {
-        id: notif.id,
-        val: 0,
-        error: -errno,
-        flags: 0,
-    };
-    // SAFETY: NOTIF_SEND reads one seccomp_notif_resp from a valid pointer.
-    let rc = unsafe {
-        libc::ioctl(
-            listener.as_raw_fd(),
-            libc::SECCOMP_IOCTL_NOTIF_SEND as _,
-            &resp as *const libc::seccomp_notif_resp,
-        )
-    };
-    assert_eq!(rc, 0, "NOTIF_SEND: {}", std::io::Error::last_os_error());
-    notif.data.nr
-}
-
-#[test]
-fn the_seccomp_notify_fd_reaches_the_caller() {
-    let _g = shared();
-    let t = Test::new();
-    let sb = sandbox(&t);
-    let mut b = sh_bundle(
-        &t,
-        t.id(),
-        "mkdir /supervised 2>&1; echo rc=$?; read x; exit 0",
-    );
-    b.set(
-        "/linux/seccomp",
-        json!({
-            "defaultAction": "SCMP_ACT_ALLOW",
-            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
-        }),
-    );
-    let c = sb
-        .container(t.id())
-        .spec_json(serde_json::to_vec(&b.config).unwrap())
-        .rootfs(b.rootfs())
-        .stdin(Stdio::Pipe)
-        .stdout(Stdio::Pipe)
-        .seccomp_notify(true)
-        .create()
-        .unwrap();
-    let listener = c
-        .seccomp_notify_fd()
-        .expect("the listener reached the caller");
-    assert!(c.seccomp_notify_fd().is_none(), "handed out once");
-    let out = c.take_stdout().unwrap();
-    c.start().unwrap();
-    let nr = answer_one(&listener, libc::ENOSPC);
-    assert!(
-        nr == libc::SYS_mkdir as i32 || nr == libc::SYS_mkdirat as i32,
-        "{nr}"
-    );
-    let mut out = std::io::BufReader::new(out);
-    let mut text = String::new();
-    while !text.contains("rc=") {
-        assert!(
-            std::io::BufRead::read_line(&mut out, &mut text).unwrap() > 0,
-            "{text}"
-        );
-    }
-    assert!(
-        text.contains("No space left on device") && text.contains("rc=1"),
-        "the answer reached the container: {text}"
-    );
-
-    // An exec'd process loads the profile with a listener of its own: it reaches the caller too.
-    let p = c
-        .exec(ExecBuilder::new(["sh", "-c", "mkdir /again 2>&1"]).stdout(Stdio::Pipe))
-        .unwrap();
-    let listener = p
-        .seccomp_notify_fd()
-        .expect("the exec listener reached the caller");
-    let nr = answer_one(&listener, libc::EXDEV);
-    assert!(
-        nr == libc::SYS_mkdir as i32 || nr == libc::SYS_mkdirat as i32,
-        "{nr}"
-    );
-    let text = String::from_utf8(read_all(p.take_stdout().unwrap())).unwrap();
-    assert!(text.contains("Invalid cross-device link"), "{text}");
-    assert_eq!(p.wait().unwrap().code(), Some(1));
-
-    drop(c.take_stdin());
-    assert!(c.wait().unwrap().success());
-    c.delete().unwrap();
     t.assert_nothing_left();
 }
 
