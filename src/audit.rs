@@ -88,6 +88,9 @@ pub struct AuditRecord {
     pub namespaces: Vec<String>,
     /// Layers switched off for a test (`--unsafe-disable`).
     pub disabled_layers: Vec<String>,
+    /// The runtime was not root in the initial user namespace (a rootless container).
+    #[serde(default)]
+    pub rootless: bool,
 }
 
 impl AuditRecord {
@@ -123,6 +126,7 @@ impl AuditRecord {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            rootless: plan.rootless,
         }
     }
 }

@@ -152,7 +152,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
         SealStatus::Disabled
     };
     let rt = Runtime {
-        root: StateRoot::new(&cli.root),
+        root: match &cli.root {
+            Some(root) => StateRoot::new(root),
+            None => StateRoot::new(&StateRoot::default_path()?),
+        },
         seal,
     };
     match command {

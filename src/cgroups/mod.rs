@@ -19,6 +19,7 @@ pub mod devices;
 mod fs;
 pub mod layout;
 pub mod resources;
+mod rootless;
 pub mod stats;
 
 use std::os::fd::OwnedFd;

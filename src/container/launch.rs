@@ -139,12 +139,19 @@ pub fn launch(
     undo: &mut Undo,
 ) -> Result<Launched> {
     let mut cgroup = plan.cgroup.clone();
-    cgroup.create()?;
-    undo.cgroup = Some(cgroup.clone());
-    for ignored in cgroup.ignored_settings(&plan.resources) {
-        crate::log::warn(&format!("{ignored} (ignored)"));
+    let resources = if plan.rootless {
+        restrict_cgroup(&mut cgroup, &plan.resources)?
+    } else {
+        std::borrow::Cow::Borrowed(&plan.resources)
+    };
+    if !cgroup.is_none() {
+        cgroup.create()?;
+        undo.cgroup = Some(cgroup.clone());
+        for ignored in cgroup.ignored_settings(&resources) {
+            crate::log::warn(&format!("{ignored} (ignored)"));
+        }
+        cgroup.apply(&resources)?;
     }
-    cgroup.apply(&plan.resources)?;
     let (parent, child) = Channel::pair()?;
     let start = sys::socket::listen_unix(&dir.short_path(START_SOCKET))
         .op_path("listen", &dir.path().join(START_SOCKET))?;
@@ -183,8 +190,9 @@ pub fn launch(
     };
     undo.pid = Some(first);
     drop((child, start, console));
-    if !two_stage && plan.namespaces.creates(NsKind::User) {
-        namespaces::write_id_maps(first, &plan.uid_maps, &plan.gid_maps)?;
+    // An unprivileged runtime writes them when the init asks (MapsPlease), dumpable.
+    if !two_stage && plan.namespaces.creates(NsKind::User) && !plan.id_map_writers.unprivileged {
+        namespaces::write_id_maps(first, &plan.uid_maps, &plan.gid_maps, &plan.id_map_writers)?;
     }
     if !init::cgroup::joins_itself(plan) {
         cgroup.add_process(first, cgroup_fd.is_some())?;
@@ -199,6 +207,17 @@ pub fn launch(
         cgroup,
         enforced,
     })
+}
+
+/// Rootless: keep the cgroup hierarchies delegated to the caller (see `cgroups::rootless`).
+fn restrict_cgroup<'a>(
+    cgroup: &mut Cgroup,
+    resources: &'a oci_spec::runtime::LinuxResources,
+) -> Result<std::borrow::Cow<'a, oci_spec::runtime::LinuxResources>> {
+    let path = Path::new("/proc/self/cgroup");
+    let own = std::fs::read_to_string(path).op_path("read", path)?;
+    let own = crate::cgroups::layout::parse_proc_cgroup(&own);
+    cgroup.restrict_to_delegated(resources, &own, nix::unistd::geteuid().as_raw())
 }
 
 /// The container's state as hooks and the seccomp agent see it while it is being created.
@@ -230,7 +249,12 @@ fn converse(
         match msg {
             Msg::MapsPlease => {
                 let who = Pid::from_raw(incoming.pid.unwrap_or(first.as_raw()));
-                namespaces::write_id_maps(who, &plan.uid_maps, &plan.gid_maps)?;
+                namespaces::write_id_maps(
+                    who,
+                    &plan.uid_maps,
+                    &plan.gid_maps,
+                    &plan.id_map_writers,
+                )?;
                 ch.send(&Msg::MapsDone)?;
             }
             Msg::Hello => {
@@ -264,6 +288,11 @@ fn converse(
                 let state = creating_state(plan, pid);
                 crate::seccomp::forward_listener(compiled, &state, fd.as_fd())?;
                 ch.send(&Msg::SeccompListenerSent)?;
+            }
+            // A runtime without privilege cannot enter the init's mount namespace, and reaches
+            // no more than the init's root does: the init opens the sources itself.
+            Msg::MountSourcesPlease if !nix::unistd::geteuid().is_root() => {
+                ch.send(&Msg::MountSourcesDone)?;
             }
             Msg::MountSourcesPlease => {
                 let who = Pid::from_raw(incoming.pid.unwrap_or(pid.as_raw()));

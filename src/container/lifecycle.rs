@@ -141,7 +141,7 @@ pub fn kill(rt: &Runtime, id: &str, signal: Signal, all: bool) -> Result<()> {
     if all {
         // As runc, also once the init has exited: what it left in the cgroup (a container
         // sharing another's pid namespace) is still reached; containerd's shim relies on it.
-        return st.cgroup.kill_all(signal);
+        return super::nocgroup::kill_all(&st, signal);
     }
     if status == Status::Stopped {
         return Err(wrong_state(&dir, status, "container not running"));
@@ -203,7 +203,7 @@ pub(super) fn destroy(rt: &Runtime, id: &str, force: bool) -> Result<()> {
     if status != Status::Stopped {
         let _ = signal_pid(&st, Signal::SIGKILL);
     }
-    st.cgroup.kill_all(Signal::SIGKILL)?;
+    super::nocgroup::kill_all(&st, Signal::SIGKILL)?;
     if status == Status::Paused {
         let _ = st.cgroup.thaw();
     }
@@ -230,7 +230,7 @@ fn wait_gone(st: &StateFile, limit: Duration) {
         }
     }
     while Instant::now() < deadline {
-        match st.cgroup.pids() {
+        match super::nocgroup::pids(st) {
             Ok(p) if p.is_empty() => return,
             Err(_) => return,
             _ => std::thread::sleep(Duration::from_millis(5)),

@@ -21,7 +21,10 @@ fn wrong(id: &str, status: Status, reason: &str) -> Error {
 pub fn pids(rt: &Runtime, id: &str) -> Result<Vec<i32>> {
     let dir = rt.root.peek(id)?;
     let st = dir.load()?;
-    let mut pids: Vec<i32> = st.cgroup.pids()?.iter().map(|p| p.as_raw()).collect();
+    let mut pids: Vec<i32> = super::nocgroup::pids(&st)?
+        .iter()
+        .map(|p| p.as_raw())
+        .collect();
     pids.sort_unstable();
     Ok(pids)
 }
@@ -31,6 +34,9 @@ pub fn pause(rt: &Runtime, id: &str) -> Result<()> {
     let dir = rt.root.open(id)?;
     let st = dir.load()?;
     match dir.status(&st) {
+        Status::Running | Status::Created if st.cgroup.is_none() => {
+            Err(super::nocgroup::no_freezer(id))
+        }
         Status::Running | Status::Created => st.cgroup.freeze(),
         s => Err(wrong(
             id,
@@ -45,6 +51,7 @@ pub fn resume(rt: &Runtime, id: &str) -> Result<()> {
     let dir = rt.root.open(id)?;
     let st = dir.load()?;
     match dir.status(&st) {
+        Status::Paused if st.cgroup.is_none() => Err(super::nocgroup::no_freezer(id)),
         Status::Paused => st.cgroup.thaw(),
         s => Err(wrong(id, s, "container is not paused")),
     }

@@ -6,6 +6,7 @@ pub mod host;
 mod launch;
 mod lifecycle;
 mod manage;
+mod nocgroup;
 pub mod state;
 mod tty;
 

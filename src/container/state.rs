@@ -94,6 +94,21 @@ impl StateRoot {
         }
     }
 
+    /// The default root, runc's rule: `/run/sealrun` for root, `$XDG_RUNTIME_DIR/sealrun` for
+    /// anyone else (who cannot write `/run`); an error naming `--root` when neither fits.
+    pub fn default_path() -> Result<PathBuf> {
+        if nix::unistd::geteuid().is_root() {
+            return Ok(PathBuf::from("/run/sealrun"));
+        }
+        match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+            Some(dir) => Ok(Path::new(&dir).join("sealrun")),
+            None => Err(Error::InvalidArgument(
+                "--root: not running as root and XDG_RUNTIME_DIR is not set: give --root DIR"
+                    .into(),
+            )),
+        }
+    }
+
     /// The root path.
     pub fn path(&self) -> &Path {
         &self.path

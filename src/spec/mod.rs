@@ -12,6 +12,7 @@ mod mounts;
 pub mod namespaces;
 pub(crate) mod plan;
 mod process;
+pub mod rootless;
 mod ser;
 
 use std::path::Path;

@@ -159,6 +159,12 @@ pub struct Plan {
     pub uid_maps: Vec<IdMap>,
     /// gid mappings.
     pub gid_maps: Vec<IdMap>,
+    /// The runtime is not root in the initial user namespace (rootless).
+    #[serde(default)]
+    pub rootless: bool,
+    /// How the runtime writes the id maps (itself, or `newuidmap`/`newgidmap`).
+    #[serde(default)]
+    pub id_map_writers: super::rootless::IdMapWriters,
     /// Hostname.
     pub hostname: Option<String>,
     /// Domainname.
@@ -515,6 +521,18 @@ pub fn plan(spec: &Spec, opts: CreateOptions, host: &HostFacts) -> Result<Plan> 
             "setting it needs a uts namespace",
         ));
     }
+    let id_map_writers = match &host.rootless {
+        Some(facts) => super::rootless::check(
+            &namespaces,
+            &uid_maps,
+            &gid_maps,
+            &process.additional_gids,
+            facts,
+        )?,
+        None => Default::default(),
+    };
+    let mut process = process;
+    process.setgroups_denied = id_map_writers.setgroups_denied;
     let mut mounts = Vec::new();
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         mounts.push(plan_mount(i, m, &opts.bundle)?);
@@ -615,6 +633,8 @@ pub fn plan(spec: &Spec, opts: CreateOptions, host: &HostFacts) -> Result<Plan> 
         namespaces,
         uid_maps,
         gid_maps,
+        rootless: host.rootless.is_some() || host.in_user_namespace,
+        id_map_writers,
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
         domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
         mounts,
