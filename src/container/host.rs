@@ -118,13 +118,12 @@ pub fn rootless_facts() -> Option<RootlessFacts> {
     })
 }
 
-/// A map helper in `$PATH`, else in the standard directories (runc looks in `$PATH`).
+/// A map helper in `$PATH` (as runc looks for it).
 fn find_helper(name: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
     let found = path
         .split(':')
         .filter(|d| !d.is_empty())
-        .chain(["/usr/bin", "/bin", "/usr/sbin", "/sbin"])
         .map(|d| Path::new(d).join(name))
         .find(|p| {
             std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
