@@ -119,13 +119,7 @@ impl AuditRecord {
                 .filter(|k| plan.namespaces.has(**k))
                 .map(|k| k.spec_name().to_string())
                 .collect(),
-            disabled_layers: plan
-                .opts
-                .layers
-                .disabled()
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            disabled_layers: plan.opts.layers.disabled_names(),
             rootless: plan.rootless,
         }
     }
@@ -145,12 +139,7 @@ impl AuditRecord {
             r.seccomp = None;
         }
         r.landlock.policy = exec.landlock.clone();
-        r.disabled_layers = exec
-            .layers
-            .disabled()
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        r.disabled_layers = exec.layers.disabled_names();
         r
     }
 }

@@ -86,13 +86,6 @@ fn create_inner(
         owner: String::new(),
         annotations: plan.annotations.clone(),
         cgroup: launched.cgroup.clone(),
-        disabled_layers: plan
-            .opts
-            .layers
-            .disabled()
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
     };
     dir.write_atomic(STATE_FILE, &to_json(&st)?)?;
     if let Some(pid_file) = &plan.opts.pid_file {

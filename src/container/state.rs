@@ -75,9 +75,6 @@ pub struct StateFile {
     pub annotations: HashMap<String, String>,
     /// Where its cgroups are.
     pub cgroup: Cgroup,
-    /// Layers switched off at create (tests only), so `exec` keeps the same setting.
-    #[serde(default)]
-    pub disabled_layers: Vec<String>,
 }
 
 /// `--root`: the directory holding every container's state directory.

@@ -76,6 +76,11 @@ impl Layers {
         }
     }
 
+    /// The names of the layers switched off, as owned strings (for records).
+    pub fn disabled_names(&self) -> Vec<String> {
+        self.disabled().iter().map(|s| s.to_string()).collect()
+    }
+
     /// The names of the layers switched off.
     pub fn disabled(&self) -> Vec<&'static str> {
         let flags = [
