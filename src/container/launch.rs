@@ -344,22 +344,41 @@ fn send_mount_sources(plan: &Plan, ch: &Channel, who: Pid) -> Result<()> {
     let theirs_path = format!("/proc/{who}/ns/mnt");
     let theirs = sys::fd::open(Path::new(&theirs_path), OFlag::O_RDONLY, Mode::empty())
         .op_path("open", Path::new(&theirs_path))?;
-    // Opened in the init's mount namespace, so that the init may bind-mount them there.
-    sys::process::setns(theirs.as_fd(), CloneFlags::CLONE_NEWNS).op("setns init mount ns")?;
-    let opened: Vec<(usize, OwnedFd)> = plan
+    // The user namespaces of id-mapped mounts, made or opened from our own namespaces.
+    let userns = plan
         .mounts
         .iter()
-        .filter_map(|m| match &m.kind {
-            MountKind::Bind { source, .. } => sys::fd::open(source, OFlag::O_PATH, Mode::empty())
-                .ok()
-                .map(|fd| (m.index, fd)),
+        .filter_map(|m| m.idmap.as_ref().map(|i| (m.index, i)))
+        .map(|(index, i)| Ok((index, super::idmap::userns_for(i, who)?)))
+        .collect::<Result<Vec<_>>>()?;
+    // Opened in the init's mount namespace, so that the init may bind-mount them there.
+    sys::process::setns(theirs.as_fd(), CloneFlags::CLONE_NEWNS).op("setns init mount ns")?;
+    let opened: Result<Vec<(usize, OwnedFd)>> = plan
+        .mounts
+        .iter()
+        .filter_map(|m| match (&m.kind, &m.idmap) {
+            (MountKind::Bind { source, recursive }, Some(idmap)) => {
+                let ns = userns
+                    .iter()
+                    .find(|(i, _)| *i == m.index)
+                    .map(|(_, fd)| fd)?;
+                Some(
+                    super::idmap::mapped_tree(m, idmap, source, *recursive, ns)
+                        .map(|fd| (m.index, fd)),
+                )
+            }
+            (MountKind::Bind { source, .. }, None) => {
+                sys::fd::open(source, OFlag::O_PATH, Mode::empty())
+                    .ok()
+                    .map(|fd| Ok((m.index, fd)))
+            }
             _ => None,
         })
         .collect();
     // setns resets the working directory: back to the bundle (hooks and relative paths).
     sys::process::setns(ours.as_fd(), CloneFlags::CLONE_NEWNS).op("setns back")?;
     sys::fd::fchdir(cwd.as_fd()).op("fchdir back")?;
-    for (index, fd) in &opened {
+    for (index, fd) in &opened? {
         let index = i32::try_from(*index).map_err(|_| Error::Other("too many mounts".into()))?;
         ch.send_with(&Msg::MountSource { index }, &[fd.as_fd()])?;
     }

@@ -3,6 +3,7 @@
 mod create;
 mod exec;
 pub mod host;
+mod idmap;
 mod launch;
 mod lifecycle;
 mod manage;

@@ -7,6 +7,7 @@ mod default;
 mod devices;
 mod exec;
 mod host;
+pub mod idmap;
 mod json_path;
 mod mounts;
 pub mod namespaces;

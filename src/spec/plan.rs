@@ -542,6 +542,9 @@ pub fn plan(spec: &Spec, opts: CreateOptions, host: &HostFacts) -> Result<Plan> 
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         mounts.push(plan_mount(i, m, &opts.bundle)?);
     }
+    if let Some(m) = mounts.iter().find(|m| m.idmap.is_some()) {
+        super::idmap::check_context(m.index, &namespaces, host)?;
+    }
     let dev_from_host = mounts
         .iter()
         .any(|m| is_dev(&m.destination) && matches!(m.kind, MountKind::Bind { .. }));
