@@ -338,6 +338,24 @@ fn rootless_resources_need_a_delegated_cgroup() {
     r.t.assert_nothing_left();
 }
 
+#[test]
+fn rootless_idmapped_mounts_are_refused_naming_the_field() {
+    let Some(r) = Rootless::new() else { return };
+    let shared = r.t.path("shared");
+    std::fs::create_dir_all(&shared).expect("mkdir shared");
+    let mut b = r.bundle(r.t.id());
+    let n = b.config["mounts"].as_array().map(Vec::len).unwrap_or(0);
+    b.add_mount(
+        json!({"destination": "/shared", "type": "bind", "source": shared,
+                       "options": ["bind", "idmap"]}),
+    );
+    r.run_with(&[], &b, &[]).error_line(&[
+        &format!("mounts[{n}].uidMappings"),
+        "root in the initial user namespace",
+    ]);
+    r.t.assert_nothing_left();
+}
+
 /// A host directory handed to the container as fd 3 (`--preserve-fds 1`): with Landlock on,
 /// reading through it fails; `global` switches layers off.
 fn preserved_dir_fd(r: &Rootless, global: &[&str]) -> String {

@@ -118,7 +118,8 @@ pub fn check_context(index: usize, ns: &Namespaces, host: &HostFacts) -> Result<
     }
     if host.rootless.is_some() || host.in_user_namespace {
         return Err(Error::Unsupported(format!(
-            "{field}: id-mapped mounts need a runtime that is root in the initial user              namespace (the kernel lets only it id-map a host filesystem)"
+            "{field}: id-mapped mounts need a runtime that is root in the initial user \
+             namespace (the kernel lets only it id-map a host filesystem)"
         )));
     }
     Ok(())
