@@ -139,18 +139,13 @@ pub fn launch(
     undo: &mut Undo,
 ) -> Result<Launched> {
     let mut cgroup = plan.cgroup.clone();
-    let resources = if plan.rootless {
-        restrict_cgroup(&mut cgroup, &plan.resources)?
-    } else {
-        std::borrow::Cow::Borrowed(&plan.resources)
-    };
     if !cgroup.is_none() {
         cgroup.create()?;
         undo.cgroup = Some(cgroup.clone());
-        for ignored in cgroup.ignored_settings(&resources) {
+        for ignored in cgroup.ignored_settings(&plan.resources) {
             crate::log::warn(&format!("{ignored} (ignored)"));
         }
-        cgroup.apply(&resources)?;
+        cgroup.apply(&plan.resources)?;
     }
     let (parent, child) = Channel::pair()?;
     let start = sys::socket::listen_unix(&dir.short_path(START_SOCKET))
@@ -209,15 +204,24 @@ pub fn launch(
     })
 }
 
-/// Rootless: keep the cgroup hierarchies delegated to the caller (see `cgroups::rootless`).
-fn restrict_cgroup<'a>(
-    cgroup: &mut Cgroup,
-    resources: &'a oci_spec::runtime::LinuxResources,
-) -> Result<std::borrow::Cow<'a, oci_spec::runtime::LinuxResources>> {
+/// Rootless: keep the cgroup hierarchies delegated to the caller and the resources they can
+/// apply (see `cgroups::rootless`), before the init (which may join them itself) is cloned.
+pub(super) fn restrict_cgroup(plan: &mut Plan) -> Result<()> {
+    if !plan.rootless {
+        return Ok(());
+    }
     let path = Path::new("/proc/self/cgroup");
     let own = std::fs::read_to_string(path).op_path("read", path)?;
     let own = crate::cgroups::layout::parse_proc_cgroup(&own);
-    cgroup.restrict_to_delegated(resources, &own, nix::unistd::geteuid().as_raw())
+    let resources = plan.cgroup.restrict_to_delegated(
+        &plan.resources,
+        &own,
+        nix::unistd::geteuid().as_raw(),
+    )?;
+    if let std::borrow::Cow::Owned(r) = resources {
+        plan.resources = r;
+    }
+    Ok(())
 }
 
 /// The container's state as hooks and the seccomp agent see it while it is being created.

@@ -210,9 +210,10 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Whether the container gets its own user namespace (created or joined).
+    /// Whether the container runs in a user namespace other than the initial one: its own
+    /// (created or joined), or the runtime's (rootless podman runs the runtime as root of one).
     pub fn in_user_namespace(&self) -> bool {
-        self.namespaces.has(NsKind::User)
+        self.namespaces.has(NsKind::User) || self.rootless
     }
 }
 
