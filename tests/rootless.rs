@@ -66,6 +66,10 @@ impl Rootless {
         let t = Test::new();
         let xdg = t.path("xdg");
         std::fs::create_dir_all(&xdg).expect("mkdir xdg");
+        // The runtime where the user can run it: the build tree may be closed to others (a
+        // clone under /root).
+        std::fs::create_dir_all(t.path("bin")).expect("mkdir bin");
+        std::fs::copy(runtime(), t.path("bin/sealrun")).expect("copy the runtime");
         Some(Rootless { t, uid, gid, xdg })
     }
 
@@ -85,14 +89,22 @@ impl Rootless {
         .expect("chmod xdg");
     }
 
-    /// `cmd` (a runtime command from [`Test::command`]) as the user.
+    /// `cmd` (a runtime command from [`Test::command`]) as the user, running the user's copy
+    /// of the runtime.
     fn as_user(&self, cmd: &Command) -> Command {
+        let program = Path::new(cmd.get_program());
+        let program = if program == runtime() || program == Path::new(env!("CARGO_BIN_EXE_sealrun"))
+        {
+            self.t.path("bin/sealrun")
+        } else {
+            program.to_path_buf()
+        };
         let mut c = Command::new(which("setpriv").expect("setpriv"));
         c.arg(format!("--reuid={}", self.uid))
             .arg(format!("--regid={}", self.gid))
             .arg("--init-groups")
             .arg("--")
-            .arg(cmd.get_program())
+            .arg(program)
             .args(cmd.get_args())
             .env("XDG_RUNTIME_DIR", &self.xdg)
             .env("HOME", &self.t.dir)
