@@ -121,6 +121,8 @@ pub struct CreateOptions {
     pub proxy_terminal: bool,
     /// Layers switched off for testing.
     pub layers: Layers,
+    /// The operator policy (default: none; `create` sets it from `Runtime::policy`).
+    pub policy: crate::policy::Policy,
 }
 
 /// One uid or gid mapping line.
@@ -623,10 +625,6 @@ pub fn plan(spec: &Spec, opts: CreateOptions, host: &HostFacts) -> Result<Plan> 
         linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
         &opts.id,
     )?;
-    let seccomp = match linux.seccomp() {
-        Some(s) if !opts.layers.no_seccomp => Some(crate::seccomp::compile(s)?),
-        _ => None,
-    };
     let landlock = Landlock::plan(
         &annotations,
         shares_host_network(&namespaces, host),
@@ -634,6 +632,16 @@ pub fn plan(spec: &Spec, opts: CreateOptions, host: &HostFacts) -> Result<Plan> 
         host,
         &opts.layers,
     )?;
+    // One program for the init and exec: it refuses open_by_handle_at while the init's
+    // Landlock confines the filesystem (unless the operator policy allows it).
+    let seccomp = match linux.seccomp() {
+        Some(s) if !opts.layers.no_seccomp => Some(crate::policy::compile_seccomp(
+            s,
+            &landlock.init,
+            &opts.policy,
+        )?),
+        _ => None,
+    };
     Ok(Plan {
         id: opts.id.clone(),
         oci_version: spec.version().clone(),
