@@ -9,6 +9,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::state::{process_alive, StateFile};
+use crate::cgroups::Init;
 use crate::error::{Error, Result};
 use crate::sys;
 
@@ -18,10 +19,11 @@ fn pid_ns(pid: &str) -> Option<(u64, u64)> {
         .map(|m| (m.dev(), m.ino()))
 }
 
-/// Every process of the container: its cgroup's, or (without one) its pid namespace's.
-pub(super) fn pids(st: &StateFile) -> Result<Vec<Pid>> {
+/// Every process of the container: its cgroup's (see `Cgroup::container_pids`; `init` is
+/// the container's init if it still runs), or (without one) its pid namespace's.
+pub(super) fn pids(st: &StateFile, init: Option<&Init>) -> Result<Vec<Pid>> {
     if !st.cgroup.is_none() {
-        return st.cgroup.pids();
+        return st.cgroup.container_pids(init);
     }
     if !process_alive(st.pid, st.pid_start_time) {
         return Ok(Vec::new());
@@ -47,11 +49,11 @@ pub(super) fn pids(st: &StateFile) -> Result<Vec<Pid>> {
 }
 
 /// Signal every process of the container (`kill --all`, `delete`).
-pub(super) fn kill_all(st: &StateFile, signal: Signal) -> Result<()> {
+pub(super) fn kill_all(st: &StateFile, signal: Signal, init: Option<&Init>) -> Result<()> {
     if !st.cgroup.is_none() {
-        return st.cgroup.kill_all(signal);
+        return st.cgroup.kill_all(signal, init);
     }
-    for pid in pids(st)? {
+    for pid in pids(st, init)? {
         match sys::process::kill(pid, Some(signal)) {
             Ok(()) | Err(Errno::ESRCH) => {}
             Err(e) => crate::log::warn(&format!("kill {pid}: {}", crate::error::errno_text(e))),

@@ -558,7 +558,10 @@ pub fn plan(spec: &Spec, opts: CreateOptions, host: &HostFacts) -> Result<Plan> 
     };
     let mut resources = linux.resources().clone().unwrap_or_default();
     crate::cgroups::resources::validate(&resources)?;
-    let rules = cgroup_device_rules(resources.devices().as_deref().unwrap_or(&[]), &devices);
+    let rules = cgroup_device_rules(
+        resources.devices().as_deref().unwrap_or(&[]),
+        linux.devices().as_deref().unwrap_or(&[]),
+    );
     resources.set_devices(Some(rules));
     let paths = |list: &Option<Vec<String>>, field: &str| -> Result<Vec<PathBuf>> {
         list.iter()
