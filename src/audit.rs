@@ -94,6 +94,9 @@ pub struct AuditRecord {
     /// CAP_DAC_READ_SEARCH (see [`crate::policy::open_by_handle_at`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cap_dac_read_search: Option<serde_json::Value>,
+    /// The runtime was not root in the initial user namespace (a rootless container).
+    #[serde(default)]
+    pub rootless: bool,
 }
 
 impl AuditRecord {
@@ -131,6 +134,7 @@ impl AuditRecord {
                 .map(|w| w.name().to_string())
                 .collect(),
             cap_dac_read_search: crate::policy::open_by_handle_at(plan),
+            rootless: plan.rootless,
         }
     }
 }

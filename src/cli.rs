@@ -16,9 +16,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     args_override_self = true
 )]
 pub struct Cli {
-    /// Root directory for container state.
-    #[arg(long, global = true, default_value = "/run/sealrun")]
-    pub root: PathBuf,
+    /// Root directory for container state (default: /run/sealrun as root, else
+    /// $XDG_RUNTIME_DIR/sealrun).
+    #[arg(long, global = true)]
+    pub root: Option<PathBuf>,
     /// Log file (default: stderr).
     #[arg(long, global = true)]
     pub log: Option<PathBuf>,
@@ -365,7 +366,7 @@ mod tests {
             "true",
         ])
         .unwrap();
-        assert_eq!(cli.root, PathBuf::from("/b"));
+        assert_eq!(cli.root, Some(PathBuf::from("/b")));
         assert_eq!(cli.log, Some(PathBuf::from("/y")));
         let Some(Command::Exec(a)) = cli.command else {
             panic!("not exec");

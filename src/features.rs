@@ -49,7 +49,8 @@ pub fn features() -> Value {
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}}
+            // Id-mapped bind mounts, where the kernel has mount_setattr (5.12).
+            "mountExtensions": {"idmap": {"enabled": crate::sys::mount::has_mount_setattr()}}
         },
         "annotations": {
             "run.sealrun.version": env!("CARGO_PKG_VERSION"),

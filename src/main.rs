@@ -252,7 +252,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
     } else {
         sealrun::policy::Policy::default()
     };
-    let mut rt = Runtime::new(StateRoot::new(&cli.root), seal);
+    let root = match &cli.root {
+        Some(root) => StateRoot::new(root),
+        None => StateRoot::new(&StateRoot::default_path()?),
+    };
+    let mut rt = Runtime::new(root, seal);
     rt.policy = policy;
     match command {
         Command::Create(a) => container::create(&rt, create_options(a, layers)?).map(|_| 0),

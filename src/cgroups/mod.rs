@@ -25,6 +25,7 @@ mod fs;
 pub mod layout;
 mod members;
 pub mod resources;
+mod rootless;
 pub mod stats;
 
 use std::os::fd::OwnedFd;

@@ -53,6 +53,7 @@ fn create_inner(
             "capability {name} is unknown to this kernel: skipped"
         ));
     }
+    super::launch::restrict_cgroup(&mut plan)?;
     let mut dir = rt.root.create(&plan.id)?;
     let mut undo = Undo::new();
     let launched = match launch(&plan, &dir, console, &mut undo) {

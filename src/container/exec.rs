@@ -134,7 +134,13 @@ pub fn exec(rt: &Runtime, opts: ExecOptions) -> Result<i32> {
     }
     let flags = differing_namespaces(st.pid);
     // pid and time namespaces apply to children: enter them here, so the helper is born in them.
-    let for_children = flags & (NsKind::Pid.clone_flag() | NsKind::Time.clone_flag());
+    // A runtime without privilege cannot (entering a pid namespace needs CAP_SYS_ADMIN in its
+    // own user namespace too): the helper joins them with the user namespace, then forks.
+    let for_children = if nix::unistd::geteuid().is_root() {
+        flags & (NsKind::Pid.clone_flag() | NsKind::Time.clone_flag())
+    } else {
+        0
+    };
     if for_children != 0 {
         sys::process::setns(
             pidfd.as_fd(),
@@ -157,7 +163,7 @@ pub fn exec(rt: &Runtime, opts: ExecOptions) -> Result<i32> {
     let cgroup_fd = st.cgroup.clone_into_fd()?;
     // The helper is born in the container's pid namespace: not dumpable for one instruction.
     crate::selfexe::set_nondumpable(&plan.layers)?;
-    let pid = match sys::process::clone3(0, cgroup_fd.as_ref().map(|f| f.as_fd())).op("clone3")? {
+    let first = match sys::process::clone3(0, cgroup_fd.as_ref().map(|f| f.as_fd())).op("clone3")? {
         Forked::Child => {
             drop(parent);
             crate::init::exec::main(
@@ -174,13 +180,24 @@ pub fn exec(rt: &Runtime, opts: ExecOptions) -> Result<i32> {
         Forked::Parent(pid) => pid,
     };
     drop((child, console));
+    let mut pid = first;
     let started = (|| -> Result<()> {
-        parent.send(&Msg::Go { pid: pid.as_raw() })?;
+        parent.send(&Msg::Go {
+            pid: first.as_raw(),
+        })?;
         loop {
             let incoming = parent.recv()?;
             match incoming.msg {
                 // The channel closes on execve: the process runs.
                 None => return Ok(()),
+                // The helper forked the process into the pid namespace it joined, and exits.
+                Some(Msg::Hello) => {
+                    pid =
+                        Pid::from_raw(incoming.pid.ok_or_else(|| {
+                            Error::Other("sync: no credentials with Hello".into())
+                        })?);
+                    let _ = sys::process::waitpid(first, None);
+                }
                 Some(Msg::SeccompListener) => {
                     let fd: &OwnedFd = incoming
                         .fds

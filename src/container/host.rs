@@ -1,13 +1,14 @@
 //! Gather [`HostFacts`] once, in the parent, before planning: every fact comes from the host
 //! (the runtime's own `/proc`, sysfs), never from a container.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use oci_spec::runtime::Spec;
 
 use crate::cgroups::layout;
 use crate::error::{Context, Result};
+use crate::spec::rootless::{self, RootlessFacts};
 use crate::spec::{HostFacts, NsId};
 
 fn ns_id(path: &Path) -> Option<NsId> {
@@ -76,5 +77,56 @@ pub fn gather(spec: &Spec, bundle: &Path) -> Result<HostFacts> {
         apparmor: std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
             .is_ok_and(|s| s.trim() == "Y"),
         selinux: Path::new("/sys/fs/selinux/enforce").exists(),
+        rootless: rootless_facts(),
+        in_user_namespace: in_user_namespace(),
     })
+}
+
+/// Whether this process runs in a user namespace other than the initial one (whose uid_map
+/// maps every id to itself).
+pub fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+        .unwrap_or(false)
+}
+
+/// What planning needs when the caller is not root: its ids, its subordinate id ranges and
+/// the map helpers. `None` for root.
+pub fn rootless_facts() -> Option<RootlessFacts> {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return None;
+    }
+    let gid = nix::unistd::getegid().as_raw();
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_default();
+    let sub = |file: &str, id: u32| {
+        std::fs::read_to_string(file)
+            .map(|t| rootless::parse_subids(&t, &name, id))
+            .unwrap_or_default()
+    };
+    Some(RootlessFacts {
+        uid: uid.as_raw(),
+        gid,
+        subuid: sub("/etc/subuid", uid.as_raw()),
+        subgid: sub("/etc/subgid", gid),
+        newuidmap: find_helper("newuidmap"),
+        newgidmap: find_helper("newgidmap"),
+    })
+}
+
+/// A map helper in `$PATH` (as runc looks for it).
+fn find_helper(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    let found = path
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        });
+    found
 }

@@ -145,12 +145,14 @@ pub fn launch(
     undo: &mut Undo,
 ) -> Result<Launched> {
     let mut cgroup = plan.cgroup.clone();
-    cgroup.create()?;
-    undo.cgroup = Some(cgroup.clone());
-    for ignored in cgroup.ignored_settings(&plan.resources) {
-        crate::log::warn(&format!("{ignored} (ignored)"));
+    if !cgroup.is_none() {
+        cgroup.create()?;
+        undo.cgroup = Some(cgroup.clone());
+        for ignored in cgroup.ignored_settings(&plan.resources) {
+            crate::log::warn(&format!("{ignored} (ignored)"));
+        }
+        cgroup.apply(&plan.resources)?;
     }
-    cgroup.apply(&plan.resources)?;
     let (parent, child) = Channel::pair()?;
     let start = sys::socket::listen_unix(&dir.short_path(START_SOCKET))
         .op_path("listen", &dir.path().join(START_SOCKET))?;
@@ -189,8 +191,9 @@ pub fn launch(
     };
     undo.pid = Some(first);
     drop((child, start, console));
-    if !two_stage && plan.namespaces.creates(NsKind::User) {
-        namespaces::write_id_maps(first, &plan.uid_maps, &plan.gid_maps)?;
+    // An unprivileged runtime writes them when the init asks (MapsPlease), dumpable.
+    if !two_stage && plan.namespaces.creates(NsKind::User) && !plan.id_map_writers.unprivileged {
+        namespaces::write_id_maps(first, &plan.uid_maps, &plan.gid_maps, &plan.id_map_writers)?;
     }
     if !init::cgroup::joins_itself(plan) {
         cgroup.add_process(first, cgroup_fd.is_some())?;
@@ -205,6 +208,26 @@ pub fn launch(
         cgroup,
         enforced,
     })
+}
+
+/// Rootless: keep the cgroup hierarchies delegated to the caller and the resources they can
+/// apply (see `cgroups::rootless`), before the init (which may join them itself) is cloned.
+pub(super) fn restrict_cgroup(plan: &mut Plan) -> Result<()> {
+    if !plan.rootless {
+        return Ok(());
+    }
+    let path = Path::new("/proc/self/cgroup");
+    let own = std::fs::read_to_string(path).op_path("read", path)?;
+    let own = crate::cgroups::layout::parse_proc_cgroup(&own);
+    let resources = plan.cgroup.restrict_to_delegated(
+        &plan.resources,
+        &own,
+        nix::unistd::geteuid().as_raw(),
+    )?;
+    if let std::borrow::Cow::Owned(r) = resources {
+        plan.resources = r;
+    }
+    Ok(())
 }
 
 /// The container's state as hooks and the seccomp agent see it while it is being created.
@@ -236,7 +259,12 @@ fn converse(
         match msg {
             Msg::MapsPlease => {
                 let who = Pid::from_raw(incoming.pid.unwrap_or(first.as_raw()));
-                namespaces::write_id_maps(who, &plan.uid_maps, &plan.gid_maps)?;
+                namespaces::write_id_maps(
+                    who,
+                    &plan.uid_maps,
+                    &plan.gid_maps,
+                    &plan.id_map_writers,
+                )?;
                 ch.send(&Msg::MapsDone)?;
             }
             Msg::Hello => {
@@ -270,6 +298,11 @@ fn converse(
                 let state = creating_state(plan, pid);
                 crate::seccomp::forward_listener(compiled, &state, fd.as_fd())?;
                 ch.send(&Msg::SeccompListenerSent)?;
+            }
+            // A runtime without privilege cannot enter the init's mount namespace, and reaches
+            // no more than the init's root does: the init opens the sources itself.
+            Msg::MountSourcesPlease if !nix::unistd::geteuid().is_root() => {
+                ch.send(&Msg::MountSourcesDone)?;
             }
             Msg::MountSourcesPlease => {
                 let who = Pid::from_raw(incoming.pid.unwrap_or(pid.as_raw()));
@@ -321,22 +354,41 @@ fn send_mount_sources(plan: &Plan, ch: &Channel, who: Pid) -> Result<()> {
     let theirs_path = format!("/proc/{who}/ns/mnt");
     let theirs = sys::fd::open(Path::new(&theirs_path), OFlag::O_RDONLY, Mode::empty())
         .op_path("open", Path::new(&theirs_path))?;
-    // Opened in the init's mount namespace, so that the init may bind-mount them there.
-    sys::process::setns(theirs.as_fd(), CloneFlags::CLONE_NEWNS).op("setns init mount ns")?;
-    let opened: Vec<(usize, OwnedFd)> = plan
+    // The user namespaces of id-mapped mounts, made or opened from our own namespaces.
+    let userns = plan
         .mounts
         .iter()
-        .filter_map(|m| match &m.kind {
-            MountKind::Bind { source, .. } => sys::fd::open(source, OFlag::O_PATH, Mode::empty())
-                .ok()
-                .map(|fd| (m.index, fd)),
+        .filter_map(|m| m.idmap.as_ref().map(|i| (m.index, i)))
+        .map(|(index, i)| Ok((index, super::idmap::userns_for(i, who)?)))
+        .collect::<Result<Vec<_>>>()?;
+    // Opened in the init's mount namespace, so that the init may bind-mount them there.
+    sys::process::setns(theirs.as_fd(), CloneFlags::CLONE_NEWNS).op("setns init mount ns")?;
+    let opened: Result<Vec<(usize, OwnedFd)>> = plan
+        .mounts
+        .iter()
+        .filter_map(|m| match (&m.kind, &m.idmap) {
+            (MountKind::Bind { source, recursive }, Some(idmap)) => {
+                let ns = userns
+                    .iter()
+                    .find(|(i, _)| *i == m.index)
+                    .map(|(_, fd)| fd)?;
+                Some(
+                    super::idmap::mapped_tree(m, idmap, source, *recursive, ns)
+                        .map(|fd| (m.index, fd)),
+                )
+            }
+            (MountKind::Bind { source, .. }, None) => {
+                sys::fd::open(source, OFlag::O_PATH, Mode::empty())
+                    .ok()
+                    .map(|fd| Ok((m.index, fd)))
+            }
             _ => None,
         })
         .collect();
     // setns resets the working directory: back to the bundle (hooks and relative paths).
     sys::process::setns(ours.as_fd(), CloneFlags::CLONE_NEWNS).op("setns back")?;
     sys::fd::fchdir(cwd.as_fd()).op("fchdir back")?;
-    for (index, fd) in &opened {
+    for (index, fd) in &opened? {
         let index = i32::try_from(*index).map_err(|_| Error::Other("too many mounts".into()))?;
         ch.send_with(&Msg::MountSource { index }, &[fd.as_fd()])?;
     }

@@ -143,8 +143,9 @@ pub fn kill(rt: &Runtime, id: &str, signal: Signal, all: bool) -> Result<()> {
     if all {
         // As runc, also once the init has exited: what it left in a cgroup sealrun created (a
         // container sharing another's pid namespace) is still reached; containerd's shim
-        // relies on it. In a joined cgroup only the container's own processes are.
-        return st.cgroup.kill_all(signal, container_init(&st).as_ref());
+        // relies on it. In a joined cgroup only the container's own processes are; without a
+        // cgroup (rootless), those of its pid namespace.
+        return super::nocgroup::kill_all(&st, signal, container_init(&st).as_ref());
     }
     if status == Status::Stopped {
         return Err(wrong_state(&dir, status, "container not running"));
@@ -214,7 +215,7 @@ pub(super) fn destroy(rt: &Runtime, id: &str, force: bool) -> Result<()> {
     if status != Status::Stopped {
         let _ = signal_pid(&st, Signal::SIGKILL);
     }
-    st.cgroup.kill_all(Signal::SIGKILL, init.as_ref())?;
+    super::nocgroup::kill_all(&st, Signal::SIGKILL, init.as_ref())?;
     if status == Status::Paused {
         let _ = st.cgroup.thaw();
     }

@@ -23,9 +23,7 @@ pub fn pids(rt: &Runtime, id: &str) -> Result<Vec<i32>> {
     let dir = rt.root.peek(id)?;
     let st = dir.load()?;
     let init = super::lifecycle::container_init(&st);
-    let mut pids: Vec<i32> = st
-        .cgroup
-        .container_pids(init.as_ref())?
+    let mut pids: Vec<i32> = super::nocgroup::pids(&st, init.as_ref())?
         .iter()
         .map(|p| p.as_raw())
         .collect();
@@ -38,6 +36,9 @@ pub fn pause(rt: &Runtime, id: &str) -> Result<()> {
     let dir = rt.root.open(id)?;
     let st = dir.load()?;
     match dir.status(&st) {
+        Status::Running | Status::Created if st.cgroup.is_none() => {
+            Err(super::nocgroup::no_freezer(id))
+        }
         Status::Running | Status::Created => st.cgroup.freeze(),
         s => Err(wrong(
             id,
@@ -52,6 +53,7 @@ pub fn resume(rt: &Runtime, id: &str) -> Result<()> {
     let dir = rt.root.open(id)?;
     let st = dir.load()?;
     match dir.status(&st) {
+        Status::Paused if st.cgroup.is_none() => Err(super::nocgroup::no_freezer(id)),
         Status::Paused => st.cgroup.thaw(),
         s => Err(wrong(id, s, "container is not paused")),
     }

@@ -7,9 +7,11 @@
 mod create;
 mod exec;
 pub mod host;
+mod idmap;
 mod launch;
 mod lifecycle;
 mod manage;
+mod nocgroup;
 pub mod state;
 mod tty;
 

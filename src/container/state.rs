@@ -92,6 +92,31 @@ impl StateRoot {
         }
     }
 
+    /// The default root, runc's rule: `/run/sealrun` for root, `$XDG_RUNTIME_DIR/sealrun` for
+    /// anyone else (who cannot write `/run`); an error naming `--root` when neither fits.
+    /// Root of a user namespace (rootless podman runs the runtime so) counts as not root when
+    /// `XDG_RUNTIME_DIR` is set and `$USER` is not `root`, as for runc.
+    pub fn default_path() -> Result<PathBuf> {
+        let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty());
+        let honour_xdg = if nix::unistd::geteuid().is_root() {
+            xdg.is_some()
+                && super::host::in_user_namespace()
+                && std::env::var_os("USER").is_none_or(|u| u != "root")
+        } else {
+            true
+        };
+        if !honour_xdg {
+            return Ok(PathBuf::from("/run/sealrun"));
+        }
+        match xdg {
+            Some(dir) => Ok(Path::new(&dir).join("sealrun")),
+            None => Err(Error::InvalidArgument(
+                "--root: not running as root and XDG_RUNTIME_DIR is not set: give --root DIR"
+                    .into(),
+            )),
+        }
+    }
+
     /// The root path.
     pub fn path(&self) -> &Path {
         &self.path

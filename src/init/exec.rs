@@ -87,12 +87,24 @@ fn join(plan: &ExecPlan, ch: &ExecChannels) -> Result<()> {
     crate::selfexe::set_nondumpable(&plan.layers)?;
     recv_go_exec(ch)?;
     super::cgroup::join(&ch.cgroup_tasks)?;
-    if ch.join != 0 {
-        sys::process::setns(
-            ch.pidfd.as_fd(),
-            CloneFlags::from_bits_retain(ch.join as i32),
-        )
-        .op("setns into the container's namespaces")?;
+    // pid and time namespaces joined here (rootless) rather than by the runtime apply to
+    // children only: join them with the user namespace, fork, then the rest (forking after the
+    // mount namespace would read the container's /proc, where we are not).
+    let for_children = (libc::CLONE_NEWPID | libc::CLONE_NEWTIME) as u64;
+    let early = if ch.join & for_children != 0 {
+        ch.join & (for_children | libc::CLONE_NEWUSER as u64)
+    } else {
+        0
+    };
+    for (flags, then_fork) in [(early, true), (ch.join & !early, false)] {
+        if flags == 0 {
+            continue;
+        }
+        sys::process::setns(ch.pidfd.as_fd(), CloneFlags::from_bits_retain(flags as i32))
+            .op("setns into the container's namespaces")?;
+        if then_fork {
+            fork_into_joined(ch)?;
+        }
     }
     if ch.join & libc::CLONE_NEWUSER as u64 != 0 {
         become_root();
@@ -102,6 +114,15 @@ fn join(plan: &ExecPlan, ch: &ExecChannels) -> Result<()> {
         super::join_new_keyring();
     }
     Ok(())
+}
+
+/// Continue in a child born in the joined pid (and time) namespaces, a sibling of ours so the
+/// runtime waits for it; it says Hello so the runtime learns its pid. We exit.
+fn fork_into_joined(ch: &ExecChannels) -> Result<()> {
+    match sys::process::clone3(libc::CLONE_PARENT as u64, None).op("clone")? {
+        sys::process::Forked::Child => ch.sync.send(&Msg::Hello),
+        sys::process::Forked::Parent(_) => sys::process::exit_now(0),
+    }
 }
 
 fn recv_go_exec(ch: &ExecChannels) -> Result<i32> {

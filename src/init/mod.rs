@@ -145,6 +145,9 @@ fn enter_namespaces(plan: &Plan, ch: &Channels, staged: bool) -> Result<i32> {
     }
     if !staged {
         if plan.namespaces.creates(NsKind::User) {
+            if plan.id_map_writers.unprivileged {
+                request_maps(plan, &ch.sync)?;
+            }
             become_root();
         }
         for (kind, path) in &plan.namespaces.join {
@@ -180,6 +183,18 @@ fn recv_go(sync: &Channel) -> Result<i32> {
     }
 }
 
+/// Ask the runtime to write our id maps. A runtime without privilege can open our `/proc`
+/// files only while we are dumpable: for that moment we are (nothing of the container runs
+/// yet, and our executable is the sealed copy), then not again.
+fn request_maps(plan: &Plan, sync: &Channel) -> Result<()> {
+    if plan.id_map_writers.unprivileged {
+        sys::process::set_dumpable(true).op("prctl PR_SET_DUMPABLE")?;
+    }
+    sync.send(&Msg::MapsPlease)?;
+    sync.expect(&Msg::MapsDone)?;
+    crate::selfexe::set_nondumpable(&plan.opts.layers)
+}
+
 /// Become uid/gid 0 of our user namespace, if 0 is mapped.
 fn become_root() {
     let _ = sys::process::setresgid(0);
@@ -204,8 +219,7 @@ fn first_stage(plan: &Plan, ch: &Channels) -> StepResult<Infallible> {
             namespaces::join(NsKind::User, path)?;
         } else {
             sys::process::unshare(NsKind::User.clone_flag()).op("unshare user namespace")?;
-            ch.sync.send(&Msg::MapsPlease)?;
-            ch.sync.expect(&Msg::MapsDone)?;
+            request_maps(plan, &ch.sync)?;
         }
         become_root();
         let rest = plan

@@ -127,18 +127,29 @@ fn bind(
     };
     let is_dir = sfd::fstat(src.as_fd()).op("fstat")?.st_mode & libc::S_IFMT == libc::S_IFDIR;
     let target = r.ensure(root, &m.destination, !is_dir)?;
-    let mut flags = MsFlags::MS_BIND;
-    if recursive {
-        flags |= MsFlags::MS_REC;
+    if m.idmap.is_some() {
+        // The runtime made the id-mapped copy (only it may): attach it.
+        if opened.is_none() {
+            return Err(Error::Other(format!(
+                "mounts[{}]: the runtime sent no id-mapped mount",
+                m.index
+            )));
+        }
+        crate::sys::mount::move_mount(src, target.as_fd()).op("move_mount id-mapped mount")?;
+    } else {
+        let mut flags = MsFlags::MS_BIND;
+        if recursive {
+            flags |= MsFlags::MS_REC;
+        }
+        mount(
+            Some(&proc_fd_path(src.as_fd())),
+            &proc_fd_path(target.as_fd()),
+            None,
+            flags,
+            None,
+        )
+        .op("bind mount")?;
     }
-    mount(
-        Some(&proc_fd_path(src.as_fd())),
-        &proc_fd_path(target.as_fd()),
-        None,
-        flags,
-        None,
-    )
-    .op("bind mount")?;
     let want = m.options.flags & REMOUNT_FLAGS;
     if want.is_empty() {
         return Ok(());

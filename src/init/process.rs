@@ -195,7 +195,11 @@ pub fn apply_identity(p: &ProcessPlan) -> Result<()> {
     for n in p.bounding_drop() {
         sp::capbset_drop(n).op(&format!("drop capability {n} from the bounding set"))?;
     }
-    sp::setgroups(&p.additional_gids).op("setgroups")?;
+    // With setgroups denied (a rootless self-mapped gid) the groups cannot change; planning
+    // refused additionalGids there.
+    if !p.setgroups_denied {
+        sp::setgroups(&p.additional_gids).op("setgroups")?;
+    }
     sp::set_keepcaps(true).op("prctl PR_SET_KEEPCAPS")?;
     sp::setresgid(p.gid).op(&format!("setresgid {}", p.gid))?;
     sp::setresuid(p.uid).op(&format!("setresuid {}", p.uid))?;

@@ -140,5 +140,9 @@ mod tests {
         let hardened = compile_with(&p, &["open_by_handle_at"], &[]).unwrap();
         assert!(hardened.summary.runtime_denies.is_empty());
         assert_eq!(hardened.filters[0].program, plain.filters[0].program);
+        // The summary survives plan.json when nothing was added (the field is left out).
+        let text = serde_json::to_string(&hardened.summary).unwrap();
+        let back: crate::seccomp::Summary = serde_json::from_str(&text).unwrap();
+        assert!(back.runtime_denies.is_empty());
     }
 }

@@ -136,6 +136,7 @@ pub fn exec_plan(
             process.caps.ambient.insert(cap);
         }
     }
+    process.setgroups_denied = container.process.setgroups_denied;
     let layers = container.opts.layers.union(exec_layers);
     let seccomp = if layers.no_seccomp {
         None

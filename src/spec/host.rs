@@ -32,6 +32,11 @@ pub struct HostFacts {
     pub apparmor: bool,
     /// SELinux is enabled on this host (selinuxfs mounted).
     pub selinux: bool,
+    /// The caller's effective uid is not 0: what rootless planning needs.
+    pub rootless: Option<super::rootless::RootlessFacts>,
+    /// The caller runs in a user namespace other than the initial one (rootless podman runs
+    /// the runtime as root of its own namespace).
+    pub in_user_namespace: bool,
 }
 
 impl HostFacts {
@@ -50,6 +55,8 @@ impl HostFacts {
             rootfs: Ok(PathBuf::from(rootfs)),
             apparmor: false,
             selinux: false,
+            rootless: None,
+            in_user_namespace: false,
         }
     }
 

@@ -7,11 +7,13 @@ mod default;
 mod devices;
 mod exec;
 mod host;
+pub mod idmap;
 mod json_path;
 mod mounts;
 pub mod namespaces;
 pub(crate) mod plan;
 mod process;
+pub mod rootless;
 mod ser;
 
 use std::path::Path;

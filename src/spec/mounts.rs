@@ -80,6 +80,9 @@ pub struct MountPlan {
     pub kind: MountKind,
     /// Options.
     pub options: MountOptions,
+    /// Id-mapped (`uidMappings`/`gidMappings`, `idmap`/`ridmap`), bind mounts only.
+    #[serde(default)]
+    pub idmap: Option<super::idmap::IdMappedMount>,
 }
 
 impl MountPlan {
@@ -244,6 +247,8 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "sync",
     "tmpcopyup",
     "unbindable",
+    "idmap",
+    "ridmap",
 ];
 
 /// Lexically clean an absolute container path (`/a/./b/../c` → `/a/c`), never above `/`.
@@ -275,7 +280,14 @@ pub(super) fn plan_mount(index: usize, m: &Mount, bundle: &Path) -> Result<Mount
         ));
     }
     let destination = clean_container_path(dest);
-    let options = parse_mount_options(m.options().as_deref().unwrap_or(&[]));
+    let raw: Vec<String> = m
+        .options()
+        .iter()
+        .flatten()
+        .filter(|o| !super::idmap::OPTIONS.contains(&o.as_str()))
+        .cloned()
+        .collect();
+    let options = parse_mount_options(&raw);
     let fstype = m.typ().clone().unwrap_or_default();
     let is_bind = options.bind.is_some() || fstype == "bind";
     let kind = if is_bind {
@@ -311,17 +323,16 @@ pub(super) fn plan_mount(index: usize, m: &Mount, bundle: &Path) -> Result<Mount
                 .unwrap_or_else(|| "none".into()),
         }
     };
-    if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-        return Err(Error::Unsupported(format!(
-            "{}: id-mapped mounts",
-            field("uidMappings")
-        )));
-    }
+    let idmap = match &kind {
+        MountKind::Bind { recursive, .. } => super::idmap::plan(index, m, true, *recursive)?,
+        _ => super::idmap::plan(index, m, false, false)?,
+    };
     Ok(MountPlan {
         index,
         destination,
         kind,
         options,
+        idmap,
     })
 }
 

@@ -180,6 +180,12 @@ pub struct Plan {
     pub uid_maps: Vec<IdMap>,
     /// gid mappings.
     pub gid_maps: Vec<IdMap>,
+    /// The runtime is not root in the initial user namespace (rootless).
+    #[serde(default)]
+    pub rootless: bool,
+    /// How the runtime writes the id maps (itself, or `newuidmap`/`newgidmap`).
+    #[serde(default)]
+    pub id_map_writers: super::rootless::IdMapWriters,
     /// Hostname.
     pub hostname: Option<String>,
     /// Domainname.
@@ -220,9 +226,10 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Whether the container gets its own user namespace (created or joined).
+    /// Whether the container runs in a user namespace other than the initial one: its own
+    /// (created or joined), or the runtime's (rootless podman runs the runtime as root of one).
     pub fn in_user_namespace(&self) -> bool {
-        self.namespaces.has(NsKind::User)
+        self.namespaces.has(NsKind::User) || self.rootless
     }
 }
 
@@ -536,9 +543,24 @@ pub fn plan(spec: &Spec, opts: CreateOptions, host: &HostFacts) -> Result<Plan> 
             "setting it needs a uts namespace",
         ));
     }
+    let id_map_writers = match &host.rootless {
+        Some(facts) => super::rootless::check(
+            &namespaces,
+            &uid_maps,
+            &gid_maps,
+            &process.additional_gids,
+            facts,
+        )?,
+        None => Default::default(),
+    };
+    let mut process = process;
+    process.setgroups_denied = id_map_writers.setgroups_denied;
     let mut mounts = Vec::new();
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         mounts.push(plan_mount(i, m, &opts.bundle)?);
+    }
+    if let Some(m) = mounts.iter().find(|m| m.idmap.is_some()) {
+        super::idmap::check_context(m.index, &namespaces, host)?;
     }
     let dev_from_host = mounts
         .iter()
@@ -645,6 +667,8 @@ pub fn plan(spec: &Spec, opts: CreateOptions, host: &HostFacts) -> Result<Plan> 
         namespaces,
         uid_maps,
         gid_maps,
+        rootless: host.rootless.is_some() || host.in_user_namespace,
+        id_map_writers,
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
         domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
         mounts,

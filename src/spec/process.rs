@@ -81,6 +81,10 @@ pub struct ProcessPlan {
     pub gid: u32,
     /// Supplementary groups.
     pub additional_gids: Vec<u32>,
+    /// `setgroups` is denied in the container's user namespace (rootless, gid map written
+    /// without newgidmap): the groups are left as they are instead of set to the empty list.
+    #[serde(default)]
+    pub setgroups_denied: bool,
     /// umask, if set.
     pub umask: Option<u32>,
     /// Capability sets.
@@ -325,6 +329,7 @@ pub fn plan_process(p: &Process, field: &str, cap_last_cap: u8) -> Result<Proces
         uid: user.uid(),
         gid: user.gid(),
         additional_gids: user.additional_gids().clone().unwrap_or_default(),
+        setgroups_denied: false,
         umask: user.umask(),
         caps,
         cap_last_cap,

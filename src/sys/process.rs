@@ -290,6 +290,13 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// `pause(2)` until killed: the body of a child that only holds a namespace open.
+pub fn pause_forever() -> ! {
+    loop {
+        nix::unistd::pause();
+    }
+}
+
 /// `kill(2)`.
 pub fn kill(pid: Pid, sig: Option<Signal>) -> nix::Result<()> {
     nix::sys::signal::kill(pid, sig)
