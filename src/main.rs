@@ -37,13 +37,19 @@ fn main() {
         eprintln!("sealrun: --log: {e}");
         std::process::exit(1);
     }
+    // As runc: exec's own failures exit 255, so callers tell them from the process's status.
+    let failed = if matches!(cli.command, Some(Command::Exec(_))) {
+        255
+    } else {
+        1
+    };
     match dispatch(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             let msg = e.to_string();
             sealrun::log::error(&msg);
             eprintln!("sealrun: {msg}");
-            std::process::exit(1);
+            std::process::exit(failed);
         }
     }
 }
@@ -168,6 +174,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let v = container::state(&rt, &id)?;
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             Ok(0)
+        }
+        Command::Kill { id, signal, all } if !all && signal == "0" => {
+            container::kill_check(&rt, &id).map(|_| 0)
         }
         Command::Kill { id, signal, all } => {
             let sig = container::parse_signal(&signal)?;

@@ -149,8 +149,26 @@ pub fn kill(rt: &Runtime, id: &str, signal: Signal, all: bool) -> Result<()> {
     signal_pid(&st, signal)
 }
 
+/// `kill ID 0`: signal 0 sends nothing and only asks whether the container's process is
+/// alive (runc accepts it; scripts use it as a liveness check).
+pub fn kill_check(rt: &Runtime, id: &str) -> Result<()> {
+    let dir = rt.root.open(id)?;
+    let st = dir.load()?;
+    let status = dir.status(&st);
+    if status == Status::Stopped {
+        return Err(wrong_state(&dir, status, "container not running"));
+    }
+    live_pidfd(&st).map(drop)
+}
+
 /// Signal the init through a pidfd, after checking it is still the same process.
 fn signal_pid(st: &StateFile, signal: Signal) -> Result<()> {
+    let pidfd = live_pidfd(st)?;
+    sys::process::pidfd_send_signal(pidfd.as_fd(), signal).op("kill")
+}
+
+/// A pidfd of the init, once it is known to be the same process the state recorded.
+fn live_pidfd(st: &StateFile) -> Result<std::os::fd::OwnedFd> {
     let pid = super::state::pid_of(st);
     let pidfd = match sys::process::pidfd_open(pid) {
         Ok(fd) => fd,
@@ -166,7 +184,7 @@ fn signal_pid(st: &StateFile, signal: Signal) -> Result<()> {
             "container not running: no such process".into(),
         ));
     }
-    sys::process::pidfd_send_signal(pidfd.as_fd(), signal).op("kill")
+    Ok(pidfd)
 }
 
 /// `delete`: remove a stopped container (with `force`, kill it first).

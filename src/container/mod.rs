@@ -11,7 +11,7 @@ mod tty;
 
 pub use create::{create, run, RunOutcome};
 pub use exec::{exec, ExecOptions, ProcessSource};
-pub use lifecycle::{audit, delete, kill, list, parse_signal, start, state, ListEntry};
+pub use lifecycle::{audit, delete, kill, kill_check, list, parse_signal, start, state, ListEntry};
 pub use manage::{events, parse_size, pause, pids, resume, stats, update};
 pub use state::{StateRoot, Status};
 
