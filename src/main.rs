@@ -6,6 +6,7 @@ mod cli;
 use clap::Parser;
 
 use cli::{Cli, Command, Format, LogFormat};
+use sealrun::container::order::{Ordered, EVENT_ORDER, STATE_ORDER};
 use sealrun::container::{self, RunOutcome, Runtime, StateRoot};
 use sealrun::error::{Error, Result};
 use sealrun::selfexe::{self, SealStatus};
@@ -172,6 +173,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::State { id } => {
             let v = container::state(&rt, &id)?;
+            let v = Ordered(&v, STATE_ORDER);
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             Ok(0)
         }
@@ -205,11 +207,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
             interval,
         } => {
             if stats {
-                println!("{}", container::stats(&rt, &id)?);
+                println!("{}", Ordered(&container::stats(&rt, &id)?, EVENT_ORDER));
                 return Ok(0);
             }
             let every = parse_duration(&interval)?;
-            container::events(&rt, &id, every, |v| println!("{v}")).map(|_| 0)
+            container::events(&rt, &id, every, |v| println!("{}", Ordered(v, EVENT_ORDER)))
+                .map(|_| 0)
         }
         Command::Audit { id } => {
             let record = container::audit(&rt, &id)?;
@@ -243,7 +246,10 @@ fn list(rt: &Runtime, format: Format, quiet: bool) -> Result<i32> {
     }
     match format {
         Format::Json => {
-            let all: Vec<&serde_json::Value> = entries.iter().map(|e| &e.state).collect();
+            let all: Vec<Ordered> = entries
+                .iter()
+                .map(|e| Ordered(&e.state, STATE_ORDER))
+                .collect();
             println!("{}", serde_json::to_string(&all).unwrap_or_default());
         }
         Format::Table => {

@@ -173,3 +173,104 @@ fn the_console_belongs_to_the_process_user() {
     t.delete_force(&id).ok();
     t.assert_nothing_left();
 }
+
+/// `state`, `list --format json` and `events --stats` print runc's field order (clients and
+/// runc's suite match the text).
+#[test]
+fn json_fields_come_in_runcs_order() {
+    let t = Test::new();
+    let id = t.id().to_string();
+    t.run_sleeper(&id);
+    let state = t.state(&id);
+    state.ok();
+    assert!(
+        state
+            .stdout
+            .trim_start()
+            .starts_with("{\n  \"ociVersion\": \"")
+            && state
+                .stdout
+                .contains(&format!("\"id\": \"{id}\",\n  \"pid\": ")),
+        "{state}"
+    );
+    let list = t.rt(&["list", "--format", "json"]);
+    list.ok();
+    assert!(
+        list.stdout
+            .starts_with(&format!("[{{\"ociVersion\":\"{}", sealrun_oci(&state))),
+        "{list}"
+    );
+    assert!(
+        list.stdout.contains(&format!("\"id\":\"{id}\",\"pid\":")),
+        "{list}"
+    );
+    let events = t.rt(&["events", "--stats", &id]);
+    events.ok();
+    assert!(
+        events
+            .stdout
+            .starts_with(&format!("{{\"type\":\"stats\",\"id\":\"{id}\",\"data\":")),
+        "{events}"
+    );
+    t.delete_force(&id).ok();
+    t.assert_nothing_left();
+}
+
+/// The `ociVersion` a `state` output names.
+fn sealrun_oci(state: &Out) -> String {
+    state.json()["ociVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `events` reports the OOM killer acting in the container's cgroup, with runc's text
+/// `{"type":"oom","id":ID}`, and ends when the container is deleted.
+#[test]
+fn events_reports_oom() {
+    let swap = Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+        || Path::new("/sys/fs/cgroup/memory.swap.max").exists()
+        || Path::new("/sys/fs/cgroup/unified/memory.swap.max").exists();
+    if !swap {
+        return skip("no swap accounting: the memory hog would swap instead of meeting OOM");
+    }
+    let t = Test::new();
+    let id = t.id().to_string();
+    let mut b = t.sleeper(&id);
+    b.set(
+        "/linux/resources/memory",
+        json!({"limit": 33554432, "swap": 33554432}),
+    );
+    t.run_detached(&b).ok();
+    t.wait_status(&id, "running");
+    let log = t.path("events.out");
+    let mut events = t.command(&[], &["events", "--interval", "1s", &id]);
+    events.stdout(fs::File::create(&log).unwrap());
+    let mut events = events.spawn().expect("spawn events");
+    let text = || fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_until(TIMEOUT, || text().contains("\"stats\"")),
+        "{}",
+        text()
+    );
+    t.rt(&[
+        "exec",
+        "-d",
+        &id,
+        "sh",
+        "-c",
+        "x=$(dd if=/dev/zero bs=64M count=1)",
+    ])
+    .ok();
+    let oom = format!("{{\"type\":\"oom\",\"id\":\"{id}\"}}");
+    let seen = wait_until(TIMEOUT, || text().contains(&oom));
+    t.delete_force(&id).ok();
+    let ended = wait_until(TIMEOUT, || matches!(events.try_wait(), Ok(Some(_))));
+    if !ended {
+        let _ = events.kill();
+    }
+    let _ = events.wait();
+    assert!(seen, "no oom event:\n{}", text());
+    assert!(ended, "events did not end after delete");
+    t.assert_nothing_left();
+}

@@ -6,6 +6,7 @@ pub mod host;
 mod launch;
 mod lifecycle;
 mod manage;
+pub mod order;
 pub mod state;
 mod tty;
 
