@@ -274,3 +274,42 @@ fn events_reports_oom() {
     assert!(ended, "events did not end after delete");
     t.assert_nothing_left();
 }
+
+/// A process whose environment lacks HOME gets its user's home from the container's
+/// /etc/passwd (`/` for a user it does not list), in the container and in `exec`; a HOME the
+/// config sets is kept.
+#[test]
+fn home_comes_from_the_containers_passwd() {
+    let t = Test::new();
+    let id = t.id().to_string();
+    let mut b = t.sleeper(&id);
+    b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+    t.run_detached(&b).ok();
+    t.wait_status(&id, "running");
+    let env_of = |args: &[&str]| {
+        let mut a = vec!["exec"];
+        a.extend_from_slice(args);
+        let out = t.rt(&a);
+        out.ok();
+        out.probe_facts()["env"].clone()
+    };
+    let env = env_of(&[&id, "/probe"]);
+    assert!(env.to_string().contains("\"HOME=/home/user\""), "{env}");
+    let env = env_of(&["--user", "0", &id, "/probe"]);
+    assert!(env.to_string().contains("\"HOME=/root\""), "{env}");
+    let env = env_of(&["--user", "4242", &id, "/probe"]);
+    assert!(env.to_string().contains("\"HOME=/\""), "{env}");
+    let env = env_of(&["--env", "HOME=/x", &id, "/probe"]);
+    assert!(env.to_string().contains("\"HOME=/x\""), "{env}");
+    t.delete_force(&id).ok();
+    // The container's own process.
+    let mut b = t.bundle_for(&t.new_id("r"));
+    b.set("/process/user", json!({"uid": 0, "gid": 0}));
+    let f = t.probe(&b);
+    assert!(
+        f["env"].to_string().contains("\"HOME=/root\""),
+        "{}",
+        f["env"]
+    );
+    t.assert_nothing_left();
+}
