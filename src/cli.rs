@@ -215,22 +215,22 @@ pub struct UpdateArgs {
     #[arg(short, long)]
     pub resources: Option<PathBuf>,
     /// Memory limit (bytes, or with a k/m/g suffix; -1: unlimited).
-    #[arg(short, long)]
+    #[arg(short, long, allow_hyphen_values = true)]
     pub memory: Option<String>,
-    /// Memory plus swap limit.
-    #[arg(long)]
+    /// Memory plus swap limit (-1: unlimited swap).
+    #[arg(long, allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
     /// Memory soft limit.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub memory_reservation: Option<String>,
     /// Kernel memory limit (ignored by current kernels).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub kernel_memory: Option<String>,
     /// CPU shares (relative weight).
     #[arg(long = "cpu-share", alias = "cpu-shares")]
     pub cpu_shares: Option<u64>,
-    /// CPU CFS quota in microseconds.
-    #[arg(long)]
+    /// CPU CFS quota in microseconds (-1: no limit).
+    #[arg(long, allow_hyphen_values = true)]
     pub cpu_quota: Option<i64>,
     /// CPU CFS period in microseconds.
     #[arg(long)]
@@ -239,7 +239,7 @@ pub struct UpdateArgs {
     #[arg(long)]
     pub cpu_rt_period: Option<u64>,
     /// CPU realtime runtime.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub cpu_rt_runtime: Option<i64>,
     /// CPUs allowed (e.g. 0-1).
     #[arg(long)]

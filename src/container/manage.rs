@@ -114,10 +114,11 @@ pub fn events(
 /// How often `events` looks at the OOM counter between samples.
 const OOM_POLL: Duration = Duration::from_millis(100);
 
-/// Parse a size like runc's `--memory`: a number with an optional k/m/g/t suffix (binary
-/// units, case-insensitive, optional trailing `b`), or -1 for unlimited.
+/// Parse a size like runc's `--memory`: a decimal number (digits, at most one `.`) with an
+/// optional k/m/g/t suffix (binary units, case-insensitive, optional trailing `b`), or -1 for
+/// unlimited. Anything else (`nan`, `inf`, `1e3`, negative numbers, overflow) is an error.
 pub fn parse_size(s: &str) -> Result<i64> {
-    let bad = || Error::InvalidArgument(format!("invalid size {s:?}"));
+    let bad = |why: &str| Error::InvalidArgument(format!("invalid size {s:?}: {why}"));
     let t = s.trim().to_ascii_lowercase();
     if t == "-1" {
         return Ok(-1);
@@ -130,11 +131,21 @@ pub fn parse_size(s: &str) -> Result<i64> {
         Some('t') => (&t[..t.len() - 1], 1 << 40),
         _ => (t, 1),
     };
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    if n < 0.0 {
-        return Err(bad());
+    let digits = !num.is_empty()
+        && num.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && num.chars().filter(|c| *c == '.').count() <= 1
+        && num.chars().any(|c| c.is_ascii_digit());
+    if !digits {
+        return Err(bad(
+            "use a number of bytes with an optional k, m, g or t suffix, or -1",
+        ));
     }
-    Ok((n * mult as f64) as i64)
+    let n: f64 = num.parse().map_err(|_| bad("not a number"))?;
+    let bytes = n * mult as f64;
+    if !bytes.is_finite() || bytes >= i64::MAX as f64 {
+        return Err(bad("too large"));
+    }
+    Ok(bytes as i64)
 }
 
 #[cfg(test)]
@@ -150,5 +161,20 @@ mod tests {
         assert_eq!(parse_size("-1").unwrap(), -1);
         assert!(parse_size("ten").is_err());
         assert!(parse_size("-5").is_err());
+        for bad in [
+            "nan",
+            "NaN",
+            "inf",
+            "-inf",
+            "1e3",
+            "",
+            "k",
+            ".",
+            "1.2.3",
+            "-1m",
+            "99999999t",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
     }
 }
