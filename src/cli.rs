@@ -115,8 +115,8 @@ pub enum Command {
         /// Do not wait for the container.
         #[arg(short, long)]
         detach: bool,
-        /// Keep the container's state after it exits (accepted; sealrun removes it).
-        #[arg(long, hide = true)]
+        /// Keep the container (state and cgroup) after it exits, until `delete`.
+        #[arg(long)]
         keep: bool,
     },
     /// Print the state of a container.

@@ -263,12 +263,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
     match command {
         Command::Create(a) => container::create(&rt, create_options(a, layers)?).map(|_| 0),
         Command::Start { id } => container::start(&rt, &id).map(|_| 0),
-        Command::Run { create, detach, .. } => {
-            match container::run(&rt, create_options(create, layers)?, detach)? {
-                RunOutcome::Detached => Ok(0),
-                RunOutcome::Exited(code) => Ok(code),
-            }
-        }
+        Command::Run {
+            create,
+            detach,
+            keep,
+        } => match container::run_keep(&rt, create_options(create, layers)?, detach, keep)? {
+            RunOutcome::Detached => Ok(0),
+            RunOutcome::Exited(code) => Ok(code),
+        },
         Command::State { id } => {
             let v = container::state(&rt, &id)?;
             let v = Ordered(&v, STATE_ORDER);

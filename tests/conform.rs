@@ -313,3 +313,21 @@ fn home_comes_from_the_containers_passwd() {
     );
     t.assert_nothing_left();
 }
+
+/// `run --keep`: the container that exited stays, stopped, with its cgroup, until `delete`.
+#[test]
+fn run_keep_leaves_the_stopped_container() {
+    let t = Test::new();
+    let id = t.id().to_string();
+    let mut b = t.bundle_for(&id);
+    b.args(&["true"]);
+    t.run_with(&[], &b, &["--keep"]).ok();
+    assert_eq!(t.status(&id), "stopped");
+    assert!(
+        !host::cgroup_dirs(&t.cgroups_path(&id)).is_empty(),
+        "the cgroup is kept"
+    );
+    t.delete(&id).ok();
+    t.state(&id).failed();
+    t.assert_nothing_left();
+}
