@@ -331,3 +331,19 @@ fn run_keep_leaves_the_stopped_container() {
     t.state(&id).failed();
     t.assert_nothing_left();
 }
+
+/// `SCMP_ACT_NOTIFY` on `write` is refused up front with runc's words: the runtime's own writes
+/// after loading the filter would wait for the agent forever.
+#[test]
+fn notify_on_write_is_refused() {
+    let t = Test::new();
+    let mut b = t.bundle();
+    b.set(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": t.path("agent.sock"),
+               "syscalls": [{"names": ["write"], "action": "SCMP_ACT_NOTIFY"}]}),
+    );
+    let out = t.run(&b);
+    out.error_line(&["SCMP_ACT_NOTIFY cannot be used for the write syscall"]);
+    t.assert_nothing_left();
+}

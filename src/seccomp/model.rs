@@ -302,6 +302,14 @@ pub(crate) fn resolve(seccomp: &LinuxSeccomp, arch: &NativeArch) -> Result<Model
             max_nr = max_nr.max(Some(nr));
             *rule_counts.entry(rule.action().to_string()).or_default() += 1;
             if ret == Ret::USER_NOTIF {
+                // The runtime itself writes after loading the filter (to report, to the
+                // log): a write that waits for an agent would hang it. runc refuses too.
+                if name == "write" {
+                    return Err(Error::config(
+                        format!("{field}.names[{j}]"),
+                        "SCMP_ACT_NOTIFY cannot be used for the write syscall",
+                    ));
+                }
                 notify_names.insert(name);
             }
             if alternatives.is_empty() {

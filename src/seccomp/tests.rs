@@ -379,6 +379,11 @@ fn validation_errors_name_the_field() {
             json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/x"}),
             "linux.seccomp.defaultAction",
         ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x", "syscalls": [
+                {"names": ["getpid", "write"], "action": "SCMP_ACT_NOTIFY"}]}),
+            "linux.seccomp.syscalls[0].names[1]",
+        ),
     ];
     for (profile, field) in cases {
         let err = compile(&spec(profile.clone())).expect_err(field);
