@@ -83,12 +83,22 @@ pub fn state_json(
 
 /// Run every hook of `kind` in order; stop at the first failure.
 pub fn run(kind: HookKind, hooks: &Hooks, state: &serde_json::Value) -> Result<()> {
+    run_in(kind, hooks, state, bundle_dir(state))
+}
+
+/// [`run`] with another working directory (createContainer hooks run in the container's
+/// root before pivot_root, as runc runs them, so relative paths name the container's files).
+pub fn run_in(
+    kind: HookKind,
+    hooks: &Hooks,
+    state: &serde_json::Value,
+    cwd: Option<&std::path::Path>,
+) -> Result<()> {
     let list = kind.list(hooks);
     if list.is_empty() {
         return Ok(());
     }
     let input = state.to_string();
-    let cwd = bundle_dir(state);
     for hook in list {
         run_one(kind, hook, input.as_bytes(), cwd)?;
     }
@@ -140,14 +150,13 @@ fn run_one(kind: HookKind, hook: &Hook, input: &[u8], cwd: Option<&std::path::Pa
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
+    // As runc: a hook with its own `env` gets exactly that; one without gets the runtime's
+    // environment (PATH included, which hook scripts rely on).
+    if let Some(env) = hook.env() {
+        cmd.env_clear()
+            .envs(env.iter().filter_map(|e| e.split_once('=')));
+    }
     cmd.args(args.iter().skip(1))
-        .env_clear()
-        .envs(
-            hook.env()
-                .iter()
-                .flatten()
-                .filter_map(|e| e.split_once('=')),
-        )
         .stdin(Stdio::piped())
         .stdout(Stdio::from(
             out.try_clone().map_err(|e| fail(e.to_string()))?,

@@ -277,8 +277,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             Ok(0)
         }
-        Command::Kill { id, signal, all } if !all && signal == "0" => {
-            container::kill_check(&rt, &id).map(|_| 0)
+        Command::Kill { id, signal, all } if signal == "0" => {
+            container::kill_check(&rt, &id, all).map(|_| 0)
         }
         Command::Kill { id, signal, all } => {
             let sig = container::parse_signal(&signal)?;

@@ -63,6 +63,7 @@ fn kill_with_signal_zero_checks_liveness() {
     t.kill(&id, "KILL").ok();
     t.wait_status(&id, "stopped");
     t.kill(&id, "0").error_line(&["not running"]);
+    t.rt(&["kill", "--all", &id, "0"]).ok();
     t.delete(&id).ok();
     t.assert_nothing_left();
 }
@@ -345,5 +346,42 @@ fn notify_on_write_is_refused() {
     );
     let out = t.run(&b);
     out.error_line(&["SCMP_ACT_NOTIFY cannot be used for the write syscall"]);
+    t.assert_nothing_left();
+}
+
+/// createContainer hooks run in the container's root (relative paths name its files), as
+/// runc runs them; a hook without `env` gets the runtime's environment (runc's), one with
+/// `env` exactly that.
+#[test]
+fn create_container_hooks_run_in_the_rootfs_with_the_runtimes_env() {
+    let t = Test::new();
+    let mut b = t.bundle();
+    b.writable_root();
+    let envs = t.path("hook-env");
+    fs::create_dir_all(&envs).unwrap();
+    let e = envs.display();
+    b.set(
+        "/hooks",
+        json!({
+            "createContainer": [
+                {"path": "/bin/sh", "args": ["sh", "-c", "touch ./made-by-hook"]},
+                {"path": "/bin/sh", "args": ["sh", "-c", format!("env > {e}/inherit")]},
+                {"path": "/bin/sh", "args": ["sh", "-c", format!("env > {e}/own")],
+                 "env": ["ONLY=this"]}
+            ]
+        }),
+    );
+    t.probe(&b);
+    assert!(
+        b.rootfs().join("made-by-hook").exists(),
+        "cwd was not the rootfs"
+    );
+    let inherit = fs::read_to_string(envs.join("inherit")).unwrap();
+    assert!(inherit.contains("SEALRUN_TEST_MARK="), "{inherit}");
+    let own = fs::read_to_string(envs.join("own")).unwrap();
+    assert!(
+        own.contains("ONLY=this") && !own.contains("SEALRUN_TEST_MARK"),
+        "{own}"
+    );
     t.assert_nothing_left();
 }

@@ -150,10 +150,14 @@ pub fn kill(rt: &Runtime, id: &str, signal: Signal, all: bool) -> Result<()> {
 }
 
 /// `kill ID 0`: signal 0 sends nothing and only asks whether the container's process is
-/// alive (runc accepts it; scripts use it as a liveness check).
-pub fn kill_check(rt: &Runtime, id: &str) -> Result<()> {
+/// alive (runc accepts it; scripts use it as a liveness check). With `all`, as `kill --all`
+/// reaches whatever is in the cgroup, it succeeds for a stopped container too.
+pub fn kill_check(rt: &Runtime, id: &str, all: bool) -> Result<()> {
     let dir = rt.root.open(id)?;
     let st = dir.load()?;
+    if all {
+        return Ok(());
+    }
     let status = dir.status(&st);
     if status == Status::Stopped {
         return Err(wrong_state(&dir, status, "container not running"));
