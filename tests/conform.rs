@@ -385,3 +385,37 @@ fn create_container_hooks_run_in_the_rootfs_with_the_runtimes_env() {
     );
     t.assert_nothing_left();
 }
+
+/// `ro` on the /dev tmpfs is applied after its submounts, device nodes and symlinks (runc
+/// issue 3248): the container starts, /dev is read-only and /dev/pts is mounted.
+#[test]
+fn read_only_dev_comes_after_its_submounts() {
+    let t = Test::new();
+    let mut b = t.bundle();
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    for m in mounts.iter_mut() {
+        if m["destination"] == "/dev" {
+            m["options"].as_array_mut().unwrap().push(json!("ro"));
+        }
+    }
+    let f = t.probe(&b);
+    let mounts = f["mounts"].as_array().unwrap();
+    let at = |p: &str| {
+        mounts
+            .iter()
+            .rev()
+            .find(|m| m["mount_point"] == p)
+            .unwrap_or_else(|| panic!("no mount at {p}: {mounts:?}"))
+    };
+    let dev = at("/dev");
+    assert!(
+        dev["options"]
+            .as_str()
+            .unwrap()
+            .split(',')
+            .any(|o| o == "ro"),
+        "{dev}"
+    );
+    at("/dev/pts");
+    t.assert_nothing_left();
+}
