@@ -419,3 +419,50 @@ fn read_only_dev_comes_after_its_submounts() {
     at("/dev/pts");
     t.assert_nothing_left();
 }
+
+/// An exec process.json without `user` runs as 0:0 (runc reads the missing struct as zero).
+#[test]
+fn exec_process_json_without_user_runs_as_root() {
+    let t = Test::new();
+    let id = t.id().to_string();
+    let mut b = t.sleeper(&id);
+    b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+    t.run_detached(&b).ok();
+    t.wait_status(&id, "running");
+    let process = t.path("process.json");
+    fs::write(
+        &process,
+        json!({"args": ["/probe"], "cwd": "/", "env": DEFAULT_ENV}).to_string(),
+    )
+    .unwrap();
+    let out = t.rt(&["exec", "--process", process.to_str().unwrap(), &id]);
+    out.ok();
+    let f = out.probe_facts();
+    assert_eq!(f["uid"][0], 0, "{}", f["uid"]);
+    assert_eq!(f["gid"][0], 0, "{}", f["gid"]);
+    t.delete_force(&id).ok();
+    t.assert_nothing_left();
+}
+
+/// Error texts that runc's suite and clients match: a failed hook says "error running", a
+/// missing seccomp agent "failed to connect with seccomp agent".
+#[test]
+fn hook_and_seccomp_agent_errors_use_runcs_words() {
+    let t = Test::new();
+    let mut b = t.bundle();
+    b.set(
+        "/hooks",
+        json!({"startContainer": [{"path": "/bin/false", "args": ["false"]}]}),
+    );
+    t.run(&b).error_line(&["error running", "startContainer"]);
+    t.assert_nothing_left();
+    let mut b = t.bundle_for(&t.new_id("agent"));
+    b.set(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": t.path("no-agent.sock"),
+               "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
+    );
+    t.run(&b)
+        .error_line(&["failed to connect with seccomp agent"]);
+    t.assert_nothing_left();
+}

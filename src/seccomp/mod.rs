@@ -261,7 +261,7 @@ pub fn send_listener(
 ) -> Result<()> {
     let payload = container_process_state(metadata, state);
     let sock = crate::sys::socket::connect_unix(listener_path)
-        .op_path("connect to seccomp agent", listener_path)?;
+        .op_path("failed to connect with seccomp agent", listener_path)?;
     crate::sys::socket::send_with_fds(sock.as_fd(), &payload, &[fd.as_raw_fd()])
         .op_path("send seccomp listener fd", listener_path)?;
     Ok(())
