@@ -466,3 +466,17 @@ fn hook_and_seccomp_agent_errors_use_runcs_words() {
         .error_line(&["failed to connect with seccomp agent"]);
     t.assert_nothing_left();
 }
+
+/// /proc or /sys as a symlink in the image is refused in runc's words.
+#[test]
+fn proc_and_sys_symlinks_are_refused_in_runcs_words() {
+    for dir in ["proc", "sys"] {
+        let t = Test::new();
+        let b = t.bundle();
+        fs::remove_dir(b.rootfs().join(dir)).expect("rmdir");
+        std::os::unix::fs::symlink("/elsewhere", b.rootfs().join(dir)).expect("symlink");
+        t.run(&b)
+            .error_line(&[&format!("/{dir}"), "must be mounted on ordinary directory"]);
+        t.assert_nothing_left();
+    }
+}

@@ -198,7 +198,7 @@ fn filesystem(
         }
         Err(Errno::ELOOP) => {
             return Err(Error::Other(format!(
-                "{} is a symlink in the rootfs: refusing to mount {fstype} there",
+                "{} is a symlink in the rootfs: {fstype} must be mounted on ordinary directory",
                 m.destination.display()
             )))
         }
