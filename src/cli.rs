@@ -308,6 +308,9 @@ pub struct ExecArgs {
     /// Allow exec into a paused container.
     #[arg(long)]
     pub ignore_paused: bool,
+    /// Run in a sub-cgroup of the container's: PATH, or CTL[,CTL]:PATH; repeatable.
+    #[arg(long)]
+    pub cgroup: Vec<String>,
 }
 
 #[cfg(test)]

@@ -228,6 +228,7 @@ fn exec_options(a: cli::ExecArgs, layers: Layers) -> Result<container::ExecOptio
         console_socket: a.console_socket,
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
+        cgroup: a.cgroup,
         layers,
     })
 }

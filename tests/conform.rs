@@ -480,3 +480,49 @@ fn proc_and_sys_symlinks_are_refused_in_runcs_words() {
         t.assert_nothing_left();
     }
 }
+
+/// `exec --cgroup`: the process runs in a sub-cgroup of the container's (`PATH` for every
+/// controller, `CTL:PATH` for one); a path leaving the container's cgroup, an unknown
+/// controller or a missing directory is refused in runc's words.
+#[test]
+fn exec_cgroup_joins_a_sub_cgroup() {
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+        || !Path::new("/sys/fs/cgroup/memory").is_dir()
+    {
+        return skip("v1 memory hierarchy needed (the v2 form is the same code with one path)");
+    }
+    let t = Test::new();
+    let id = t.id().to_string();
+    t.run_sleeper(&id);
+    let rel = t.cgroups_path(&id);
+    t.rt(&["exec", "--cgroup", "..", &id, "true"])
+        .error_line(&[".. is not a sub cgroup path"]);
+    t.rt(&["exec", "--cgroup", "whaaat:/", &id, "true"])
+        .error_line(&["unknown controller"]);
+    t.rt(&["exec", "--cgroup", "nonexistent", &id, "true"])
+        .error_line(&["adding pid", "/nonexistent/cgroup.procs: no such file"]);
+    let sub = Path::new("/sys/fs/cgroup/memory")
+        .join(rel.trim_start_matches('/'))
+        .join("submem");
+    fs::create_dir(&sub).expect("mkdir sub-cgroup");
+    let out = t.rt(&[
+        "exec",
+        "--cgroup",
+        "memory:submem",
+        &id,
+        "cat",
+        "/proc/self/cgroup",
+    ]);
+    let _ = fs::remove_dir(&sub);
+    out.ok();
+    assert!(
+        out.stdout.contains(&format!(":memory:{rel}/submem\n")),
+        "{out}"
+    );
+    assert!(out.stdout.contains(&format!(":pids:{rel}\n")), "{out}");
+    let out = t.rt(&["exec", "--cgroup", "/", &id, "cat", "/proc/self/cgroup"]);
+    out.ok();
+    assert!(out.stdout.contains(&format!(":memory:{rel}\n")), "{out}");
+    t.delete_force(&id).ok();
+    t.assert_nothing_left();
+}
