@@ -28,6 +28,9 @@ pub struct Cli {
     /// Debug logging.
     #[arg(long, global = true)]
     pub debug: bool,
+    /// Operator policy file (default: /etc/sealrun/policy.json when it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// Use systemd to manage cgroups (not available: sealrun manages cgroupfs directly).
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
@@ -69,6 +72,15 @@ pub enum Format {
     /// Aligned table.
     Table,
     /// JSON.
+    Json,
+}
+
+/// `--format` of `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// Text, one fact per line.
+    Text,
+    /// JSON (stable field names).
     Json,
 }
 
@@ -167,6 +179,16 @@ pub enum Command {
     Audit {
         /// Container id.
         id: String,
+    },
+    /// Explain a bundle's security posture on this host and check it against the operator
+    /// policy, without creating anything (exit 1 on policy violations).
+    Check {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        /// The bundle directory (default: the current directory).
+        #[arg(default_value = ".")]
+        bundle: PathBuf,
     },
     /// Run a new process in a running container.
     Exec(ExecArgs),

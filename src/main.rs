@@ -194,6 +194,8 @@ fn create_options(a: cli::CreateArgs, layers: Layers) -> Result<CreateOptions> {
         preserve_fds: a.preserve_fds,
         proxy_terminal: false,
         layers,
+        // `create` holds the container to `Runtime::policy`.
+        policy: Default::default(),
     })
 }
 
@@ -257,9 +259,20 @@ fn dispatch(cli: Cli) -> Result<i32> {
     } else {
         SealStatus::Disabled
     };
+    // Only the commands that plan a container read the policy: a broken policy file must not
+    // stop `delete` or `kill` from cleaning up.
+    let policy = if matches!(
+        command,
+        Command::Create(_) | Command::Run { .. } | Command::Check { .. }
+    ) {
+        sealrun::policy::Policy::load(cli.policy.as_deref())?
+    } else {
+        sealrun::policy::Policy::default()
+    };
     let rt = Runtime {
         root: StateRoot::new(&cli.root),
         seal,
+        policy,
     };
     match command {
         Command::Create(a) => container::create(&rt, create_options(a, layers)?).map(|_| 0),
@@ -322,6 +335,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             );
             Ok(0)
         }
+        Command::Check { format, bundle } => check(&rt, &bundle, format, layers),
         Command::Features => {
             outln!(
                 "{}",
@@ -330,6 +344,24 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `check`: print the posture; exit 1 when the policy is violated.
+fn check(
+    rt: &Runtime,
+    bundle: &std::path::Path,
+    format: cli::CheckFormat,
+    layers: Layers,
+) -> Result<i32> {
+    let report = sealrun::check::check(bundle, &rt.policy, layers)?;
+    match format {
+        cli::CheckFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        cli::CheckFormat::Text => print!("{}", report.to_text()),
+    }
+    Ok(if report.violations.is_empty() { 0 } else { 1 })
 }
 
 fn list(rt: &Runtime, format: Format, quiet: bool) -> Result<i32> {

@@ -425,8 +425,9 @@ fn terminal_without_console_socket_or_tty_is_refused() {
 #[test]
 fn exec_with_a_terminal_but_no_tty_is_refused() {
     if !is_sealrun() {
-        eprintln!("sealrun-only: exec --tty without a terminal on stdin is refused");
-        return;
+        return skip(&sealrun_only(
+            "exec --tty without a terminal on stdin is refused",
+        ));
     }
     let t = Test::new();
     let id = t.id().to_string();

@@ -1347,3 +1347,58 @@ fn tmpcopyup_does_not_follow_a_racing_swap() {
     }
     t.assert_nothing_left();
 }
+
+// ---------------------------------------------------------------------------------------------
+// `--no-pivot`: a nested user namespace mounts a fresh procfs.
+//
+// The kernel lets a user namespace mount procfs (or sysfs) only when its mount namespace
+// already shows a full, uncovered one ("mount too revealing"); the container's own /proc has
+// masked paths over it, so that check fails inside a container. Without pivot_root, though,
+// the root is a chroot and the host's full /proc stays mounted in the container's mount
+// namespace, hidden below it: the check passes, and `unshare -Urmpf` followed by
+// `mount -t proc` gives the process an unmasked procfs. As runc, sealrun detaches (or covers)
+// every full procfs and sysfs outside the rootfs before the chroot. Landlock stops the mount
+// on its own too (a sandboxed process may not mount), so the test holds with Landlock off as
+// well, and only the twin on the unfixed runtime shows the mount working.
+
+/// Run a `--no-pivot` container that tries the nested procfs mount; returns its output.
+fn no_pivot_proc_mount(layers: &[&str]) -> Out {
+    let t = Test::new();
+    let mut b = t.bundle();
+    // An unprivileged user: mapping it to root in the new user namespace needs no capability
+    // (mapping uid 0 would need CAP_SETFCAP).
+    b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+    b.sh(
+        "unshare -Urmpf sh -c 'if mount -t proc proc /dev/shm 2>/dev/null; \
+         then echo mount=ok; else echo mount=refused; fi' 2>&1 || echo unshare=failed; echo done=1",
+    );
+    let out = t.run_with(&strs(&off(layers)), &b, &["--no-pivot"]);
+    t.assert_nothing_left();
+    out
+}
+
+#[test]
+fn no_pivot_nested_userns_cannot_mount_proc() {
+    let out = no_pivot_proc_mount(&[]);
+    out.ok();
+    assert_eq!(get(&out.stdout, "done"), "1", "{out}");
+    // With Landlock on, already the new mount namespace's propagation change is refused
+    // (`unshare=failed`); either way no procfs gets mounted.
+    assert_ne!(
+        attack::kv(&out.stdout, "mount").as_deref(),
+        Some("ok"),
+        "{out}"
+    );
+}
+
+#[test]
+fn no_pivot_nested_userns_cannot_mount_proc_without_landlock() {
+    if !attack::can_disable() {
+        return;
+    }
+    // Landlock off: only the masking of the host's procfs and sysfs refuses the mount (the
+    // unfixed runtime printed mount=ok here).
+    let out = no_pivot_proc_mount(&["landlock"]);
+    out.ok();
+    assert_eq!(get(&out.stdout, "mount"), "refused", "{out}");
+}

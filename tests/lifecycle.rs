@@ -609,8 +609,9 @@ fn run_with_a_terminal_proxies_it() {
         ));
     }
     let Some(script) = which("script") else {
-        eprintln!("SKIPPED: util-linux `script` is not installed (it gives the runtime a tty)");
-        return;
+        return skip(&sealrun_only(
+            "util-linux `script` is not installed (it gives the runtime a tty)",
+        ));
     };
     let t = Test::new();
     let mut b = t.bundle();
@@ -639,8 +640,7 @@ fn run_with_a_terminal_proxies_it() {
 #[test]
 fn state_files_are_private_whatever_the_umask() {
     if !is_sealrun() {
-        eprintln!("sealrun-only: the layout of the state directory");
-        return;
+        return skip(&sealrun_only("the layout of the state directory"));
     }
     let t = Test::new();
     let b = t.sleeper(t.id());

@@ -37,7 +37,9 @@ fn create_inner(
     // `spec::plan`, hooks get the bundle as their cwd (`hooks`), and the caller's relative
     // paths (--pid-file) keep meaning what the caller meant.
     let host = super::host::gather(&spec, &opts.bundle)?;
+    opts.policy = rt.policy.clone();
     let mut plan = spec::plan(&spec, opts, &host)?;
+    crate::policy::enforce(&plan)?;
     if plan.opts.proxy_terminal && plan.process.terminal {
         super::tty::check_proxy_possible("process.terminal")?;
     }

@@ -17,11 +17,18 @@ fn wrong(id: &str, status: Status, reason: &str) -> Error {
     }
 }
 
-/// `ps`: the pids of every process in the container's cgroup.
+/// `ps`: the pids of the container's processes (every process in a cgroup sealrun created;
+/// only the container's own in a joined one).
 pub fn pids(rt: &Runtime, id: &str) -> Result<Vec<i32>> {
     let dir = rt.root.peek(id)?;
     let st = dir.load()?;
-    let mut pids: Vec<i32> = st.cgroup.pids()?.iter().map(|p| p.as_raw()).collect();
+    let init = super::lifecycle::container_init(&st);
+    let mut pids: Vec<i32> = st
+        .cgroup
+        .container_pids(init.as_ref())?
+        .iter()
+        .map(|p| p.as_raw())
+        .collect();
     pids.sort_unstable();
     Ok(pids)
 }
