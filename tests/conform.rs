@@ -528,3 +528,21 @@ fn exec_cgroup_joins_a_sub_cgroup() {
     t.delete_force(&id).ok();
     t.assert_nothing_left();
 }
+
+/// `exec` into a container made from `sealrun spec`'s own config (its seccomp allowlist adds no
+/// runtime refusal): the Plan written at create reads back (regression: a summary field left
+/// out when empty was then required on read, and every such exec failed).
+#[test]
+fn exec_into_a_container_from_the_default_spec() {
+    let t = Test::new();
+    let id = t.id().to_string();
+    let mut b = t.bundle_for(&id);
+    b.use_sealrun_spec();
+    b.set("/process/terminal", json!(false));
+    b.args(&["sleep", "1000"]);
+    t.run_detached(&b).ok();
+    t.wait_status(&id, "running");
+    t.rt(&["exec", &id, "true"]).ok();
+    t.delete_force(&id).ok();
+    t.assert_nothing_left();
+}

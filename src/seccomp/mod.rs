@@ -197,7 +197,7 @@ pub struct Summary {
     pub instructions: usize,
     /// Syscalls sealrun refuses (EPERM) on top of the profile, which allowed them
     /// (`open_by_handle_at` while Landlock confines the filesystem; see [`compile_with`]).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runtime_denies: Vec<String>,
 }
 
