@@ -89,13 +89,30 @@ fn usage_error(e: clap::Error) -> ! {
         emit(format_args!("{text}"));
         std::process::exit(0);
     }
-    let msg = usage_message(&e.render().to_string());
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let msg = match help_topic(&e, &args) {
+        // `sealrun foo -h`: runc's words, which scripts (and runc's suite) look for.
+        Some(topic) => format!("No help topic for '{topic}'"),
+        None => usage_message(&e.render().to_string()),
+    };
     let (log, format) = raw_log_flags(&args);
     if sealrun::log::init(log.as_deref(), format, false).is_ok() {
         sealrun::log::error(&msg);
     }
     fail(&msg)
+}
+
+/// The unknown command help was asked for (`sealrun foo -h`), if that is the error.
+fn help_topic(e: &clap::Error, args: &[std::ffi::OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let asks_help = args.iter().any(|a| a == "-h" || a == "--help");
+    if e.kind() != ErrorKind::InvalidSubcommand || !asks_help {
+        return None;
+    }
+    match e.get(ContextKind::InvalidSubcommand) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    }
 }
 
 /// clap's rendered error as one line: the text before the usage block, whitespace collapsed,

@@ -546,3 +546,11 @@ fn exec_into_a_container_from_the_default_spec() {
     t.delete_force(&id).ok();
     t.assert_nothing_left();
 }
+
+/// Help for a command that does not exist: runc's words, non-zero exit.
+#[test]
+fn help_for_an_unknown_command() {
+    let t = Test::new();
+    t.rt(&["foo", "-h"])
+        .error_line(&["No help topic for 'foo'"]);
+}
