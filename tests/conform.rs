@@ -456,7 +456,8 @@ fn hook_and_seccomp_agent_errors_use_runcs_words() {
         "/hooks",
         json!({"startContainer": [{"path": "/bin/false", "args": ["false"]}]}),
     );
-    t.run(&b).error_line(&["error running", "startContainer"]);
+    t.run(&b)
+        .error_line(&["error running hook", "startContainer"]);
     t.assert_nothing_left();
     let mut b = t.bundle_for(&t.new_id("agent"));
     b.set(
