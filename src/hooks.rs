@@ -205,7 +205,7 @@ fn run_one(kind: HookKind, hook: &Hook, input: &[u8], cwd: Option<&std::path::Pa
     let _ = Read::by_ref(&mut out).take(2048).read_to_string(&mut text);
     let how = match (status.code(), status.signal()) {
         (Some(c), _) => format!("exit status {c}"),
-        (None, Some(s)) => format!("killed by signal {s}"),
+        (None, Some(s)) => format!("killed by signal {s}{}", signal_words(s)),
         _ => "failed".into(),
     };
     let text = text.trim();
@@ -214,6 +214,19 @@ fn run_one(kind: HookKind, hook: &Hook, input: &[u8], cwd: Option<&std::path::Pa
     } else {
         format!("{how}: {}", text.replace('\n', " "))
     }))
+}
+
+/// What the common fatal signals mean, in the words Go (and so runc's messages) uses: a hook
+/// killed by seccomp then says "bad system call".
+fn signal_words(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGSYS => " (bad system call)",
+        libc::SIGKILL => " (killed)",
+        libc::SIGSEGV => " (segmentation fault)",
+        libc::SIGABRT => " (aborted)",
+        libc::SIGTERM => " (terminated)",
+        _ => "",
+    }
 }
 
 #[cfg(test)]

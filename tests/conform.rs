@@ -555,3 +555,24 @@ fn help_for_an_unknown_command() {
     t.rt(&["foo", "-h"])
         .error_line(&["No help topic for 'foo'"]);
 }
+
+/// A startContainer hook killed by the container's seccomp profile (it runs after the filter
+/// is loaded) is reported with runc's words: "error running hook" and "bad system call".
+#[test]
+fn hook_killed_by_seccomp_says_bad_system_call() {
+    let t = Test::new();
+    let mut b = t.bundle();
+    b.args(&["true"]);
+    b.set(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ALLOW",
+               "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_KILL_PROCESS"}]}),
+    );
+    b.set(
+        "/hooks",
+        json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "mkdir /tmp/x"]}]}),
+    );
+    t.run(&b)
+        .error_line(&["error running hook", "bad system call"]);
+    t.assert_nothing_left();
+}
