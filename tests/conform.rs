@@ -576,3 +576,33 @@ fn hook_killed_by_seccomp_says_bad_system_call() {
         .error_line(&["error running hook", "bad system call"]);
     t.assert_nothing_left();
 }
+
+/// Device access letters runc tolerates (it keeps r, w and m) are accepted with a warning;
+/// an access string with none of r, w, m is still refused.
+#[test]
+fn device_access_letters_runc_tolerates() {
+    let t = Test::new();
+    let mut b = t.bundle();
+    b.set(
+        "/linux/resources/devices",
+        json!([{"allow": false, "access": "rwm"},
+               {"allow": false, "type": "c", "major": 1, "minor": 11, "access": "rwa"}]),
+    );
+    t.probe(&b);
+    if is_sealrun() {
+        let warned = t.report().messages("warning").join("\n");
+        assert!(warned.contains("devices[1].access"), "{warned}");
+    }
+    t.assert_nothing_left();
+    if !is_sealrun() {
+        // runc runs even a rule whose access has no meaningful letter.
+        return;
+    }
+    let mut b = t.bundle_for(&t.new_id("bad"));
+    b.set(
+        "/linux/resources/devices",
+        json!([{"allow": false, "type": "c", "major": 1, "minor": 11, "access": "xyz"}]),
+    );
+    t.run(&b).error_line(&["devices[0].access"]);
+    t.assert_nothing_left();
+}
