@@ -87,7 +87,7 @@ pub fn stats(rt: &Runtime, id: &str) -> Result<Value> {
 
 /// `events`: print a stats sample every `interval` until the container stops, and an
 /// `{"type":"oom","id":...}` event whenever the OOM killer acted in its cgroup (looked at every
-/// [`OOM_POLL`] between samples); `emit` gets each JSON object.
+/// 100 ms between samples); `emit` gets each JSON object.
 pub fn events(
     rt: &Runtime,
     id: &str,
