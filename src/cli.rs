@@ -128,8 +128,8 @@ pub enum Command {
         /// Do not wait for the container.
         #[arg(short, long)]
         detach: bool,
-        /// Keep the container's state after it exits (accepted; sealrun removes it).
-        #[arg(long, hide = true)]
+        /// Keep the container (state and cgroup) after it exits, until `delete`.
+        #[arg(long)]
         keep: bool,
     },
     /// Print the state of a container.
@@ -338,6 +338,9 @@ pub struct ExecArgs {
     /// Allow exec into a paused container.
     #[arg(long)]
     pub ignore_paused: bool,
+    /// Run in a sub-cgroup of the container's: PATH, or CTL[,CTL]:PATH; repeatable.
+    #[arg(long)]
+    pub cgroup: Vec<String>,
 }
 
 #[cfg(test)]

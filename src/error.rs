@@ -81,7 +81,7 @@ pub enum Error {
         message: String,
     },
     /// A lifecycle hook failed.
-    #[error("{kind} hook {path}: {reason}")]
+    #[error("error running hook: {kind} hook {path}: {reason}")]
     Hook {
         /// Which hook list (`prestart`, `createRuntime`, ...).
         kind: &'static str,

@@ -83,12 +83,22 @@ pub fn state_json(
 
 /// Run every hook of `kind` in order; stop at the first failure.
 pub fn run(kind: HookKind, hooks: &Hooks, state: &serde_json::Value) -> Result<()> {
+    run_in(kind, hooks, state, bundle_dir(state))
+}
+
+/// [`run`] with another working directory (createContainer hooks run in the container's
+/// root before pivot_root, as runc runs them, so relative paths name the container's files).
+pub fn run_in(
+    kind: HookKind,
+    hooks: &Hooks,
+    state: &serde_json::Value,
+    cwd: Option<&std::path::Path>,
+) -> Result<()> {
     let list = kind.list(hooks);
     if list.is_empty() {
         return Ok(());
     }
     let input = state.to_string();
-    let cwd = bundle_dir(state);
     for hook in list {
         run_one(kind, hook, input.as_bytes(), cwd)?;
     }
@@ -140,14 +150,13 @@ fn run_one(kind: HookKind, hook: &Hook, input: &[u8], cwd: Option<&std::path::Pa
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
+    // As runc: a hook with its own `env` gets exactly that; one without gets the runtime's
+    // environment (PATH included, which hook scripts rely on).
+    if let Some(env) = hook.env() {
+        cmd.env_clear()
+            .envs(env.iter().filter_map(|e| e.split_once('=')));
+    }
     cmd.args(args.iter().skip(1))
-        .env_clear()
-        .envs(
-            hook.env()
-                .iter()
-                .flatten()
-                .filter_map(|e| e.split_once('=')),
-        )
         .stdin(Stdio::piped())
         .stdout(Stdio::from(
             out.try_clone().map_err(|e| fail(e.to_string()))?,
@@ -196,7 +205,7 @@ fn run_one(kind: HookKind, hook: &Hook, input: &[u8], cwd: Option<&std::path::Pa
     let _ = Read::by_ref(&mut out).take(2048).read_to_string(&mut text);
     let how = match (status.code(), status.signal()) {
         (Some(c), _) => format!("exit status {c}"),
-        (None, Some(s)) => format!("killed by signal {s}"),
+        (None, Some(s)) => format!("killed by signal {s}{}", signal_words(s)),
         _ => "failed".into(),
     };
     let text = text.trim();
@@ -205,6 +214,19 @@ fn run_one(kind: HookKind, hook: &Hook, input: &[u8], cwd: Option<&std::path::Pa
     } else {
         format!("{how}: {}", text.replace('\n', " "))
     }))
+}
+
+/// What the common fatal signals mean, in the words Go (and so runc's messages) uses: a hook
+/// killed by seccomp then says "bad system call".
+fn signal_words(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGSYS => " (bad system call)",
+        libc::SIGKILL => " (killed)",
+        libc::SIGSEGV => " (segmentation fault)",
+        libc::SIGABRT => " (aborted)",
+        libc::SIGTERM => " (terminated)",
+        _ => "",
+    }
 }
 
 #[cfg(test)]

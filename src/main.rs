@@ -6,6 +6,7 @@ mod cli;
 use clap::Parser;
 
 use cli::{Cli, Command, Format, LogFormat};
+use sealrun::container::order::{Ordered, EVENT_ORDER, STATE_ORDER};
 use sealrun::container::{self, RunOutcome, Runtime, StateRoot};
 use sealrun::error::{Error, Result};
 use sealrun::selfexe::{self, SealStatus};
@@ -31,9 +32,14 @@ fn emit(args: std::fmt::Arguments<'_>) {
 
 /// Print the one error line on stderr (never panicking if stderr is gone too) and exit 1.
 fn fail(msg: &str) -> ! {
+    fail_with(msg, 1)
+}
+
+/// [`fail`] with another exit code.
+fn fail_with(msg: &str, code: i32) -> ! {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "sealrun: {msg}");
-    std::process::exit(1)
+    std::process::exit(code)
 }
 
 fn main() {
@@ -58,12 +64,18 @@ fn main() {
     if let Err(e) = sealrun::log::init(cli.log.as_deref(), format, cli.debug) {
         fail(&format!("--log: {e}"));
     }
+    // As runc: exec's own failures exit 255, so callers tell them from the process's status.
+    let failed = if matches!(cli.command, Some(Command::Exec(_))) {
+        255
+    } else {
+        1
+    };
     match dispatch(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             let msg = e.to_string();
             sealrun::log::error(&msg);
-            fail(&msg);
+            fail_with(&msg, failed);
         }
     }
 }
@@ -77,13 +89,30 @@ fn usage_error(e: clap::Error) -> ! {
         emit(format_args!("{text}"));
         std::process::exit(0);
     }
-    let msg = usage_message(&e.render().to_string());
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let msg = match help_topic(&e, &args) {
+        // `sealrun foo -h`: runc's words, which scripts (and runc's suite) look for.
+        Some(topic) => format!("No help topic for '{topic}'"),
+        None => usage_message(&e.render().to_string()),
+    };
     let (log, format) = raw_log_flags(&args);
     if sealrun::log::init(log.as_deref(), format, false).is_ok() {
         sealrun::log::error(&msg);
     }
     fail(&msg)
+}
+
+/// The unknown command help was asked for (`sealrun foo -h`), if that is the error.
+fn help_topic(e: &clap::Error, args: &[std::ffi::OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let asks_help = args.iter().any(|a| a == "-h" || a == "--help");
+    if e.kind() != ErrorKind::InvalidSubcommand || !asks_help {
+        return None;
+    }
+    match e.get(ContextKind::InvalidSubcommand) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    }
 }
 
 /// clap's rendered error as one line: the text before the usage block, whitespace collapsed,
@@ -214,6 +243,7 @@ fn exec_options(a: cli::ExecArgs, layers: Layers) -> Result<container::ExecOptio
     o.console_socket = a.console_socket;
     o.preserve_fds = a.preserve_fds;
     o.ignore_paused = a.ignore_paused;
+    o.cgroup = a.cgroup;
     o.layers = layers;
     Ok(o)
 }
@@ -261,16 +291,22 @@ fn dispatch(cli: Cli) -> Result<i32> {
     match command {
         Command::Create(a) => container::create(&rt, create_options(a, layers)?).map(|_| 0),
         Command::Start { id } => container::start(&rt, &id).map(|_| 0),
-        Command::Run { create, detach, .. } => {
-            match container::run(&rt, create_options(create, layers)?, detach)? {
-                RunOutcome::Detached => Ok(0),
-                RunOutcome::Exited(code) => Ok(code),
-            }
-        }
+        Command::Run {
+            create,
+            detach,
+            keep,
+        } => match container::run_keep(&rt, create_options(create, layers)?, detach, keep)? {
+            RunOutcome::Detached => Ok(0),
+            RunOutcome::Exited(code) => Ok(code),
+        },
         Command::State { id } => {
             let v = container::state(&rt, &id)?;
+            let v = Ordered(&v, STATE_ORDER);
             outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             Ok(0)
+        }
+        Command::Kill { id, signal, all } if signal == "0" => {
+            container::kill_check(&rt, &id, all).map(|_| 0)
         }
         Command::Kill { id, signal, all } => {
             let sig = container::parse_signal(&signal)?;
@@ -299,11 +335,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
             interval,
         } => {
             if stats {
-                outln!("{}", container::stats(&rt, &id)?);
+                outln!("{}", Ordered(&container::stats(&rt, &id)?, EVENT_ORDER));
                 return Ok(0);
             }
             let every = parse_duration(&interval)?;
-            container::events(&rt, &id, every, |v| outln!("{v}")).map(|_| 0)
+            container::events(&rt, &id, every, |v| outln!("{}", Ordered(v, EVENT_ORDER))).map(|_| 0)
         }
         Command::Audit { id } => {
             let record = container::audit(&rt, &id)?;
@@ -357,7 +393,10 @@ fn list(rt: &Runtime, format: Format, quiet: bool) -> Result<i32> {
     }
     match format {
         Format::Json => {
-            let all: Vec<&serde_json::Value> = entries.iter().map(|e| &e.state).collect();
+            let all: Vec<Ordered> = entries
+                .iter()
+                .map(|e| Ordered(&e.state, STATE_ORDER))
+                .collect();
             outln!("{}", serde_json::to_string(&all).unwrap_or_default());
         }
         Format::Table => {

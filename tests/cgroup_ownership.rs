@@ -134,7 +134,9 @@ fn a_joined_cgroup_keeps_the_processes_sealrun_did_not_start() {
     t.wait_status(&a, "running");
     let warned = t.report().messages("warning").join("\n");
     assert!(
-        warned.contains("linux.cgroupsPath") && warned.contains("already has processes"),
+        warned.contains("linux.cgroupsPath")
+            && warned.contains("already has processes")
+            && warned.contains("container's cgroup is not empty"),
         "joining a busy cgroup warns: {warned}"
     );
     let pid_file = t.path("exec.pid");

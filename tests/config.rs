@@ -871,10 +871,9 @@ fn env_is_exactly_process_env() {
     b.set("/process/env", json!(env));
     let f = t.probe(&b);
     let mut got = names(&f["env"]);
-    if !is_sealrun() {
-        // runc adds HOME when the config has none.
-        got.retain(|e| !e.starts_with("HOME="));
-    }
+    // Both runtimes add HOME (from the container's /etc/passwd) when the config has none.
+    assert!(got.iter().any(|e| e == "HOME=/root"), "{got:?}");
+    got.retain(|e| !e.starts_with("HOME="));
     assert_eq!(got, sorted(&env));
     assert!(
         !f["env"].to_string().contains("SEALRUN_TEST_MARK"),

@@ -79,18 +79,30 @@ pub fn parse_access(s: Option<&str>, field: &str) -> Result<u8> {
         return Ok(ACC_ALL);
     }
     let mut acc = 0;
+    let mut unknown = false;
     for c in s.chars() {
         acc |= match c {
             'r' => ACC_READ,
             'w' => ACC_WRITE,
             'm' => ACC_MKNOD,
+            // runc keeps only the letters it knows: a profile written for it still runs.
             _ => {
-                return Err(Error::config(
-                    field,
-                    format!("{s:?}: access is made of r, w and m"),
-                ))
+                unknown = true;
+                0
             }
         };
+    }
+    if acc == 0 {
+        return Err(Error::config(
+            field,
+            format!("{s:?}: access is made of r, w and m"),
+        ));
+    }
+    if unknown {
+        crate::log::warn(&format!(
+            "{field}: {s:?}: only r, w and m mean something; the other letters are ignored \
+             (the runtime-spec allows only those)"
+        ));
     }
     Ok(acc)
 }
@@ -517,8 +529,13 @@ mod tests {
         assert_eq!(rules[0].v1_line(), "a *:* rwm");
         assert_eq!(rules[1].v1_line(), "c 1:* rw");
         assert_eq!(rules[2].v1_line(), "b 8:* rwm");
+        // Letters runc ignores are ignored (with a warning).
+        assert_eq!(
+            parse_access(Some("rwa"), "x").unwrap(),
+            ACC_READ | ACC_WRITE
+        );
         let bad: Vec<LinuxDeviceCgroup> =
-            serde_json::from_str(r#"[{"allow":true},{"allow":true,"type":"c","access":"rx"}]"#)
+            serde_json::from_str(r#"[{"allow":true},{"allow":true,"type":"c","access":"xa"}]"#)
                 .unwrap();
         let e = parse_rules(&bad).unwrap_err().to_string();
         assert!(e.contains("linux.resources.devices[1].access"), "{e}");

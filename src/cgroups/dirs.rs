@@ -44,6 +44,14 @@ impl Cgroup {
                 adopt(&h.dir)?;
             }
         }
+        // A process moved into a frozen cgroup stops at once, and the create would wait for
+        // it forever: refuse with runc's words (the bats suite and callers grep them).
+        if self.is_frozen().unwrap_or(false) {
+            return Err(Error::config(
+                "linux.cgroupsPath",
+                "container's cgroup unexpectedly frozen",
+            ));
+        }
         if self.mode == Mode::V2 {
             // As runc: offer every available controller down to the container's cgroup.
             if let Some(h) = self.v2() {

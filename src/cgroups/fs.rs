@@ -296,8 +296,9 @@ pub(super) fn adopt(dir: &Path) -> Result<()> {
     }
     if !read(&dir.join("cgroup.procs"))?.trim().is_empty() {
         crate::log::warn(&format!(
-            "linux.cgroupsPath: cgroup {} already has processes; joining it (sealrun signals \
-             only the container's own processes there and never removes it)",
+            "linux.cgroupsPath: container's cgroup is not empty: cgroup {} already has \
+             processes; joining it (sealrun signals only the container's own processes there \
+             and never removes it)",
             dir.display()
         ));
     }

@@ -410,6 +410,20 @@ impl Cgroup {
         Ok(false)
     }
 
+    /// How many processes the OOM killer ended in the container's memory cgroup so far
+    /// (`oom_kill` of v1's memory.oom_control or cgroup2's memory.events); `None` without a
+    /// memory controller or the counter.
+    pub fn oom_kills(&self) -> Option<u64> {
+        let file = match self.v1("memory") {
+            Some(h) => h.dir.join("memory.oom_control"),
+            None => self.v2()?.dir.join("memory.events"),
+        };
+        read(&file).ok()?.lines().find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == "oom_kill").then(|| v.trim().parse().ok())?
+        })
+    }
+
     /// Resource usage sample.
     pub fn stats(&self) -> Result<Stats> {
         if let Some(h) = self.hierarchies.iter().find(|h| !h.dir.is_dir()) {

@@ -136,7 +136,18 @@ pub enum RunOutcome {
 
 /// `run`: create + start, then (unless detached) wait, forwarding signals and proxying a
 /// terminal, and delete the container afterwards.
-pub fn run(rt: &Runtime, mut opts: CreateOptions, detach: bool) -> Result<RunOutcome> {
+pub fn run(rt: &Runtime, opts: CreateOptions, detach: bool) -> Result<RunOutcome> {
+    run_keep(rt, opts, detach, false)
+}
+
+/// [`run`]; with `keep`, a foreground container that exited is left stopped (state and cgroup
+/// kept, for `state`, `events` or a look at the cgroup) until `delete`, as runc's `run --keep`.
+pub fn run_keep(
+    rt: &Runtime,
+    mut opts: CreateOptions,
+    detach: bool,
+    keep: bool,
+) -> Result<RunOutcome> {
     let id = opts.id.clone();
     let (console, proxy) = if opts.console_socket.is_some() {
         let path = opts.console_socket.clone().unwrap_or_default();
@@ -167,7 +178,9 @@ pub fn run(rt: &Runtime, mut opts: CreateOptions, detach: bool) -> Result<RunOut
         return Ok(RunOutcome::Detached);
     }
     let code = super::tty::wait_forwarding(pid, master.as_ref())?;
-    destroy(rt, &id, true)?;
+    if !keep {
+        destroy(rt, &id, true)?;
+    }
     Ok(RunOutcome::Exited(code))
 }
 

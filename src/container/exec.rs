@@ -4,7 +4,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
+use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
 use super::state::{write_atomic, Status, PLAN_FILE};
@@ -46,6 +48,8 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
     /// `--ignore-paused`.
     pub ignore_paused: bool,
+    /// `--cgroup`: sub-cgroups of the container's to run in (`PATH` or `CTL[,CTL]:PATH`).
+    pub cgroup: Vec<String>,
     /// Layers switched off (tests only).
     pub layers: Layers,
 }
@@ -62,6 +66,7 @@ impl ExecOptions {
             console_socket: None,
             preserve_fds: 0,
             ignore_paused: false,
+            cgroup: Vec::new(),
             layers: Layers::default(),
         }
     }
@@ -160,7 +165,22 @@ pub fn exec(rt: &Runtime, opts: ExecOptions) -> Result<i32> {
         _ => (None, None),
     };
     let (parent, child) = Channel::pair()?;
-    let cgroup_fd = st.cgroup.clone_into_fd()?;
+    let (cgroup_tasks, cgroup_fd) = if opts.cgroup.is_empty() {
+        (
+            crate::init::cgroup::tasks_files(&st.cgroup),
+            st.cgroup.clone_into_fd()?,
+        )
+    } else {
+        let (tasks, v2) = crate::init::cgroup::exec_targets(&st.cgroup, &opts.cgroup)?;
+        let fd = match v2 {
+            Some(dir) => Some(
+                sys::fd::open(&dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())
+                    .op_path("open cgroup", &dir)?,
+            ),
+            None => None,
+        };
+        (tasks, fd)
+    };
     // The helper is born in the container's pid namespace: not dumpable for one instruction.
     crate::selfexe::set_nondumpable(&plan.layers)?;
     let first = match sys::process::clone3(0, cgroup_fd.as_ref().map(|f| f.as_fd())).op("clone3")? {
@@ -173,7 +193,7 @@ pub fn exec(rt: &Runtime, opts: ExecOptions) -> Result<i32> {
                     console,
                     pidfd,
                     join: flags & !for_children,
-                    cgroup_tasks: crate::init::cgroup::tasks_files(&st.cgroup),
+                    cgroup_tasks,
                 },
             )
         }

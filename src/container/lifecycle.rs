@@ -153,6 +153,22 @@ pub fn kill(rt: &Runtime, id: &str, signal: Signal, all: bool) -> Result<()> {
     signal_pid(&st, signal)
 }
 
+/// `kill ID 0`: signal 0 sends nothing and only asks whether the container's process is
+/// alive (runc accepts it; scripts use it as a liveness check). With `all`, as `kill --all`
+/// reaches whatever is in the cgroup, it succeeds for a stopped container too.
+pub fn kill_check(rt: &Runtime, id: &str, all: bool) -> Result<()> {
+    let dir = rt.root.open(id)?;
+    let st = dir.load()?;
+    if all {
+        return Ok(());
+    }
+    let status = dir.status(&st);
+    if status == Status::Stopped {
+        return Err(wrong_state(&dir, status, "container not running"));
+    }
+    live_pidfd(&st).map(drop)
+}
+
 /// The container's init held by a pidfd, if it still runs (same pid and start time).
 pub(super) fn container_init(st: &StateFile) -> Option<Init> {
     // Open first, check after: the pidfd then holds the process that was checked.
@@ -162,6 +178,12 @@ pub(super) fn container_init(st: &StateFile) -> Option<Init> {
 
 /// Signal the init through a pidfd, after checking it is still the same process.
 fn signal_pid(st: &StateFile, signal: Signal) -> Result<()> {
+    let pidfd = live_pidfd(st)?;
+    sys::process::pidfd_send_signal(pidfd.as_fd(), signal).op("kill")
+}
+
+/// A pidfd of the init, once it is known to be the same process the state recorded.
+fn live_pidfd(st: &StateFile) -> Result<std::os::fd::OwnedFd> {
     let pid = super::state::pid_of(st);
     let pidfd = match sys::process::pidfd_open(pid) {
         Ok(fd) => fd,
@@ -177,7 +199,7 @@ fn signal_pid(st: &StateFile, signal: Signal) -> Result<()> {
             "container not running: no such process".into(),
         ));
     }
-    sys::process::pidfd_send_signal(pidfd.as_fd(), signal).op("kill")
+    Ok(pidfd)
 }
 
 /// `delete`: remove a stopped container (with `force`, kill it first).

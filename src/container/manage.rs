@@ -92,23 +92,41 @@ pub fn stats_data(rt: &Runtime, id: &str) -> Result<crate::cgroups::stats::Stats
     Ok(st.cgroup.stats()?.data)
 }
 
-/// `events`: print a stats sample every `interval` until the container stops; `emit` gets each
-/// JSON line.
+/// `events`: print a stats sample every `interval` until the container stops, and an
+/// `{"type":"oom","id":...}` event whenever the OOM killer acted in its cgroup (looked at every
+/// 100 ms between samples); `emit` gets each JSON object.
 pub fn events(
     rt: &Runtime,
     id: &str,
     interval: Duration,
     mut emit: impl FnMut(&Value),
 ) -> Result<()> {
+    let cgroup = rt.root.peek(id)?.load()?.cgroup;
+    let mut ooms = cgroup.oom_kills().unwrap_or(0);
     loop {
         match stats(rt, id) {
             Ok(v) => emit(&v),
             Err(Error::WrongState { .. }) | Err(Error::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         }
-        std::thread::sleep(interval);
+        let next = std::time::Instant::now() + interval;
+        loop {
+            let now = cgroup.oom_kills().unwrap_or(ooms);
+            if now > ooms {
+                emit(&json!({"type": "oom", "id": id}));
+            }
+            ooms = ooms.max(now);
+            let left = next.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(OOM_POLL));
+        }
     }
 }
+
+/// How often `events` looks at the OOM counter between samples.
+const OOM_POLL: Duration = Duration::from_millis(100);
 
 /// Parse a size like runc's `--memory`: a decimal number (digits, at most one `.`) with an
 /// optional k/m/g/t suffix (binary units, case-insensitive, optional trailing `b`), or -1 for

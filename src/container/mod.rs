@@ -12,12 +12,13 @@ mod launch;
 mod lifecycle;
 mod manage;
 mod nocgroup;
+pub mod order;
 pub mod state;
 mod tty;
 
-pub use create::{create, run, RunOutcome};
+pub use create::{create, run, run_keep, RunOutcome};
 pub use exec::{exec, ExecOptions, ProcessSource};
-pub use lifecycle::{audit, delete, kill, list, parse_signal, start, state, ListEntry};
+pub use lifecycle::{audit, delete, kill, kill_check, list, parse_signal, start, state, ListEntry};
 pub use manage::{events, parse_size, pause, pids, resume, stats, stats_data, update};
 pub use state::{StateRoot, Status};
 

@@ -92,11 +92,14 @@ fn fchown_path(fd: BorrowedFd<'_>, uid: u32, gid: u32, what: &Path) -> Result<()
     std::os::unix::fs::chown(proc_fd_path(fd), Some(uid), Some(gid)).op_path("chown", what)
 }
 
-/// A pty allocated from the container's own devpts: `(master, peer, index)`.
+/// A pty allocated from the container's own devpts: `(master, peer, index)`. The peer belongs
+/// to the process's user (`owner`) and keeps the group devpts gave it (its `gid=` option, the
+/// tty group), as with runc: a process that is not root can then use its own terminal.
 pub fn open_pty(
     r: &Resolver,
     root: BorrowedFd<'_>,
     size: Option<tty::WinSize>,
+    owner: u32,
 ) -> Result<(OwnedFd, OwnedFd, u32)> {
     let pts = r
         .open_with(
@@ -119,6 +122,8 @@ pub fn open_pty(
     check_char_device(master.as_fd(), 5, 2, Path::new("/dev/pts/ptmx"))?;
     tty::unlockpt(master.as_fd()).op("unlockpt")?;
     let peer = tty::open_peer(master.as_fd()).op("open pty peer")?;
+    // u32::MAX (-1): the group stays as it is.
+    sfd::fchown(peer.as_fd(), owner, u32::MAX).op("chown pty peer")?;
     if let Some(size) = size {
         tty::set_winsize(peer.as_fd(), size).op("set console size")?;
     }
@@ -141,7 +146,7 @@ pub fn console(
     root: BorrowedFd<'_>,
     sock: BorrowedFd<'_>,
 ) -> Result<OwnedFd> {
-    let (master, peer, n) = open_pty(r, root, plan.process.console_size)?;
+    let (master, peer, n) = open_pty(r, root, plan.process.console_size, plan.process.uid)?;
     // /dev/console must be a plain file we bind over, never a symlink or an existing device
     // node that could be swapped for something else (CVE-2025-52565).
     let console = Path::new("/dev/console");

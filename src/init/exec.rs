@@ -142,7 +142,8 @@ fn terminal(plan: &ExecPlan, ch: &ExecChannels) -> Result<Option<OwnedFd>> {
         Mode::empty(),
     )
     .op("open /")?;
-    let (master, peer, n) = devices::open_pty(&r, root.as_fd(), plan.process.console_size)?;
+    let p = &plan.process;
+    let (master, peer, n) = devices::open_pty(&r, root.as_fd(), p.console_size, p.uid)?;
     devices::send_master(sock.as_fd(), &master, n)?;
     Ok(Some(peer))
 }

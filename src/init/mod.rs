@@ -271,7 +271,8 @@ fn create_hooks(plan: &Plan, ch: &Channels, pid: i32) -> Result<()> {
         &plan.opts.bundle,
         &plan.annotations,
     );
-    hooks::run(HookKind::CreateContainer, &plan.hooks, &state)
+    let rootfs = Some(plan.rootfs.as_path()).filter(|p| p.is_dir());
+    hooks::run_in(HookKind::CreateContainer, &plan.hooks, &state, rootfs)
 }
 
 /// Steps 12 and 15: load seccomp now if `now`; hand a notify listener to the runtime.

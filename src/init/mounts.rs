@@ -80,9 +80,23 @@ pub fn mount_one(
             recursive,
         } => bind(plan, r, root, m, path, source, *recursive)?,
         MountKind::Cgroup => cgroup(plan, r, root, m)?,
+        MountKind::Fs { fstype, source } if is_ro_dev(m) => {
+            // /dev gets its submounts, nodes and symlinks first: read-only comes at the end
+            // (rootfs::finalize), as with runc.
+            let mut rw = m.clone();
+            rw.options.flags.remove(MsFlags::MS_RDONLY);
+            filesystem(plan, r, root, &rw, fstype, source)?
+        }
         MountKind::Fs { fstype, source } => filesystem(plan, r, root, m, fstype, source)?,
     }
     after_mount(r, root, m)
+}
+
+/// A filesystem mounted on /dev with `ro`.
+pub fn is_ro_dev(m: &MountPlan) -> bool {
+    matches!(m.kind, MountKind::Fs { .. })
+        && m.destination == Path::new("/dev")
+        && m.options.flags.contains(MsFlags::MS_RDONLY)
 }
 
 /// Propagation and recursive attributes, applied to the new mount.
@@ -195,7 +209,7 @@ fn filesystem(
         }
         Err(Errno::ELOOP) => {
             return Err(Error::Other(format!(
-                "{} is a symlink in the rootfs: refusing to mount {fstype} there",
+                "{} is a symlink in the rootfs: {fstype} must be mounted on ordinary directory",
                 m.destination.display()
             )))
         }

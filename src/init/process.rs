@@ -245,13 +245,46 @@ pub fn exec(path: &CStr, p: &ProcessPlan) -> nix::errno::Errno {
         return e;
     }
     let argv: Vec<&CStr> = p.args.iter().map(|a| a.as_c_str()).collect();
-    let envp: Vec<&CStr> = p.env.iter().map(|a| a.as_c_str()).collect();
+    let mut envp: Vec<&CStr> = p.env.iter().map(|a| a.as_c_str()).collect();
+    let home = default_home(p);
+    if let Some(h) = &home {
+        envp.push(h.as_c_str());
+    }
     sp::execve(path, &argv, &envp)
+}
+
+/// `HOME=` for an environment that lacks it, as runc sets it: the user's home directory from
+/// the container's /etc/passwd, else `/`. Read here, at the very end, as the process's own
+/// user inside its root and Landlock domain, so it can only see what the process could.
+fn default_home(p: &ProcessPlan) -> Option<CString> {
+    if p.env.iter().any(|e| e.to_bytes().starts_with(b"HOME=")) {
+        return None;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let home = home_of(&passwd, p.uid).unwrap_or("/");
+    CString::new(format!("HOME={home}")).ok()
+}
+
+/// The home directory of `uid` in passwd(5) text (the first entry with that uid).
+fn home_of(passwd: &str, uid: u32) -> Option<&str> {
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 6 && f[2].parse() == Ok(uid) && !f[5].is_empty()).then(|| f[5])
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn home_comes_from_the_users_passwd_entry() {
+        let passwd =
+            "root:x:0:0:root:/root:/bin/sh\nbad line\nnobody:x:65534:65534::/home:/bin/false\n";
+        assert_eq!(home_of(passwd, 0), Some("/root"));
+        assert_eq!(home_of(passwd, 65534), Some("/home"));
+        assert_eq!(home_of(passwd, 1000), None);
+    }
 
     fn plan(args: &[&str], path: &str) -> ProcessPlan {
         let json = serde_json::json!({

@@ -251,6 +251,16 @@ pub fn finalize(plan: &Plan) -> Result<()> {
     write_sysctls(plan, &r, root.as_fd())?;
     mask_paths(plan, &r, root.as_fd())?;
     readonly_paths(plan, &r, root.as_fd())?;
+    if plan.mounts.iter().any(super::mounts::is_ro_dev) {
+        let dev = r
+            .open(
+                root.as_fd(),
+                Path::new("/dev"),
+                OFlag::O_PATH | OFlag::O_DIRECTORY,
+            )
+            .op("open /dev")?;
+        remount_readonly(dev.as_fd(), Path::new("/dev"))?;
+    }
     if plan.root_readonly {
         // By path, not through /proc/self/fd: after pivot_root "/" is the root mount itself.
         let flags = MsFlags::MS_REMOUNT

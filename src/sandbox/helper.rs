@@ -369,6 +369,7 @@ impl Helper {
                 no_new_privs: false,
             }),
             caps: Vec::new(),
+            cgroup: Vec::new(),
             detach: true,
             pid_file: Some(pid_file.clone()),
             console_socket,

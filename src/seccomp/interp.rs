@@ -198,7 +198,13 @@ pub(crate) fn expected(seccomp: &LinuxSeccomp, arch: &NativeArch, data: &Data) -
         if !rule.names().iter().any(|n| arch.lookup(n) == Some(nr)) {
             continue;
         }
-        let holds = rule.args().iter().flatten().all(|a| {
+        let args = rule.args().as_deref().unwrap_or_default();
+        // Two conditions on one argument: any one of them (rule 3).
+        let any = args
+            .iter()
+            .enumerate()
+            .any(|(i, a)| args[..i].iter().any(|b| b.index() == a.index()));
+        let cond = |a: &oci_spec::runtime::LinuxSeccompArg| {
             let arg = data.args[a.index()];
             let v = a.value();
             match a.op() {
@@ -210,7 +216,12 @@ pub(crate) fn expected(seccomp: &LinuxSeccomp, arch: &NativeArch, data: &Data) -
                 LinuxSeccompOperator::ScmpCmpGe => arg >= v,
                 LinuxSeccompOperator::ScmpCmpMaskedEq => arg & v == a.value_two().unwrap_or(0),
             }
-        });
+        };
+        let holds = if any {
+            args.iter().any(cond)
+        } else {
+            args.iter().all(cond)
+        };
         if !holds {
             continue;
         }

@@ -22,9 +22,10 @@
 //!    strongest (KILL_PROCESS > KILL_THREAD > TRAP > ERRNO > NOTIFY > TRACE > LOG > ALLOW);
 //!    between equal ranks with different data (ERRNO with different errnos, TRACE with
 //!    different values) the action whose first rule comes first in `syscalls` wins. A rule
-//!    matches when its syscall is called and all its `args` conditions hold (AND, also for two
-//!    conditions on one argument, which makes ranges possible; runc would OR those); several
-//!    rules for one syscall and action are alternatives (OR).
+//!    matches when its syscall is called and all its `args` conditions hold (AND), except when
+//!    two of them test the same argument: then any one condition suffices (OR), as runc and
+//!    libseccomp read such rules (profiles written for them list allowed values that way);
+//!    several rules for one syscall and action are alternatives (OR).
 //! 4. any other call gets `defaultAction`.
 //!
 //! Rule 3 is how the kernel itself combines stacked filters, so it never depends on the order
@@ -354,7 +355,7 @@ pub fn send_listener(
 ) -> Result<()> {
     let payload = container_process_state(metadata, state);
     let sock = crate::sys::socket::connect_unix(listener_path)
-        .op_path("connect to seccomp agent", listener_path)?;
+        .op_path("failed to connect with seccomp agent", listener_path)?;
     crate::sys::socket::send_with_fds(sock.as_fd(), &payload, &[fd.as_raw_fd()])
         .op_path("send seccomp listener fd", listener_path)?;
     Ok(())

@@ -244,8 +244,8 @@ pub(crate) fn resolve(seccomp: &LinuxSeccomp, arch: &NativeArch) -> Result<Model
                 "must contain at least one syscall name",
             ));
         }
-        let mut conds = Vec::new();
-        let mut satisfiable = true;
+        // Each condition, with whether it can ever hold.
+        let mut conds: Vec<(Cond, bool)> = Vec::new();
         for (j, arg) in rule.args().iter().flatten().enumerate() {
             let index = u8::try_from(arg.index())
                 .ok()
@@ -257,6 +257,7 @@ pub(crate) fn resolve(seccomp: &LinuxSeccomp, arch: &NativeArch) -> Result<Model
                     )
                 })?;
             let (op, value) = resolve_op(arg.op(), arg.value(), arg.value_two());
+            let mut satisfiable = true;
             match op {
                 Op::MaskedEq(mask) if value & !mask != 0 => {
                     satisfiable = false;
@@ -272,8 +273,9 @@ pub(crate) fn resolve(seccomp: &LinuxSeccomp, arch: &NativeArch) -> Result<Model
                 )),
                 _ => {}
             }
-            conds.push(Cond { index, op, value });
+            conds.push((Cond { index, op, value }, satisfiable));
         }
+        let alternatives = alternatives(&conds);
 
         let group = match groups.iter().position(|g| g.ret == ret) {
             Some(g) => g,
@@ -300,9 +302,17 @@ pub(crate) fn resolve(seccomp: &LinuxSeccomp, arch: &NativeArch) -> Result<Model
             max_nr = max_nr.max(Some(nr));
             *rule_counts.entry(rule.action().to_string()).or_default() += 1;
             if ret == Ret::USER_NOTIF {
+                // The runtime itself writes after loading the filter (to report, to the
+                // log): a write that waits for an agent would hang it. runc refuses too.
+                if name == "write" {
+                    return Err(Error::config(
+                        format!("{field}.names[{j}]"),
+                        "SCMP_ACT_NOTIFY cannot be used for the write syscall",
+                    ));
+                }
                 notify_names.insert(name);
             }
-            if !satisfiable {
+            if alternatives.is_empty() {
                 continue;
             }
             let entry = groups[group].syscalls.entry(nr);
@@ -310,7 +320,7 @@ pub(crate) fn resolve(seccomp: &LinuxSeccomp, arch: &NativeArch) -> Result<Model
             match matcher {
                 Matcher::All => {}
                 Matcher::Any(_) if conds.is_empty() => *matcher = Matcher::All,
-                Matcher::Any(lists) => lists.push(conds.clone()),
+                Matcher::Any(lists) => lists.extend(alternatives.iter().cloned()),
             }
         }
     }
@@ -380,6 +390,30 @@ pub(crate) fn resolve(seccomp: &LinuxSeccomp, arch: &NativeArch) -> Result<Model
         rule_counts,
         warnings,
     })
+}
+
+/// The condition lists one rule contributes (a call matches when every condition of one list
+/// holds). Normally one list, all conditions ANDed. When two conditions test the same argument,
+/// each condition becomes a list of its own (OR), as runc does with libseccomp, which cannot
+/// AND two comparisons of one argument: profiles written for runc mean "any of these values".
+/// Conditions that can never hold are dropped; an empty result means the rule never matches.
+fn alternatives(conds: &[(Cond, bool)]) -> Vec<Vec<Cond>> {
+    let same_index = conds
+        .iter()
+        .enumerate()
+        .any(|(i, (a, _))| conds[..i].iter().any(|(b, _)| b.index == a.index));
+    if same_index {
+        return conds
+            .iter()
+            .filter(|(_, ok)| *ok)
+            .map(|(c, _)| vec![*c])
+            .collect();
+    }
+    if conds.iter().all(|(_, ok)| *ok) {
+        vec![conds.iter().map(|(c, _)| *c).collect()]
+    } else {
+        Vec::new()
+    }
 }
 
 /// Order groups for a first-match chain: strongest kernel rank first, equal ranks by first

@@ -100,18 +100,38 @@ fn args_and_within_a_rule_and_rules_or() {
         "syscalls": [
             {"names": ["dup"], "action": "SCMP_ACT_ALLOW",
              "args": [{"index": 0, "value": 10, "op": "SCMP_CMP_GE"},
-                      {"index": 0, "value": 20, "op": "SCMP_CMP_LE"}]},
+                      {"index": 1, "value": 20, "op": "SCMP_CMP_LE"}]},
             {"names": ["dup"], "action": "SCMP_ACT_ALLOW",
              "args": [{"index": 0, "value": 99, "op": "SCMP_CMP_EQ"}]}
         ]
     }));
     let c = assert_meaning(&s, 3, 16);
-    let at = |v: u64| verdict(&c, "dup", [v, 0, 0, 0, 0, 0]);
-    assert_eq!(at(9), errno(libc::EPERM));
-    assert_eq!(at(10), ALLOW);
-    assert_eq!(at(20), ALLOW);
-    assert_eq!(at(21), errno(libc::EPERM));
-    assert_eq!(at(99), ALLOW);
+    let at = |a: u64, b: u64| verdict(&c, "dup", [a, b, 0, 0, 0, 0]);
+    assert_eq!(at(9, 0), errno(libc::EPERM));
+    assert_eq!(at(10, 20), ALLOW);
+    assert_eq!(at(10, 21), errno(libc::EPERM));
+    assert_eq!(at(99, 21), ALLOW);
+}
+
+/// runc (with libseccomp) reads two conditions on one argument as alternatives: each becomes a
+/// rule of its own. Profiles written for runc list allowed values that way.
+#[test]
+fn conditions_on_one_argument_are_alternatives() {
+    let s = spec(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {"names": ["dup"], "action": "SCMP_ACT_ERRNO",
+             "args": [{"index": 0, "value": 10, "op": "SCMP_CMP_EQ"},
+                      {"index": 0, "value": 20, "op": "SCMP_CMP_EQ"},
+                      {"index": 1, "value": 5, "op": "SCMP_CMP_EQ"}]}
+        ]
+    }));
+    let c = assert_meaning(&s, 5, 16);
+    let at = |a: u64, b: u64| verdict(&c, "dup", [a, b, 0, 0, 0, 0]);
+    assert_eq!(at(10, 0), errno(libc::EPERM));
+    assert_eq!(at(20, 0), errno(libc::EPERM));
+    assert_eq!(at(7, 5), errno(libc::EPERM));
+    assert_eq!(at(7, 0), ALLOW);
 }
 
 #[test]
@@ -358,6 +378,11 @@ fn validation_errors_name_the_field() {
         (
             json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/x"}),
             "linux.seccomp.defaultAction",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x", "syscalls": [
+                {"names": ["getpid", "write"], "action": "SCMP_ACT_NOTIFY"}]}),
+            "linux.seccomp.syscalls[0].names[1]",
         ),
     ];
     for (profile, field) in cases {

@@ -53,8 +53,20 @@ pub struct ExecPlan {
 
 /// Build the process from `--process FILE` contents.
 pub fn process_from_json(raw: &[u8], container: &Plan) -> Result<ProcessPlan> {
-    let p = super::parse_json::<Process>(raw, "process.json")?;
+    let p = super::parse_json::<Process>(&with_default_user(raw), "process.json")?;
     plan_process(&p, "process", container.process.cap_last_cap)
+}
+
+/// A process.json without `user` runs as 0:0, as runc's exec reads it (the Go struct's zero
+/// value); anything else is left for the parser to judge.
+fn with_default_user(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    match serde_json::from_slice::<serde_json::Value>(raw) {
+        Ok(serde_json::Value::Object(mut m)) if !m.contains_key("user") => {
+            m.insert("user".into(), serde_json::json!({"uid": 0, "gid": 0}));
+            serde_json::to_vec(&m).map_or(raw.into(), Into::into)
+        }
+        _ => raw.into(),
+    }
 }
 
 fn cstring(s: &str, field: &str) -> Result<CString> {
