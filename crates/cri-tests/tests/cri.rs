@@ -219,3 +219,4 @@ macro_rules! handler_tests {
 }
 
 handler_tests!(runc_shim, "sealrun");
+handler_tests!(native_shim, "sealrun-native");

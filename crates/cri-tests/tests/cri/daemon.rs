@@ -28,6 +28,8 @@ pub const BUSYBOX: &str = "localhost/sealrun-busybox:latest";
 pub const PAUSE: &str = "localhost/sealrun-pause:latest";
 /// containerd 1.6 puts every shim socket here, whatever its own state dir is.
 const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
+/// The native shim's state root when containerd passes no runtime options (`ctr run`).
+pub const NATIVE_DEFAULT_ROOT: &str = "/run/containerd/sealrun";
 /// Shim binaries this harness may have started (ended by pid when left over).
 const SHIMS: [&[u8]; 2] = [b"containerd-shim-runc-v2", b"containerd-shim-sealrun-v2"];
 const POLL: Duration = Duration::from_millis(20);
@@ -319,6 +321,12 @@ disabled_plugins = [
                 out.push(format!("runtime state {}", e.path().display()));
             }
         }
+        for id in ids {
+            let p = Path::new(NATIVE_DEFAULT_ROOT).join(NAMESPACE).join(id);
+            if p.exists() {
+                out.push(format!("runtime state {}", p.display()));
+            }
+        }
         out
     }
 
@@ -362,6 +370,16 @@ disabled_plugins = [
                     .arg(&root)
                     .args(["delete", "--force"])
                     .arg(e.file_name());
+                let _ = run(cmd);
+            }
+        }
+        let default_root = Path::new(NATIVE_DEFAULT_ROOT).join(NAMESPACE);
+        for id in ids {
+            if default_root.join(id).exists() {
+                let mut cmd = Command::new(&sealrun);
+                cmd.arg("--root")
+                    .arg(&default_root)
+                    .args(["delete", "--force", id]);
                 let _ = run(cmd);
             }
         }
