@@ -88,6 +88,12 @@ pub struct AuditRecord {
     pub namespaces: Vec<String>,
     /// Layers switched off for a test (`--unsafe-disable`).
     pub disabled_layers: Vec<String>,
+    /// Layers weakened by the container's annotations, as the operator policy allowed.
+    pub weakened_layers: Vec<String>,
+    /// Whether `open_by_handle_at` is refused, when the process could hold
+    /// CAP_DAC_READ_SEARCH (see [`crate::policy::open_by_handle_at`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap_dac_read_search: Option<serde_json::Value>,
 }
 
 impl AuditRecord {
@@ -117,6 +123,14 @@ impl AuditRecord {
                 .map(|k| k.spec_name().to_string())
                 .collect(),
             disabled_layers: plan.opts.layers.disabled_names(),
+            weakened_layers: plan
+                .landlock
+                .init
+                .weakened
+                .iter()
+                .map(|w| w.name().to_string())
+                .collect(),
+            cap_dac_read_search: crate::policy::open_by_handle_at(plan),
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct Cli {
     /// Debug logging.
     #[arg(long, global = true)]
     pub debug: bool,
+    /// Operator policy file (default: /etc/sealrun/policy.json when it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// Use systemd to manage cgroups (not available: sealrun manages cgroupfs directly).
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
@@ -69,6 +72,15 @@ pub enum Format {
     /// Aligned table.
     Table,
     /// JSON.
+    Json,
+}
+
+/// `--format` of `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// Text, one fact per line.
+    Text,
+    /// JSON (stable field names).
     Json,
 }
 
@@ -168,6 +180,16 @@ pub enum Command {
         /// Container id.
         id: String,
     },
+    /// Explain a bundle's security posture on this host and check it against the operator
+    /// policy, without creating anything (exit 1 on policy violations).
+    Check {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        /// The bundle directory (default: the current directory).
+        #[arg(default_value = ".")]
+        bundle: PathBuf,
+    },
     /// Run a new process in a running container.
     Exec(ExecArgs),
     /// List the processes of a container.
@@ -215,22 +237,22 @@ pub struct UpdateArgs {
     #[arg(short, long)]
     pub resources: Option<PathBuf>,
     /// Memory limit (bytes, or with a k/m/g suffix; -1: unlimited).
-    #[arg(short, long)]
+    #[arg(short, long, allow_hyphen_values = true)]
     pub memory: Option<String>,
-    /// Memory plus swap limit.
-    #[arg(long)]
+    /// Memory plus swap limit (-1: unlimited swap).
+    #[arg(long, allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
     /// Memory soft limit.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub memory_reservation: Option<String>,
     /// Kernel memory limit (ignored by current kernels).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub kernel_memory: Option<String>,
     /// CPU shares (relative weight).
     #[arg(long = "cpu-share", alias = "cpu-shares")]
     pub cpu_shares: Option<u64>,
-    /// CPU CFS quota in microseconds.
-    #[arg(long)]
+    /// CPU CFS quota in microseconds (-1: no limit).
+    #[arg(long, allow_hyphen_values = true)]
     pub cpu_quota: Option<i64>,
     /// CPU CFS period in microseconds.
     #[arg(long)]
@@ -239,7 +261,7 @@ pub struct UpdateArgs {
     #[arg(long)]
     pub cpu_rt_period: Option<u64>,
     /// CPU realtime runtime.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub cpu_rt_runtime: Option<i64>,
     /// CPUs allowed (e.g. 0-1).
     #[arg(long)]

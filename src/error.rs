@@ -70,6 +70,16 @@ pub enum Error {
         /// The init's own description of the failure.
         message: String,
     },
+    /// The helper process of `exec` failed at a setup step (same steps as the init).
+    #[error("exec failed at {step}: {message}")]
+    Exec {
+        /// Where the exec story stopped.
+        step: Step,
+        /// errno of the failure (0 when it was not a system call).
+        errno: i32,
+        /// The helper's own description of the failure.
+        message: String,
+    },
     /// A lifecycle hook failed.
     #[error("{kind} hook {path}: {reason}")]
     Hook {
@@ -125,7 +135,9 @@ impl Error {
     pub fn errno(&self) -> Option<Errno> {
         match self {
             Error::Os { errno, .. } => Some(*errno),
-            Error::Init { errno, .. } if *errno != 0 => Some(Errno::from_raw(*errno)),
+            Error::Init { errno, .. } | Error::Exec { errno, .. } if *errno != 0 => {
+                Some(Errno::from_raw(*errno))
+            }
             _ => None,
         }
     }
@@ -227,7 +239,7 @@ steps! {
     /// Landlock ruleset.
     Landlock = "landlock",
     /// seccomp before the capability drop (no_new_privs off).
-    SeccompEarly = "seccomp",
+    SeccompEarly = "seccomp-early",
     /// Supplementary groups, uid/gid and the five capability sets.
     Identity = "identity",
     /// no_new_privs.
@@ -254,6 +266,31 @@ mod tests {
             assert_eq!(Step::from_u8(i as u8), Some(*step));
         }
         assert_eq!(Step::from_u8(Step::ALL.len() as u8), None);
+    }
+
+    #[test]
+    fn step_names_are_distinct() {
+        let mut names: Vec<&str> = Step::ALL.iter().map(|s| s.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Step::ALL.len(), "{names:?}");
+    }
+
+    #[test]
+    fn exec_and_init_failures_say_which() {
+        let init = Error::Init {
+            step: Step::Identity,
+            errno: 1,
+            message: "x".into(),
+        };
+        let exec = Error::Exec {
+            step: Step::Identity,
+            errno: 1,
+            message: "x".into(),
+        };
+        assert_eq!(init.to_string(), "init failed at identity: x");
+        assert_eq!(exec.to_string(), "exec failed at identity: x");
+        assert_eq!(exec.errno(), Some(Errno::EPERM));
     }
 
     #[test]

@@ -88,8 +88,9 @@ pub fn run(kind: HookKind, hooks: &Hooks, state: &serde_json::Value) -> Result<(
         return Ok(());
     }
     let input = state.to_string();
+    let cwd = bundle_dir(state);
     for hook in list {
-        run_one(kind, hook, input.as_bytes())?;
+        run_one(kind, hook, input.as_bytes(), cwd)?;
     }
     Ok(())
 }
@@ -99,8 +100,9 @@ pub fn run(kind: HookKind, hooks: &Hooks, state: &serde_json::Value) -> Result<(
 /// succeeded").
 pub fn run_warn(kind: HookKind, hooks: &Hooks, state: &serde_json::Value) {
     let input = state.to_string();
+    let cwd = bundle_dir(state);
     for hook in kind.list(hooks) {
-        if let Err(e) = run_one(kind, hook, input.as_bytes()) {
+        if let Err(e) = run_one(kind, hook, input.as_bytes(), cwd) {
             crate::log::warn(&e.to_string());
         }
     }
@@ -114,7 +116,16 @@ fn hook_error(kind: HookKind, hook: &Hook, reason: String) -> Error {
     }
 }
 
-fn run_one(kind: HookKind, hook: &Hook, input: &[u8]) -> Result<()> {
+/// The bundle named in the state, as the hooks' working directory (runc runs them there);
+/// `None` when it is not a directory here (a hook in a mount namespace that lacks it).
+fn bundle_dir(state: &serde_json::Value) -> Option<&std::path::Path> {
+    state["bundle"]
+        .as_str()
+        .map(std::path::Path::new)
+        .filter(|p| p.is_absolute() && p.is_dir())
+}
+
+fn run_one(kind: HookKind, hook: &Hook, input: &[u8], cwd: Option<&std::path::Path>) -> Result<()> {
     let fail = |reason: String| hook_error(kind, hook, reason);
     // Output goes to an anonymous file, so a chatty hook can never block on a full pipe while
     // we wait for it, and we can quote it in the error.
@@ -125,6 +136,9 @@ fn run_one(kind: HookKind, hook: &Hook, input: &[u8]) -> Result<()> {
     let args = hook.args().as_deref().unwrap_or(&[]);
     if let Some(first) = args.first() {
         cmd.arg0(first);
+    }
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
     }
     cmd.args(args.iter().skip(1))
         .env_clear()

@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod cgroups;
+pub mod check;
 pub mod container;
 pub mod error;
 pub mod features;
@@ -16,6 +17,7 @@ pub mod init;
 pub mod landlock;
 pub mod log;
 pub mod namespaces;
+pub mod policy;
 pub mod seccomp;
 pub mod selfexe;
 pub mod spec;

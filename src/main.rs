@@ -11,22 +11,44 @@ use sealrun::error::{Error, Result};
 use sealrun::selfexe::{self, SealStatus};
 use sealrun::spec::{CreateOptions, Layers};
 
+/// `println!` that never panics: see [`emit`].
+macro_rules! outln {
+    ($($arg:tt)*) => { emit(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Write to stdout; a reader that went away (EPIPE) ends the process quietly with 141, the
+/// status a shell reports for a SIGPIPE death (runc's), instead of `println!`'s panic.
+fn emit(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        fail(&format!("write stdout: {e}"));
+    }
+}
+
+/// Print the one error line on stderr (never panicking if stderr is gone too) and exit 1.
+fn fail(msg: &str) -> ! {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "sealrun: {msg}");
+    std::process::exit(1)
+}
+
 fn main() {
     seal_early();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            std::process::exit(if e.use_stderr() { 2 } else { 0 });
-        }
+        Err(e) => usage_error(e),
     };
     if cli.version {
-        println!("sealrun version {}", env!("CARGO_PKG_VERSION"));
-        println!(
+        outln!("sealrun version {}", env!("CARGO_PKG_VERSION"));
+        outln!(
             "commit: {}",
             option_env!("SEALRUN_COMMIT").unwrap_or("unknown")
         );
-        println!("spec: {}", sealrun::OCI_VERSION);
+        outln!("spec: {}", sealrun::OCI_VERSION);
         return;
     }
     let format = match cli.log_format {
@@ -34,18 +56,79 @@ fn main() {
         LogFormat::Json => sealrun::log::Format::Json,
     };
     if let Err(e) = sealrun::log::init(cli.log.as_deref(), format, cli.debug) {
-        eprintln!("sealrun: --log: {e}");
-        std::process::exit(1);
+        fail(&format!("--log: {e}"));
     }
     match dispatch(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             let msg = e.to_string();
             sealrun::log::error(&msg);
-            eprintln!("sealrun: {msg}");
-            std::process::exit(1);
+            fail(&msg);
         }
     }
+}
+
+/// clap could not parse the command line: `--help` and `--version`-like requests print and
+/// exit 0; a usage error becomes one line on stderr and in the `--log` file (containerd reads
+/// the runtime's error from there), and exits 1 as runc's do.
+fn usage_error(e: clap::Error) -> ! {
+    if !e.use_stderr() {
+        let text = e.render().to_string();
+        emit(format_args!("{text}"));
+        std::process::exit(0);
+    }
+    let msg = usage_message(&e.render().to_string());
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let (log, format) = raw_log_flags(&args);
+    if sealrun::log::init(log.as_deref(), format, false).is_ok() {
+        sealrun::log::error(&msg);
+    }
+    fail(&msg)
+}
+
+/// clap's rendered error as one line: the text before the usage block, whitespace collapsed,
+/// without the `error: ` prefix, pointing at `--help`.
+fn usage_message(rendered: &str) -> String {
+    let head = rendered.split("\nUsage:").next().unwrap_or(rendered);
+    let head = head.split("\nFor more information").next().unwrap_or(head);
+    let words: Vec<&str> = head.split_whitespace().collect();
+    let line = words.join(" ");
+    let line = line.strip_prefix("error: ").unwrap_or(&line);
+    format!("{line} (see --help)")
+}
+
+/// `--log` and `--log-format` read from the raw arguments (clap failed, so there is no parsed
+/// command line); the last occurrence wins, as when parsing succeeds.
+fn raw_log_flags(
+    args: &[std::ffi::OsString],
+) -> (Option<std::path::PathBuf>, sealrun::log::Format) {
+    let mut log = None;
+    let mut format = sealrun::log::Format::Text;
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let Some(a) = a.to_str() else { continue };
+        if a == "--" {
+            break;
+        }
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) => (f, Some(std::ffi::OsString::from(v))),
+            None => (a, None),
+        };
+        if flag != "--log" && flag != "--log-format" {
+            continue;
+        }
+        let Some(value) = inline.or_else(|| it.next().cloned()) else {
+            break;
+        };
+        if flag == "--log" {
+            log = Some(std::path::PathBuf::from(value));
+        } else if value == "json" {
+            format = sealrun::log::Format::Json;
+        } else if value == "text" {
+            format = sealrun::log::Format::Text;
+        }
+    }
+    (log, format)
 }
 
 /// Commands that enter a container and therefore run from the sealed copy.
@@ -78,18 +161,30 @@ fn seal_early() {
     }
 }
 
-fn create_options(a: cli::CreateArgs, layers: Layers) -> CreateOptions {
-    CreateOptions {
+/// `--pid-file` made absolute against the caller's cwd (as runc), before the library runs, so
+/// nothing later depends on the process's working directory.
+fn absolute_pid_file(p: Option<std::path::PathBuf>) -> Result<Option<std::path::PathBuf>> {
+    p.map(|p| {
+        std::path::absolute(&p)
+            .map_err(|e| Error::InvalidArgument(format!("--pid-file {}: {e}", p.display())))
+    })
+    .transpose()
+}
+
+fn create_options(a: cli::CreateArgs, layers: Layers) -> Result<CreateOptions> {
+    Ok(CreateOptions {
         id: a.id,
         bundle: a.bundle,
         console_socket: a.console_socket,
-        pid_file: a.pid_file,
+        pid_file: absolute_pid_file(a.pid_file)?,
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
         proxy_terminal: false,
         layers,
-    }
+        // `create` holds the container to `Runtime::policy`.
+        policy: Default::default(),
+    })
 }
 
 fn exec_options(a: cli::ExecArgs, layers: Layers) -> Result<container::ExecOptions> {
@@ -119,7 +214,7 @@ fn exec_options(a: cli::ExecArgs, layers: Layers) -> Result<container::ExecOptio
         process,
         caps: a.cap,
         detach: a.detach,
-        pid_file: a.pid_file,
+        pid_file: absolute_pid_file(a.pid_file)?,
         console_socket: a.console_socket,
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
@@ -151,22 +246,33 @@ fn dispatch(cli: Cli) -> Result<i32> {
     } else {
         SealStatus::Disabled
     };
+    // Only the commands that plan a container read the policy: a broken policy file must not
+    // stop `delete` or `kill` from cleaning up.
+    let policy = if matches!(
+        command,
+        Command::Create(_) | Command::Run { .. } | Command::Check { .. }
+    ) {
+        sealrun::policy::Policy::load(cli.policy.as_deref())?
+    } else {
+        sealrun::policy::Policy::default()
+    };
     let rt = Runtime {
         root: StateRoot::new(&cli.root),
         seal,
+        policy,
     };
     match command {
-        Command::Create(a) => container::create(&rt, create_options(a, layers)).map(|_| 0),
+        Command::Create(a) => container::create(&rt, create_options(a, layers)?).map(|_| 0),
         Command::Start { id } => container::start(&rt, &id).map(|_| 0),
         Command::Run { create, detach, .. } => {
-            match container::run(&rt, create_options(create, layers), detach)? {
+            match container::run(&rt, create_options(create, layers)?, detach)? {
                 RunOutcome::Detached => Ok(0),
                 RunOutcome::Exited(code) => Ok(code),
             }
         }
         Command::State { id } => {
             let v = container::state(&rt, &id)?;
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             Ok(0)
         }
         Command::Kill { id, signal, all } => {
@@ -196,11 +302,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
             interval,
         } => {
             if stats {
-                println!("{}", container::stats(&rt, &id)?);
+                outln!("{}", container::stats(&rt, &id)?);
                 return Ok(0);
             }
             let every = parse_duration(&interval)?;
-            container::events(&rt, &id, every, |v| println!("{v}")).map(|_| 0)
+            container::events(&rt, &id, every, |v| outln!("{v}")).map(|_| 0)
         }
         Command::Audit { id } => {
             let record = container::audit(&rt, &id)?;
@@ -210,14 +316,33 @@ fn dispatch(cli: Cli) -> Result<i32> {
             );
             Ok(0)
         }
+        Command::Check { format, bundle } => check(&rt, &bundle, format, layers),
         Command::Features => {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&sealrun::features::features()).unwrap_or_default()
             );
             Ok(0)
         }
     }
+}
+
+/// `check`: print the posture; exit 1 when the policy is violated.
+fn check(
+    rt: &Runtime,
+    bundle: &std::path::Path,
+    format: cli::CheckFormat,
+    layers: Layers,
+) -> Result<i32> {
+    let report = sealrun::check::check(bundle, &rt.policy, layers)?;
+    match format {
+        cli::CheckFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        cli::CheckFormat::Text => print!("{}", report.to_text()),
+    }
+    Ok(if report.violations.is_empty() { 0 } else { 1 })
 }
 
 fn list(rt: &Runtime, format: Format, quiet: bool) -> Result<i32> {
@@ -228,14 +353,14 @@ fn list(rt: &Runtime, format: Format, quiet: bool) -> Result<i32> {
     };
     if quiet {
         for e in &entries {
-            println!("{}", field(&e.state, "id"));
+            outln!("{}", field(&e.state, "id"));
         }
         return Ok(0);
     }
     match format {
         Format::Json => {
             let all: Vec<&serde_json::Value> = entries.iter().map(|e| &e.state).collect();
-            println!("{}", serde_json::to_string(&all).unwrap_or_default());
+            outln!("{}", serde_json::to_string(&all).unwrap_or_default());
         }
         Format::Table => {
             let cols = ["id", "pid", "status", "bundle", "created", "owner"];
@@ -243,7 +368,7 @@ fn list(rt: &Runtime, format: Format, quiet: bool) -> Result<i32> {
             for e in &entries {
                 rows.push(cols.iter().map(|c| field(&e.state, c)).collect());
             }
-            print!("{}", sealrun::container::table(&rows));
+            emit(format_args!("{}", sealrun::container::table(&rows)));
         }
     }
     Ok(0)
@@ -252,7 +377,7 @@ fn list(rt: &Runtime, format: Format, quiet: bool) -> Result<i32> {
 fn ps(rt: &Runtime, id: &str, format: Format, args: &[String]) -> Result<i32> {
     let pids = container::pids(rt, id)?;
     if format == Format::Json {
-        println!("{}", serde_json::to_string(&pids).unwrap_or_default());
+        outln!("{}", serde_json::to_string(&pids).unwrap_or_default());
         return Ok(0);
     }
     let args: Vec<String> = if args.is_empty() {
@@ -271,14 +396,14 @@ fn ps(rt: &Runtime, id: &str, format: Format, args: &[String]) -> Result<i32> {
         .split_whitespace()
         .position(|h| h == "PID")
         .ok_or_else(|| Error::Other("ps output has no PID column".into()))?;
-    println!("{header}");
+    outln!("{header}");
     for line in lines {
         let pid = line
             .split_whitespace()
             .nth(col)
             .and_then(|p| p.parse::<i32>().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
-            println!("{line}");
+            outln!("{line}");
         }
     }
     Ok(0)
@@ -297,7 +422,8 @@ fn parse_duration(s: &str) -> Result<std::time::Duration> {
         "m" => n * 60.0,
         _ => return Err(bad()),
     };
-    if secs <= 0.0 {
+    // `nan` and `inf` parse as f64 but are no interval (from_secs_f64 would panic on them).
+    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
         return Err(bad());
     }
     Ok(std::time::Duration::from_secs_f64(secs))
@@ -319,7 +445,17 @@ fn update_resources(a: cli::UpdateArgs) -> Result<oci_spec::runtime::LinuxResour
         }
         None => json!({}),
     };
-    let size = |v: &Option<String>| v.as_deref().map(container::parse_size).transpose();
+    // Each flag's error names the flag.
+    let size = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|s| {
+                container::parse_size(s).map_err(|e| match e {
+                    Error::InvalidArgument(m) => Error::InvalidArgument(format!("{flag}: {m}")),
+                    other => other,
+                })
+            })
+            .transpose()
+    };
     let mut set = |section: &str, key: &str, v: Option<Value>| {
         if let Some(v) = v {
             if !r[section].is_object() {
@@ -328,14 +464,26 @@ fn update_resources(a: cli::UpdateArgs) -> Result<oci_spec::runtime::LinuxResour
             r[section][key] = v;
         }
     };
-    set("memory", "limit", size(&a.memory)?.map(Value::from));
-    set("memory", "swap", size(&a.memory_swap)?.map(Value::from));
+    set(
+        "memory",
+        "limit",
+        size("--memory", &a.memory)?.map(Value::from),
+    );
+    set(
+        "memory",
+        "swap",
+        size("--memory-swap", &a.memory_swap)?.map(Value::from),
+    );
     set(
         "memory",
         "reservation",
-        size(&a.memory_reservation)?.map(Value::from),
+        size("--memory-reservation", &a.memory_reservation)?.map(Value::from),
     );
-    set("memory", "kernel", size(&a.kernel_memory)?.map(Value::from));
+    set(
+        "memory",
+        "kernel",
+        size("--kernel-memory", &a.kernel_memory)?.map(Value::from),
+    );
     set("cpu", "shares", a.cpu_shares.map(Value::from));
     set("cpu", "quota", a.cpu_quota.map(Value::from));
     set("cpu", "period", a.cpu_period.map(Value::from));
@@ -357,6 +505,42 @@ mod tests {
         let mut v = vec![std::ffi::OsString::from("sealrun")];
         v.extend(args.iter().map(std::ffi::OsString::from));
         wants_seal_early(&v)
+    }
+
+    fn os(args: &[&str]) -> Vec<std::ffi::OsString> {
+        args.iter().map(std::ffi::OsString::from).collect()
+    }
+
+    #[test]
+    fn log_flags_are_found_in_raw_arguments() {
+        use sealrun::log::Format;
+        let (log, f) = raw_log_flags(&os(&["sealrun", "--log", "/a", "bogus", "--log=/b"]));
+        assert_eq!(log.as_deref(), Some(std::path::Path::new("/b")));
+        assert_eq!(f, Format::Text);
+        let (log, f) = raw_log_flags(&os(&["sealrun", "--log-format", "json", "--log", "/x"]));
+        assert_eq!(log.as_deref(), Some(std::path::Path::new("/x")));
+        assert_eq!(f, Format::Json);
+        let (log, f) = raw_log_flags(&os(&["sealrun", "--log-format=json", "--", "--log", "/y"]));
+        assert_eq!(log, None);
+        assert_eq!(f, Format::Json);
+        assert_eq!(raw_log_flags(&os(&["sealrun", "--log"])).0, None);
+    }
+
+    #[test]
+    fn usage_errors_become_one_line() {
+        let e = Cli::try_parse_from(["sealrun", "create"]).unwrap_err();
+        let line = usage_message(&e.render().to_string());
+        assert!(!line.contains('\n'), "{line}");
+        assert!(!line.starts_with("error"), "{line}");
+        assert!(line.contains("<ID>"), "{line}");
+    }
+
+    #[test]
+    fn intervals_must_be_finite_and_positive() {
+        assert!(parse_duration("500ms").is_ok());
+        for bad in ["nan", "inf", "NaNs", "0", "-1s", "5x"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

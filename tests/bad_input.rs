@@ -406,3 +406,69 @@ fn unknown_id_for_every_command() {
     assert!(out.stderr.is_empty(), "{out}");
     t.assert_nothing_left();
 }
+
+#[test]
+fn terminal_without_console_socket_or_tty_is_refused() {
+    // `run` with process.terminal and neither --console-socket nor a terminal on stdin (the
+    // harness gives /dev/null): proxying would feed the pty nothing, never an end of input, and
+    // `sh` would wait forever. The runtime refuses at once; a hang is killed by the harness
+    // after TIMEOUT and fails the test.
+    let t = Test::new();
+    let mut b = t.bundle();
+    b.set("/process/terminal", json!(true));
+    b.args(&["sh"]);
+    let out = t.run(&b);
+    out.error_line(&["process.terminal"]);
+    t.assert_nothing_left();
+}
+
+#[test]
+fn exec_with_a_terminal_but_no_tty_is_refused() {
+    if !is_sealrun() {
+        return skip(&sealrun_only(
+            "exec --tty without a terminal on stdin is refused",
+        ));
+    }
+    let t = Test::new();
+    let id = t.id().to_string();
+    t.run_sleeper(&id);
+    let out = t.rt(&["exec", "--tty", &id, "sh"]);
+    out.error_line(&["--tty"]);
+    t.delete_force(&id).ok();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn update_refuses_sizes_that_are_not_numbers() {
+    let t = Test::new();
+    let id = t.id().to_string();
+    t.run_sleeper(&id);
+    for (flag, value) in [
+        ("--memory", "nan"),
+        ("--memory", "inf"),
+        ("--memory", "1e9"),
+        ("--memory-swap", "-5"),
+        ("--memory-reservation", "ten"),
+        ("--kernel-memory", "NaN"),
+    ] {
+        let out = t.rt(&["update", flag, value, &id]);
+        out.error_line(&[flag]);
+    }
+    t.delete_force(&id).ok();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn exec_setup_failures_say_exec() {
+    let t = Test::new();
+    let id = t.id().to_string();
+    t.run_sleeper(&id);
+    let out = t.rt(&["exec", "--cwd", "/no-such-dir", &id, "true"]);
+    let text = out.error_line(&["/no-such-dir"]);
+    if is_sealrun() {
+        assert!(text.contains("exec failed at "), "{out}");
+        assert!(!text.contains("init failed"), "{out}");
+    }
+    t.delete_force(&id).ok();
+    t.assert_nothing_left();
+}

@@ -237,29 +237,89 @@ fn device_rules_are_written_and_enforced() {
     t.assert_nothing_left();
 }
 
+/// Probe `/dev/kmsg` from an `exec` in container `id`: (read, write) results.
+fn kmsg_access(t: &Test, id: &str) -> (Value, Value) {
+    let out = t.rt(&["exec", id, "/probe", "read=/dev/kmsg", "write=/dev/kmsg"]);
+    out.ok();
+    let f = out.probe_facts();
+    (
+        f["read"]["/dev/kmsg"].clone(),
+        f["write"]["/dev/kmsg"].clone(),
+    )
+}
+
+/// A device listed in `linux.devices` is created, but the config's device rules decide whether
+/// it may be opened, as in runc: a deny-all config keeps `/dev/kmsg` closed even to a process
+/// with CAP_SYSLOG, before and after `update` (sealrun used to append an allow rule for every
+/// listed device, after the config's own rules).
 #[test]
-fn linux_devices_are_allowed_by_sealrun() {
-    if !is_sealrun() {
-        // runc 1.1.5 leaves them to the config's rules.
-        return skip(&sealrun_only(
-            "devices in linux.devices are allowed automatically",
-        ));
-    }
+fn listed_devices_follow_the_configs_device_rules() {
     let t = Test::new();
     let id = t.id();
     let mut b = t.sleeper(id);
     b.set(
         "/linux/devices",
-        json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o666}]),
+        json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o644}]),
     );
-    t.create(&b).ok();
+    b.set(
+        "/linux/resources/devices",
+        json!([{"allow": false, "access": "rwm"}]),
+    );
+    // CAP_SYSLOG: reading /dev/kmsg is then refused by nothing but the device cgroup.
+    let caps = json!([
+        "CAP_AUDIT_WRITE",
+        "CAP_KILL",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYSLOG"
+    ]);
+    for set in ["bounding", "effective", "permitted"] {
+        b.set(&format!("/process/capabilities/{set}"), caps.clone());
+    }
+    running(&t, &mut b);
     if !pure_v2() {
         let list = read(&t, id, "devices", "devices.list", "");
-        assert!(list.lines().any(|l| l == "c 10:229 rwm"), "{list}");
+        let opens_kmsg = |l: &str| {
+            l.starts_with("c 1:11 ") && l.rsplit(' ').next().unwrap().contains(['r', 'w'])
+        };
+        assert!(!list.lines().any(opens_kmsg), "{list}");
     } else {
         skip_part("the device rules are read from v1 devices.list: a pure cgroup2 host");
     }
+    let (r, w) = kmsg_access(&t, id);
+    assert_eq!(
+        r["errno"], 1,
+        "read /dev/kmsg: EPERM from the device cgroup"
+    );
+    assert_eq!(
+        w["errno"], 1,
+        "write /dev/kmsg: EPERM from the device cgroup"
+    );
+    t.rt(&["update", "--pids-limit", "40", id]).ok();
+    let (r, w) = kmsg_access(&t, id);
+    assert_eq!(r["errno"], 1, "after update: {r}");
+    assert_eq!(w["errno"], 1, "after update: {w}");
     t.delete_force(id).ok();
+    t.assert_nothing_left();
+}
+
+/// The same listed device opens when the config's rules allow it.
+#[test]
+fn listed_devices_are_usable_when_the_config_allows_them() {
+    let t = Test::new();
+    let mut b = t.bundle();
+    b.set(
+        "/linux/devices",
+        json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o644}]),
+    );
+    b.set(
+        "/linux/resources/devices",
+        json!([{"allow": false, "access": "rwm"},
+               {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "w"}]),
+    );
+    b.probe_args(&["write=/dev/kmsg", "write=/dev/null"]);
+    let f = t.probe(&b);
+    assert_eq!(f["write"]["/dev/kmsg"], "ok", "{f}");
+    assert_eq!(f["write"]["/dev/null"], "ok", "{f}");
     t.assert_nothing_left();
 }
 

@@ -116,7 +116,13 @@ fn spec_refuses_to_overwrite() {
     b.write();
     let before = fs::read_to_string(b.dir.join("config.json")).unwrap();
     let out = t.rt(&["spec", "--bundle", b.dir.to_str().unwrap()]);
-    out.error_line(&["config.json"]);
+    let text = out.error_line(&["config.json"]);
+    if is_sealrun() {
+        // One clean message naming the file (not "container with id config: ... already
+        // exists already exists").
+        assert!(!text.contains("container"), "{out}");
+        assert_eq!(text.matches("already exists").count(), 1, "{out}");
+    }
     assert_eq!(
         fs::read_to_string(b.dir.join("config.json")).unwrap(),
         before
@@ -368,5 +374,109 @@ fn create_logs_one_audit_record() {
     );
     assert_eq!(a["disabled_layers"], json!([]));
     t.delete_force(id).ok();
+    t.assert_nothing_left();
+}
+
+/// Run the runtime with `args` and its stdout a pipe whose reading end is already closed
+/// (`sealrun features | (exec 0<&-; true)`); killed after TIMEOUT (the test then fails).
+/// Returns (exit status, stderr).
+fn with_closed_stdout(t: &Test, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let (reader, writer) = nix::unistd::pipe().expect("pipe");
+    drop(reader);
+    let err_path = t.path(&format!("closed-stdout-{}.err", args.join("-")));
+    let mut cmd = t.command(&[], args);
+    cmd.stdout(std::process::Stdio::from(writer))
+        .stderr(fs::File::create(&err_path).expect("stderr file"));
+    let mut child = cmd.spawn().expect("spawn runtime");
+    drop(cmd);
+    let mut status = None;
+    let done = wait_until(TIMEOUT, || {
+        status = child.try_wait().expect("wait");
+        status.is_some()
+    });
+    if !done {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("`{}` with a closed stdout did not finish", args.join(" "));
+    }
+    (
+        status.expect("status"),
+        fs::read_to_string(&err_path).unwrap_or_default(),
+    )
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let t = Test::new();
+    let id = t.id().to_string();
+    t.run_sleeper(&id);
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["features"],
+        vec!["--version"],
+        vec!["--help"],
+        vec!["state", &id],
+        vec!["list"],
+        vec!["list", "--format", "json"],
+        vec!["ps", "--format", "json", &id],
+        vec!["events", "--stats", &id],
+        vec!["events", "--interval", "100ms", &id],
+    ];
+    for args in cases {
+        let (status, stderr) = with_closed_stdout(&t, &args);
+        // 0 or 141 (the shell's code for a SIGPIPE death), or the SIGPIPE death itself (runc).
+        let quiet = matches!(status.code(), Some(0) | Some(141)) || status.signal() == Some(13);
+        assert!(quiet, "`{}`: {status}\n{stderr}", args.join(" "));
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+            "`{}`: {stderr}",
+            args.join(" ")
+        );
+    }
+    t.delete_force(&id).ok();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn usage_errors_exit_1_and_reach_the_log() {
+    let t = Test::new();
+    for args in [
+        vec!["no-such-command"],
+        vec!["create"],
+        vec!["--no-such-flag", "list"],
+        vec!["update", "--cpu-quota", "lots", "x"],
+    ] {
+        let out = t.rt(&args);
+        assert_eq!(out.code(), Some(1), "{out}");
+        assert!(!out.stderr.is_empty(), "{out}");
+        if is_sealrun() {
+            assert_eq!(out.stderr.trim_end().lines().count(), 1, "one line: {out}");
+        }
+    }
+    if is_sealrun() {
+        // containerd shows the last error record of the --log file.
+        let errors = t.report().messages("error");
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(errors[0].contains("no-such-command"), "{errors:?}");
+        assert!(errors[1].to_lowercase().contains("id"), "{errors:?}");
+        assert!(errors[2].contains("--no-such-flag"), "{errors:?}");
+        assert!(errors[3].contains("lots"), "{errors:?}");
+        // --log-format text is respected too (the last --log / --log-format win, as parsed).
+        let text_log = t.path("text.log");
+        let text_log_s = text_log.to_string_lossy().into_owned();
+        let out = t.rt_global(
+            &["--log", &text_log_s, "--log-format=text"],
+            &["no-such-command"],
+        );
+        assert_eq!(out.code(), Some(1), "{out}");
+        let line = fs::read_to_string(&text_log).expect("text log written");
+        assert!(
+            line.contains("level=error") && line.contains("no-such-command"),
+            "{line}"
+        );
+    }
+    // --help and --version still succeed.
+    t.rt(&["--help"]).ok();
+    t.rt(&["--version"]).ok();
     t.assert_nothing_left();
 }

@@ -1129,3 +1129,276 @@ fn exec_leaked_fd_does_not_reach_the_process() {
     }
     t.assert_nothing_left();
 }
+
+// ---------------------------------------------------------------------------------------------
+// The pid file as a host write primitive (issue 9, defect 6).
+//
+// `--pid-file` (of create, run and exec) may point into a directory the container can write,
+// a volume. The runtime, as host root, writes the file atomically through a temp file next to
+// it. Were that temp file created at a predictable name, following symlinks, the container
+// could plant symlinks at every name it might use and have the runtime truncate and write any
+// host file. Here the test plants them itself, in the volume, as the container would: at every
+// name the earlier `write_atomic` used (`.<name>.tmp-<runtime pid>`, for a window of pids
+// around the next one) and at the final name. The victim must stay untouched and the pid file
+// must be a regular file holding the pid. No layer switch stops this: it is a plain fix, so
+// there is no layer-off twin.
+
+/// Plant symlinks to `victim` at `vol/<name>` and at `vol/.<name>.tmp-<pid>` for `pids`.
+fn plant_pid_file_links(vol: &std::path::Path, name: &str, victim: &std::path::Path, pids: u32) {
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .expect("ns_last_pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    for pid in last + 1..=last + pids {
+        let _ = std::os::unix::fs::symlink(victim, vol.join(format!(".{name}.tmp-{pid}")));
+    }
+    std::os::unix::fs::symlink(victim, vol.join(name)).expect("plant final-name symlink");
+}
+
+/// The pid file is a regular file holding a live pid; the victim is untouched; no temp file of
+/// the runtime is left in the volume.
+#[track_caller]
+fn assert_pid_file_safe(vol: &std::path::Path, name: &str, victim: &std::path::Path) {
+    assert_eq!(
+        std::fs::read_to_string(victim).unwrap(),
+        "precious host data\n",
+        "the runtime wrote through a planted symlink into the host file"
+    );
+    let p = vol.join(name);
+    let meta = std::fs::symlink_metadata(&p).expect("pid file exists");
+    assert!(
+        meta.file_type().is_file(),
+        "{} is not a regular file: {meta:?}",
+        p.display()
+    );
+    let pid: i32 = std::fs::read_to_string(&p)
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("pid file holds a pid");
+    assert!(pid > 0);
+    let left: Vec<String> = std::fs::read_dir(vol)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".sealrun-"))
+        .collect();
+    assert!(left.is_empty(), "temp files left: {left:?}");
+}
+
+#[test]
+fn pid_file_in_a_container_volume_cannot_be_turned_on_the_host() {
+    let t = Test::new();
+    let vol = t.path("volume");
+    std::fs::create_dir_all(&vol).unwrap();
+    let victim = t.path("host-victim");
+    std::fs::write(&victim, "precious host data\n").unwrap();
+    let mut b = t.sleeper(t.id());
+    b.bind("/vol", &vol, &["rbind", "rw"]);
+    b.write();
+
+    // create --pid-file <volume>/create.pid
+    plant_pid_file_links(&vol, "create.pid", &victim, 20000);
+    let dir = b.dir.to_string_lossy().into_owned();
+    let create_pid = vol.join("create.pid").to_string_lossy().into_owned();
+    let out = t.rt(&["create", "--bundle", &dir, "--pid-file", &create_pid, &b.id]);
+    out.ok();
+    assert_pid_file_safe(&vol, "create.pid", &victim);
+    t.start(&b.id).ok();
+
+    // exec --pid-file <volume>/exec.pid, the container running (and able to plant).
+    plant_pid_file_links(&vol, "exec.pid", &victim, 20000);
+    let exec_pid = vol.join("exec.pid").to_string_lossy().into_owned();
+    let out = t.rt(&["exec", "--detach", "--pid-file", &exec_pid, &b.id, "true"]);
+    out.ok();
+    assert_pid_file_safe(&vol, "exec.pid", &victim);
+
+    t.delete_force(&b.id).ok();
+    t.assert_nothing_left();
+}
+
+// ---------------------------------------------------------------------------------------------
+// tmpcopyup copies the image's content of the mount point into the new tmpfs, as host root
+// (issue 9, defect 13). An entry that is a symlink must be copied as a symlink: followed, it
+// would copy a host file (or a host directory's tree) into the container.
+
+#[test]
+fn tmpcopyup_copies_symlinks_as_symlinks() {
+    let t = Test::new();
+    let secret = t.path("host-secret");
+    std::fs::write(&secret, "host secret\n").unwrap();
+    let secret_dir = t.path("host-secret-dir");
+    std::fs::create_dir_all(&secret_dir).unwrap();
+    std::fs::write(secret_dir.join("inner"), "host inner secret\n").unwrap();
+    let mut b = t.bundle();
+    let data = b.rootfs().join("data");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    std::fs::write(data.join("plain"), "image file\n").unwrap();
+    std::fs::write(data.join("sub/nested"), "nested file\n").unwrap();
+    std::os::unix::fs::symlink(&secret, data.join("file-link")).unwrap();
+    std::os::unix::fs::symlink(&secret_dir, data.join("dir-link")).unwrap();
+    std::os::unix::fs::symlink(&secret, data.join("sub/nested-link")).unwrap();
+    b.add_mount(
+        json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs",
+                       "options": ["tmpcopyup", "nosuid", "nodev"]}),
+    );
+    let s = secret.display();
+    let d = secret_dir.display();
+    b.sh(
+        "cat /data/plain /data/sub/nested; \
+         readlink /data/file-link; readlink /data/dir-link; readlink /data/sub/nested-link; \
+         [ -L /data/file-link ] && echo file-link-is-link; [ -L /data/dir-link ] && echo dir-link-is-link; \
+         cat /data/file-link 2>/dev/null; ls /data/dir-link/ 2>/dev/null; echo done",
+    );
+    let out = t.run(&b);
+    out.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines.contains(&"image file"), "{out}");
+    assert!(lines.contains(&"nested file"), "{out}");
+    assert!(lines.contains(&"file-link-is-link"), "{out}");
+    assert!(lines.contains(&"dir-link-is-link"), "{out}");
+    assert!(
+        lines.iter().filter(|l| **l == s.to_string()).count() == 2,
+        "both file links keep their target:\n{out}"
+    );
+    assert!(lines.contains(&d.to_string().as_str()), "{out}");
+    assert!(
+        !out.stdout.contains("host secret") && !out.stdout.contains("inner"),
+        "host content was copied into the container:\n{out}"
+    );
+    assert!(lines.contains(&"done"), "{out}");
+    t.assert_nothing_left();
+}
+
+/// The same copy, raced: a process on the host (another container sharing the image directory
+/// would do) keeps exchanging a directory of the image with a symlink to a host directory while
+/// the runtime copies. A copy that looks a name up again after deciding what it is follows the
+/// symlink into the host directory; one that works on the descriptor it looked at cannot.
+#[test]
+fn tmpcopyup_does_not_follow_a_racing_swap() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let t = Test::new();
+    let secret_dir = t.path("host-secret-dir");
+    std::fs::create_dir_all(&secret_dir).unwrap();
+    std::fs::write(secret_dir.join("host-secret-file"), "host secret\n").unwrap();
+    let mut b = t.bundle();
+    let data = b.rootfs().join("data");
+    let mut pairs = Vec::new();
+    for i in 0..16 {
+        let dir = data.join(format!("dir{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("image-file"), "image\n").unwrap();
+        let link = data.join(format!("link{i}"));
+        std::os::unix::fs::symlink(&secret_dir, &link).unwrap();
+        pairs.push((dir, link));
+    }
+    b.add_mount(
+        json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs",
+                       "options": ["tmpcopyup", "nosuid", "nodev"]}),
+    );
+    b.sh("ls -R /data");
+    let stop = AtomicBool::new(false);
+    let outs = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                for (a, l) in &pairs {
+                    let _ = nix::fcntl::renameat2(
+                        None,
+                        a.as_path(),
+                        None,
+                        l.as_path(),
+                        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+                    );
+                }
+            }
+        });
+        // The swapper stops however this closure ends (a harness timeout panics).
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        let mut outs = Vec::new();
+        for _ in 0..24 {
+            let out = t.run(&b);
+            let leaked = out.stdout.contains("host-secret-file");
+            outs.push(out);
+            if leaked {
+                break;
+            }
+        }
+        outs
+    });
+    for out in &outs {
+        assert!(
+            !out.stdout.contains("host-secret-file"),
+            "the host directory's content was copied into the container:\n{out}"
+        );
+    }
+    for out in &outs {
+        // A copy may also refuse a file that changed under it; it must never leak.
+        assert!(
+            out.success() || out.stderr.contains("changed while being copied"),
+            "{out}"
+        );
+    }
+    t.assert_nothing_left();
+}
+
+// ---------------------------------------------------------------------------------------------
+// `--no-pivot`: a nested user namespace mounts a fresh procfs.
+//
+// The kernel lets a user namespace mount procfs (or sysfs) only when its mount namespace
+// already shows a full, uncovered one ("mount too revealing"); the container's own /proc has
+// masked paths over it, so that check fails inside a container. Without pivot_root, though,
+// the root is a chroot and the host's full /proc stays mounted in the container's mount
+// namespace, hidden below it: the check passes, and `unshare -Urmpf` followed by
+// `mount -t proc` gives the process an unmasked procfs. As runc, sealrun detaches (or covers)
+// every full procfs and sysfs outside the rootfs before the chroot. Landlock stops the mount
+// on its own too (a sandboxed process may not mount), so the test holds with Landlock off as
+// well, and only the twin on the unfixed runtime shows the mount working.
+
+/// Run a `--no-pivot` container that tries the nested procfs mount; returns its output.
+fn no_pivot_proc_mount(layers: &[&str]) -> Out {
+    let t = Test::new();
+    let mut b = t.bundle();
+    // An unprivileged user: mapping it to root in the new user namespace needs no capability
+    // (mapping uid 0 would need CAP_SETFCAP).
+    b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+    b.sh(
+        "unshare -Urmpf sh -c 'if mount -t proc proc /dev/shm 2>/dev/null; \
+         then echo mount=ok; else echo mount=refused; fi' 2>&1 || echo unshare=failed; echo done=1",
+    );
+    let out = t.run_with(&strs(&off(layers)), &b, &["--no-pivot"]);
+    t.assert_nothing_left();
+    out
+}
+
+#[test]
+fn no_pivot_nested_userns_cannot_mount_proc() {
+    let out = no_pivot_proc_mount(&[]);
+    out.ok();
+    assert_eq!(get(&out.stdout, "done"), "1", "{out}");
+    // With Landlock on, already the new mount namespace's propagation change is refused
+    // (`unshare=failed`); either way no procfs gets mounted.
+    assert_ne!(
+        attack::kv(&out.stdout, "mount").as_deref(),
+        Some("ok"),
+        "{out}"
+    );
+}
+
+#[test]
+fn no_pivot_nested_userns_cannot_mount_proc_without_landlock() {
+    if !attack::can_disable() {
+        return;
+    }
+    // Landlock off: only the masking of the host's procfs and sysfs refuses the mount (the
+    // unfixed runtime printed mount=ok here).
+    let out = no_pivot_proc_mount(&["landlock"]);
+    out.ok();
+    assert_eq!(get(&out.stdout, "mount"), "refused", "{out}");
+}

@@ -1,6 +1,6 @@
 //! Landlock: the container is confined to its root. Each technique reaches a host scratch file
 //! or socket the test made; with Landlock on it fails, with `--unsafe-disable landlock` (or the
-//! `run.sealrun.landlock=off` annotation) it works. Then the annotations that add
+//! `run.sealrun.landlock=off` annotation, under an operator policy that allows it) it works. Then the annotations that add
 //! restrictions: read-only paths, no-exec paths, TCP bind/connect ports, abstract sockets.
 
 #[path = "common/attack.rs"]
@@ -22,6 +22,15 @@ fn host_secret(t: &Test) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("mkdir host dir");
     std::fs::write(dir.join("secret"), "host-secret\n").expect("write secret");
     dir
+}
+
+/// `--policy FILE` for an operator policy that lets annotations weaken `layer` (without one,
+/// `create` refuses a weakening annotation: see tests/policy.rs).
+fn weakening_policy(t: &Test, layer: &str) -> Vec<String> {
+    let path = t.path("policy.json");
+    std::fs::write(&path, json!({"annotationsMayWeaken": [layer]}).to_string())
+        .expect("write policy");
+    vec!["--policy".into(), path.display().to_string()]
 }
 
 // --- A host directory fd handed to the container (--preserve-fds) ----------------------------
@@ -67,7 +76,9 @@ fn host_dir_fd_works_with_the_off_annotation() {
     if !attack::can_disable() {
         return skip(&attack::no_disable());
     }
-    let out = preserved_dir_fd(&[], json!({"run.sealrun.landlock": "off"}));
+    let t = Test::new();
+    let policy = weakening_policy(&t, "landlock");
+    let out = preserved_dir_fd(&strs(&policy), json!({"run.sealrun.landlock": "off"}));
     let ok = "ok:host-secret".to_string();
     assert_eq!(both_reads(&out), (ok.clone(), ok), "{out}");
 }
@@ -176,8 +187,10 @@ fn host_abstract_socket_scope_can_be_switched_off() {
     if !attack::can_disable() {
         return skip(&attack::no_disable());
     }
+    let t = Test::new();
+    let policy = weakening_policy(&t, "abstract-unix-scope");
     let a = json!({"run.sealrun.landlock.scope-abstract-unix": "off"});
-    assert_eq!(abstract_socket(&[], a), "ok:hello-from-host");
+    assert_eq!(abstract_socket(&strs(&policy), a), "ok:hello-from-host");
 }
 
 // --- Annotations that add restrictions --------------------------------------------------------

@@ -574,6 +574,32 @@ fn console_socket_receives_the_pty_master() {
     t.assert_nothing_left();
 }
 
+/// `cmd` as one shell line (for `sh -c` and `script -c`); the test's paths need no quoting
+/// beyond single quotes.
+fn shell_line(cmd: &std::process::Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `cmd` run by `sh -c "<setup>; exec <cmd>"` (its environment and cwd kept).
+fn through_sh(cmd: &std::process::Command, setup: &str) -> std::process::Command {
+    let mut sh = std::process::Command::new("/bin/sh");
+    sh.args(["-c", &format!("{setup}; exec {}", shell_line(cmd))]);
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            sh.env(k, v);
+        }
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        sh.current_dir(dir);
+    }
+    sh.stdin(std::process::Stdio::null());
+    sh
+}
+
 #[test]
 fn run_with_a_terminal_proxies_it() {
     if !is_sealrun() {
@@ -582,10 +608,23 @@ fn run_with_a_terminal_proxies_it() {
             "run proxies the pty without a console socket",
         ));
     }
+    let Some(script) = which("script") else {
+        return skip(&sealrun_only(
+            "util-linux `script` is not installed (it gives the runtime a tty)",
+        ));
+    };
     let t = Test::new();
     let mut b = t.bundle();
     b.set("/process/terminal", json!(true));
-    let out = t.run(&b);
+    b.write();
+    let dir = b.dir.to_string_lossy().into_owned();
+    // The runtime's own stdin must be a terminal to proxy to: `script` gives it one.
+    let run = t.command(&[], &["run", "--bundle", &dir, &b.id]);
+    let mut cmd = std::process::Command::new(script);
+    cmd.args(["-q", "-e", "-c", &shell_line(&run), "/dev/null"])
+        .env("SEALRUN_TEST_MARK", &t.mark)
+        .stdin(std::process::Stdio::null());
+    let out = t.exec(cmd).0;
     out.ok();
     let line = out
         .stdout
@@ -595,5 +634,85 @@ fn run_with_a_terminal_proxies_it() {
     let f: Value = serde_json::from_str(line.trim()).unwrap();
     assert_ne!(f["tty_nr"], 0);
     assert!(f["fds"]["1"].as_str().unwrap().starts_with("/dev/pts/"));
+    t.assert_nothing_left();
+}
+
+#[test]
+fn state_files_are_private_whatever_the_umask() {
+    if !is_sealrun() {
+        return skip(&sealrun_only("the layout of the state directory"));
+    }
+    let t = Test::new();
+    let b = t.sleeper(t.id());
+    b.write();
+    let dir = b.dir.to_string_lossy().into_owned();
+    let pid_file = t.pid_file(&b.id).to_string_lossy().into_owned();
+    let create = t.command(
+        &[],
+        &["create", "--bundle", &dir, "--pid-file", &pid_file, &b.id],
+    );
+    let out = t.exec(through_sh(&create, "umask 0")).0;
+    out.ok();
+    t.track_pid(t.pid_of(&b.id));
+    let mode = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    };
+    assert_eq!(mode(&t.root), 0o700, "--root");
+    let state_dir = t.root.join(&b.id);
+    assert_eq!(mode(&state_dir), 0o700, "{}", state_dir.display());
+    let mut files = 0;
+    for e in std::fs::read_dir(&state_dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_file() {
+            assert_eq!(mode(&e.path()), 0o600, "{}", e.path().display());
+            files += 1;
+        }
+    }
+    assert!(files >= 2, "state.json and config.json at least");
+    t.delete_force(&b.id).ok();
+    t.assert_nothing_left();
+}
+
+#[test]
+fn relative_pid_file_is_the_callers_and_hooks_run_in_the_bundle() {
+    let t = Test::new();
+    let mut b = t.sleeper(t.id());
+    let hook_out = t.path("hook-cwd");
+    let record = format!("pwd > {}", hook_out.display());
+    b.set(
+        "/hooks",
+        json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", record]}]}),
+    );
+    b.write();
+    let caller = t.path("caller-cwd");
+    std::fs::create_dir_all(&caller).unwrap();
+    let dir = b.dir.to_string_lossy().into_owned();
+    let mut create = t.command(
+        &[],
+        &["create", "--bundle", &dir, "--pid-file", "rel.pid", &b.id],
+    );
+    create.current_dir(&caller);
+    let out = t.exec(create).0;
+    out.ok();
+    let pid_file = caller.join("rel.pid");
+    let in_bundle = b.dir.join("rel.pid");
+    if let Ok(text) = std::fs::read_to_string(&pid_file) {
+        t.track_pid(text.trim().parse().expect("pid"));
+    }
+    if let Ok(text) = std::fs::read_to_string(&in_bundle) {
+        t.track_pid(text.trim().parse().expect("pid"));
+    }
+    assert!(
+        pid_file.exists(),
+        "the relative --pid-file resolves against the caller's cwd"
+    );
+    assert!(!in_bundle.exists(), "the pid file landed in the bundle");
+    let bundle = std::fs::canonicalize(&b.dir).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&hook_out).unwrap().trim(),
+        bundle.to_str().unwrap(),
+        "hooks run with the bundle as cwd"
+    );
+    t.delete_force(&b.id).ok();
     t.assert_nothing_left();
 }

@@ -425,6 +425,29 @@ mod tests {
         assert_eq!(s.v1_list(), ["c 1:3 rwm", "c 136:* rwm", "c 1:9 r"]);
     }
 
+    /// The rules the plan makes for a deny-all config listing /dev/kmsg (1:11): the v2 program
+    /// denies opening it as the v1 list does, and allows only the mknod the init needs.
+    #[test]
+    fn a_listed_device_under_deny_all_is_not_opened_on_v1_or_v2() {
+        let rules = [
+            rule(false, "a", None, None, "rwm"),
+            rule(true, "c", Some(1), Some(3), "rwm"),
+            rule(true, "c", Some(5), Some(2), "rwm"),
+            rule(true, "c", Some(136), None, "rwm"),
+            rule(true, "c", Some(1), Some(11), "m"),
+        ];
+        let s = DeviceState::from_rules(&rules);
+        let prog = program(&s);
+        let char = Kind::Char as u32;
+        for acc in [ACC_READ, ACC_WRITE] {
+            assert_eq!(run(&prog, char, u32::from(acc), 1, 11), 0);
+        }
+        assert_eq!(run(&prog, char, u32::from(ACC_MKNOD), 1, 11), 1);
+        assert_eq!(run(&prog, char, u32::from(ACC_READ | ACC_WRITE), 1, 3), 1);
+        assert!(s.v1_list().contains(&"c 1:11 m".to_string()));
+        check_agrees(&s);
+    }
+
     #[test]
     fn deny_after_allow_narrows_the_identical_exception_only() {
         let s = DeviceState::from_rules(&[

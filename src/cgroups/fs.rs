@@ -276,6 +276,34 @@ pub(super) fn remove_tree(dir: &Path) -> Result<()> {
     rmdir_retrying(dir, Duration::from_secs(5))
 }
 
+/// Check that the existing cgroup `dir` may be joined: never one with sub-cgroups (they are
+/// someone else's, and joining would put the container above them); one with processes is
+/// joined with a warning, as runc does (pods share cgroups), and never signalled as a whole.
+pub(super) fn adopt(dir: &Path) -> Result<()> {
+    let has_children = std::fs::read_dir(dir)
+        .op_path("read dir", dir)?
+        .flatten()
+        .any(|e| e.file_type().is_ok_and(|t| t.is_dir()));
+    if has_children {
+        return Err(Error::config(
+            "linux.cgroupsPath",
+            format!(
+                "cgroup {} already exists and has child cgroups sealrun did not create: \
+                 refusing to join it",
+                dir.display()
+            ),
+        ));
+    }
+    if !read(&dir.join("cgroup.procs"))?.trim().is_empty() {
+        crate::log::warn(&format!(
+            "linux.cgroupsPath: cgroup {} already has processes; joining it (sealrun signals \
+             only the container's own processes there and never removes it)",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Remove a parent directory sealrun created, unless another cgroup still lives in it.
 pub(super) fn remove_parent(dir: &Path) -> Result<()> {
     let in_use = |dir: &Path| match std::fs::read_dir(dir) {

@@ -14,10 +14,16 @@
 //!   eBPF program on the cgroup2 directory. Like runc, no program on hybrid hosts that have the
 //!   v1 controller (it already enforces the same rules).
 //! - `destroy` removes exactly the directories sealrun created (runc leaves parents behind).
+//! - A cgroup that already exists is only joined: sealrun never removes it, never writes its
+//!   `cgroup.kill`, and signals only the container's own processes in it (see `members.rs`).
+//!   One with sub-cgroups sealrun did not create is refused; one with processes is joined
+//!   with a warning (runc joins both).
 
 pub mod devices;
+mod dirs;
 mod fs;
 pub mod layout;
+mod members;
 pub mod resources;
 pub mod stats;
 
@@ -34,13 +40,14 @@ use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
 use serde::{Deserialize, Serialize};
 
 pub use layout::Mode;
+pub use members::Init;
 use resources::{Host, Ver};
 
 use crate::error::{Context, Error, Result};
 use crate::sys;
 use fs::{
-    attach_device_program, collect_pids, enable_v2, freeze_v1, inherit_cpuset, is_enoent, read,
-    remove_parent, remove_tree, set_frozen_v2, wait_for, write, write_raw, Live,
+    attach_device_program, collect_pids, enable_v2, freeze_v1, is_enoent, read, set_frozen_v2,
+    wait_for, write, write_raw, Live,
 };
 
 /// The parent of containers whose config has no `cgroupsPath`.
@@ -72,7 +79,10 @@ pub struct Cgroup {
     /// One entry per hierarchy the container joins.
     #[serde(default)]
     pub hierarchies: Vec<Hierarchy>,
-    /// Directories sealrun created, parents before children; `destroy` removes these only.
+    /// Directories sealrun created, parents before children, in every hierarchy (each path is
+    /// under its hierarchy's mount point). Every other directory from a mount point down to
+    /// the container's cgroup, the container's own when it is not listed, was only joined.
+    /// `destroy` removes these only; see [`Cgroup::owned`] for what `kill_all` may reach.
     #[serde(default)]
     pub created: Vec<PathBuf>,
 }
@@ -186,88 +196,17 @@ impl Cgroup {
         self.hierarchies.iter().find(|h| h.v2)
     }
 
-    /// Create the cgroup directories (recording the ones sealrun made). On failure, whatever
-    /// was made is removed again.
-    pub fn create(&mut self) -> Result<()> {
-        if self.hierarchies.is_empty() {
-            return Err(Error::Unsupported(
-                "no cgroup filesystem is mounted on this host".into(),
-            ));
-        }
-        let r = self.create_dirs();
-        if r.is_err() {
-            if let Err(e) = self.destroy() {
-                crate::log::warn(&format!("cleanup: {e}"));
-            }
-            self.created.clear();
-        }
-        r
+    /// Whether sealrun created the container's directory in hierarchy `h` (else it joined an
+    /// existing one).
+    pub fn created_in(&self, h: &Hierarchy) -> bool {
+        self.created.contains(&h.dir)
     }
 
-    fn create_dirs(&mut self) -> Result<()> {
-        for h in self.hierarchies.clone() {
-            // A parent another container made may vanish under us when that container is
-            // deleted at the same moment: start the walk again.
-            let mut attempts = 0;
-            while !self.make_path(&h)? {
-                attempts += 1;
-                if attempts == 5 {
-                    return Err(Error::os("mkdir", Some(&h.dir), Errno::ENOENT));
-                }
-            }
-            if !self.created.contains(&h.dir) {
-                // Joining a cgroup someone else uses would let kill --all and delete reach
-                // their processes.
-                let busy = read(&h.dir.join("cgroup.procs"))?;
-                if !busy.trim().is_empty() {
-                    return Err(Error::config(
-                        "linux.cgroupsPath",
-                        format!("cgroup {} is in use (it has processes)", h.dir.display()),
-                    ));
-                }
-            }
-        }
-        if self.mode == Mode::V2 {
-            // As runc: offer every available controller down to the container's cgroup.
-            if let Some(h) = self.v2() {
-                let all = std::fs::read_to_string(h.mount_point.join("cgroup.controllers"))
-                    .unwrap_or_default();
-                for ctl in all.split_whitespace() {
-                    if let Err(e) = enable_v2(h, ctl) {
-                        crate::log::debug(&format!("cgroup: {e}"));
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Create the directories from `h`'s mount point down to its cgroup; `false` when a
-    /// parent disappeared on the way.
-    fn make_path(&mut self, h: &Hierarchy) -> Result<bool> {
-        let rel = h.dir.strip_prefix(&h.mount_point).unwrap_or(Path::new(""));
-        let mut cur = h.mount_point.clone();
-        for part in rel.components() {
-            let parent = cur.clone();
-            cur.push(part);
-            match std::fs::create_dir(&cur) {
-                Ok(()) => self.created.push(cur.clone()),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if !cur.is_dir() {
-                        return Err(Error::Other(format!(
-                            "{} exists and is not a cgroup directory",
-                            cur.display()
-                        )));
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-                Err(e) => return Err(e).op_path("mkdir", &cur),
-            }
-            if h.controllers.iter().any(|c| c == "cpuset") {
-                inherit_cpuset(&parent, &cur)?;
-            }
-        }
-        Ok(true)
+    /// Whether sealrun created the container's cgroup in every hierarchy: then everything in it
+    /// is the container's and may be signalled as a whole. Otherwise only the container's own
+    /// processes are (see `members.rs`).
+    pub fn owned(&self) -> bool {
+        !self.hierarchies.is_empty() && self.hierarchies.iter().all(|h| self.created_in(h))
     }
 
     /// Apply (or update) resource limits. Device rules are applied when present (create);
@@ -502,10 +441,32 @@ impl Cgroup {
             .unwrap_or_default()
     }
 
-    /// Send `signal` to every process in the cgroup, as runc's signalAllProcesses: freeze,
-    /// signal each pid, thaw (a paused container stays paused unless the signal is SIGKILL).
-    /// SIGKILL uses cgroup2's `cgroup.kill` when the kernel has it.
-    pub fn kill_all(&self, signal: Signal) -> Result<()> {
+    /// The container's processes: every pid in the cgroup and its descendants when sealrun
+    /// created it ([`Cgroup::owned`]); in a joined cgroup only the container's own (see
+    /// `members.rs`; `init` is the container's init if it still runs).
+    pub fn container_pids(&self, init: Option<&Init>) -> Result<Vec<Pid>> {
+        if self.owned() {
+            return self.pids();
+        }
+        match self.procs_hierarchy() {
+            Some(h) => members::pids_joined(&h.dir, init),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Send `signal` to the container's processes. In a cgroup sealrun created, every process
+    /// in it, as runc's signalAllProcesses: freeze, signal each pid, thaw (a paused container
+    /// stays paused unless the signal is SIGKILL); SIGKILL uses cgroup2's `cgroup.kill` when
+    /// the kernel has it. In a joined cgroup, only the container's own processes, without
+    /// freezing (the freeze would stop others' processes too); `init` is the container's init
+    /// if it still runs.
+    pub fn kill_all(&self, signal: Signal, init: Option<&Init>) -> Result<()> {
+        if !self.owned() {
+            return match self.procs_hierarchy() {
+                Some(h) => members::kill_joined(&h.dir, init, signal),
+                None => Ok(()),
+            };
+        }
         if signal == Signal::SIGKILL {
             if let Some(h) = self.v2() {
                 let kill = h.dir.join("cgroup.kill");
@@ -592,36 +553,6 @@ impl Cgroup {
                 }
             })
             .collect()
-    }
-
-    /// Remove the cgroup directories sealrun created, deepest first. The container's own
-    /// directories (with any sub-cgroups its processes made) must go: one that cannot be
-    /// removed after retries is an error. A created parent that another container still uses
-    /// is left alone.
-    pub fn destroy(&self) -> Result<()> {
-        let mut first_err = None;
-        for dir in self.created.iter().rev() {
-            let leaf = self.hierarchies.iter().any(|h| &h.dir == dir);
-            let r = if leaf {
-                remove_tree(dir)
-            } else {
-                remove_parent(dir)
-            };
-            if let Err(e) = r {
-                first_err.get_or_insert(e);
-            }
-        }
-        // The default parent is sealrun's own: whoever leaves it empty removes it, even if
-        // another container created it (else concurrent deletes leave it behind).
-        if self.path.starts_with(&format!("{DEFAULT_PARENT}/")) {
-            for h in &self.hierarchies {
-                let parent = h.mount_point.join(DEFAULT_PARENT.trim_start_matches('/'));
-                if let Err(e) = remove_parent(&parent) {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        first_err.map_or(Ok(()), Err)
     }
 }
 

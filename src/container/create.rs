@@ -33,10 +33,16 @@ fn create_inner(
 ) -> Result<(Plan, Launched)> {
     opts.bundle = std::fs::canonicalize(&opts.bundle).op_path("bundle", &opts.bundle)?;
     let (spec, _) = spec::load_bundle(&opts.bundle)?;
-    // Relative paths in the config, and the hooks' working directory, are the bundle (as runc).
-    std::env::set_current_dir(&opts.bundle).op_path("chdir", &opts.bundle)?;
+    // No process-wide chdir: relative paths in the config are joined with the bundle by
+    // `spec::plan`, hooks get the bundle as their cwd (`hooks`), and the caller's relative
+    // paths (--pid-file) keep meaning what the caller meant.
     let host = super::host::gather(&spec, &opts.bundle)?;
+    opts.policy = rt.policy.clone();
     let mut plan = spec::plan(&spec, opts, &host)?;
+    crate::policy::enforce(&plan)?;
+    if plan.opts.proxy_terminal && plan.process.terminal {
+        super::tty::check_proxy_possible("process.terminal")?;
+    }
     // Info, not warning: podman's default profile names 32-bit syscalls and architectures on
     // every container, and conmon shows the runtime's stderr to the user (runc is silent).
     for w in plan.seccomp.iter().flat_map(|s| &s.warnings) {

@@ -105,6 +105,9 @@ pub fn exec(rt: &Runtime, opts: ExecOptions) -> Result<i32> {
             "a terminal with --detach needs --console-socket".into(),
         ));
     }
+    if plan.process.terminal && opts.console_socket.is_none() {
+        super::tty::check_proxy_possible("--tty")?;
+    }
     let pidfd = sys::process::pidfd_open(Pid::from_raw(st.pid)).op("pidfd_open")?;
     if !super::state::process_alive(st.pid, st.pid_start_time) {
         return Err(Error::Other(
@@ -193,7 +196,7 @@ pub fn exec(rt: &Runtime, opts: ExecOptions) -> Result<i32> {
                     errno,
                     message,
                 }) => {
-                    return Err(Error::Init {
+                    return Err(Error::Exec {
                         step,
                         errno,
                         message,

@@ -11,7 +11,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
 use super::state::{ContainerDir, START_SOCKET};
-use crate::cgroups::Cgroup;
+use crate::cgroups::{Cgroup, Init};
 use crate::error::{Context, Error, Result};
 use crate::hooks::{self, HookKind};
 use crate::init::{self, Channels};
@@ -33,7 +33,9 @@ pub struct Launched {
     pub enforced: crate::audit::Enforced,
 }
 
-/// Undoes a half-made container when dropped armed: kills the init, removes its cgroup.
+/// Undoes a half-made container when dropped armed: kills what sealrun started (everything in
+/// a cgroup it created; in a joined cgroup only the init and its pid namespace) and removes the
+/// cgroup directories it created.
 #[derive(Debug)]
 pub struct Undo {
     pid: Option<Pid>,
@@ -62,12 +64,16 @@ impl Drop for Undo {
         if !self.armed {
             return;
         }
+        // Our own unreaped child: the pid cannot have been reused.
+        let init = self.pid.and_then(Init::open);
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.kill_all(Signal::SIGKILL, init.as_ref());
+        }
         if let Some(pid) = self.pid {
             let _ = sys::process::kill(pid, Some(Signal::SIGKILL));
             let _ = sys::process::waitpid(pid, None);
         }
         if let Some(cg) = &self.cgroup {
-            let _ = cg.kill_all(Signal::SIGKILL);
             if let Err(e) = cg.destroy() {
                 crate::log::warn(&format!("cleanup: {e}"));
             }

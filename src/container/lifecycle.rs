@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::state::{ContainerDir, StateFile, Status, AUDIT_FILE, PLAN_FILE, START_SOCKET};
 use super::Runtime;
+use crate::cgroups::Init;
 use crate::error::{Context, Error, Result};
 use crate::hooks::{self, HookKind};
 use crate::sys;
@@ -139,14 +140,22 @@ pub fn kill(rt: &Runtime, id: &str, signal: Signal, all: bool) -> Result<()> {
     let st = dir.load()?;
     let status = dir.status(&st);
     if all {
-        // As runc, also once the init has exited: what it left in the cgroup (a container
-        // sharing another's pid namespace) is still reached; containerd's shim relies on it.
-        return st.cgroup.kill_all(signal);
+        // As runc, also once the init has exited: what it left in a cgroup sealrun created (a
+        // container sharing another's pid namespace) is still reached; containerd's shim
+        // relies on it. In a joined cgroup only the container's own processes are.
+        return st.cgroup.kill_all(signal, container_init(&st).as_ref());
     }
     if status == Status::Stopped {
         return Err(wrong_state(&dir, status, "container not running"));
     }
     signal_pid(&st, signal)
+}
+
+/// The container's init held by a pidfd, if it still runs (same pid and start time).
+pub(super) fn container_init(st: &StateFile) -> Option<Init> {
+    // Open first, check after: the pidfd then holds the process that was checked.
+    let init = Init::open(super::state::pid_of(st))?;
+    super::state::process_alive(st.pid, st.pid_start_time).then_some(init)
 }
 
 /// Signal the init through a pidfd, after checking it is still the same process.
@@ -200,10 +209,11 @@ pub(super) fn destroy(rt: &Runtime, id: &str, force: bool) -> Result<()> {
             })
         }
     }
+    let init = container_init(&st);
     if status != Status::Stopped {
         let _ = signal_pid(&st, Signal::SIGKILL);
     }
-    st.cgroup.kill_all(Signal::SIGKILL)?;
+    st.cgroup.kill_all(Signal::SIGKILL, init.as_ref())?;
     if status == Status::Paused {
         let _ = st.cgroup.thaw();
     }
@@ -216,7 +226,8 @@ pub(super) fn destroy(rt: &Runtime, id: &str, force: bool) -> Result<()> {
 }
 
 /// Wait until the init has exited (it may not be our child: poll its pidfd) and the cgroup
-/// is empty.
+/// is empty (a joined cgroup may keep others' processes: there only the init is waited for,
+/// whose pid namespace dies with it).
 fn wait_gone(st: &StateFile, limit: Duration) {
     let deadline = Instant::now() + limit;
     if let Ok(pidfd) = sys::process::pidfd_open(super::state::pid_of(st)) {
@@ -228,6 +239,9 @@ fn wait_gone(st: &StateFile, limit: Duration) {
                 PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
             );
         }
+    }
+    if !st.cgroup.owned() {
+        return;
     }
     while Instant::now() < deadline {
         match st.cgroup.pids() {

@@ -17,11 +17,18 @@ fn wrong(id: &str, status: Status, reason: &str) -> Error {
     }
 }
 
-/// `ps`: the pids of every process in the container's cgroup.
+/// `ps`: the pids of the container's processes (every process in a cgroup sealrun created;
+/// only the container's own in a joined one).
 pub fn pids(rt: &Runtime, id: &str) -> Result<Vec<i32>> {
     let dir = rt.root.peek(id)?;
     let st = dir.load()?;
-    let mut pids: Vec<i32> = st.cgroup.pids()?.iter().map(|p| p.as_raw()).collect();
+    let init = super::lifecycle::container_init(&st);
+    let mut pids: Vec<i32> = st
+        .cgroup
+        .container_pids(init.as_ref())?
+        .iter()
+        .map(|p| p.as_raw())
+        .collect();
     pids.sort_unstable();
     Ok(pids)
 }
@@ -96,10 +103,11 @@ pub fn events(
     }
 }
 
-/// Parse a size like runc's `--memory`: a number with an optional k/m/g/t suffix (binary
-/// units, case-insensitive, optional trailing `b`), or -1 for unlimited.
+/// Parse a size like runc's `--memory`: a decimal number (digits, at most one `.`) with an
+/// optional k/m/g/t suffix (binary units, case-insensitive, optional trailing `b`), or -1 for
+/// unlimited. Anything else (`nan`, `inf`, `1e3`, negative numbers, overflow) is an error.
 pub fn parse_size(s: &str) -> Result<i64> {
-    let bad = || Error::InvalidArgument(format!("invalid size {s:?}"));
+    let bad = |why: &str| Error::InvalidArgument(format!("invalid size {s:?}: {why}"));
     let t = s.trim().to_ascii_lowercase();
     if t == "-1" {
         return Ok(-1);
@@ -112,11 +120,21 @@ pub fn parse_size(s: &str) -> Result<i64> {
         Some('t') => (&t[..t.len() - 1], 1 << 40),
         _ => (t, 1),
     };
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    if n < 0.0 {
-        return Err(bad());
+    let digits = !num.is_empty()
+        && num.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && num.chars().filter(|c| *c == '.').count() <= 1
+        && num.chars().any(|c| c.is_ascii_digit());
+    if !digits {
+        return Err(bad(
+            "use a number of bytes with an optional k, m, g or t suffix, or -1",
+        ));
     }
-    Ok((n * mult as f64) as i64)
+    let n: f64 = num.parse().map_err(|_| bad("not a number"))?;
+    let bytes = n * mult as f64;
+    if !bytes.is_finite() || bytes >= i64::MAX as f64 {
+        return Err(bad("too large"));
+    }
+    Ok(bytes as i64)
 }
 
 #[cfg(test)]
@@ -132,5 +150,20 @@ mod tests {
         assert_eq!(parse_size("-1").unwrap(), -1);
         assert!(parse_size("ten").is_err());
         assert!(parse_size("-5").is_err());
+        for bad in [
+            "nan",
+            "NaN",
+            "inf",
+            "-inf",
+            "1e3",
+            "",
+            "k",
+            ".",
+            "1.2.3",
+            "-1m",
+            "99999999t",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
     }
 }

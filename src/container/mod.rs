@@ -22,6 +22,8 @@ pub struct Runtime {
     pub root: StateRoot,
     /// How the binary is protected (for the audit line).
     pub seal: crate::selfexe::SealStatus,
+    /// The operator policy every `create` is held to (`Policy::default()`: none).
+    pub policy: crate::policy::Policy,
 }
 
 /// Format rows as an aligned table (columns padded to their widest cell, as runc's tabwriter).

@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -118,21 +119,27 @@ impl StateRoot {
     /// removed again when the returned guard is dropped without [`ContainerDir::commit`].
     pub fn create(&self, id: &str) -> Result<ContainerDir> {
         validate_id(id)?;
-        std::fs::create_dir_all(&self.path).op_path("mkdir", &self.path)?;
-        let _ = std::fs::set_permissions(
-            &self.path,
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        );
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(STATE_DIR_MODE)
+            .create(&self.path)
+            .op_path("mkdir", &self.path)?;
+        std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(STATE_DIR_MODE))
+            .op_path("chmod", &self.path)?;
         let dir = self.path.join(id);
-        match std::fs::create_dir(&dir) {
+        match std::fs::DirBuilder::new().mode(STATE_DIR_MODE).create(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(Error::AlreadyExists(id.to_string()))
             }
             Err(e) => return Err(e).op_path("mkdir", &dir),
         }
+        // The guard removes the directory again if anything below fails.
         let mut cd = ContainerDir::open_dir(id, dir, true)?;
         cd.fresh = true;
+        // Exactly 0700, whatever the caller's umask.
+        sfd::fchmod(cd.fd.as_fd(), Mode::from_bits_truncate(STATE_DIR_MODE))
+            .op_path("chmod", &cd.path)?;
         Ok(cd)
     }
 
@@ -231,9 +238,15 @@ impl ContainerDir {
         self.fresh = false;
     }
 
-    /// Write a file atomically (temp + rename).
+    /// Write a file atomically (temp + rename), mode [`STATE_FILE_MODE`] whatever the umask.
     pub fn write_atomic(&self, name: &str, data: &[u8]) -> Result<()> {
-        write_atomic(&self.path.join(name), data)
+        write_atomic_in(
+            self.fd.as_fd(),
+            &self.path,
+            Path::new(name),
+            data,
+            STATE_FILE_MODE,
+        )
     }
 
     /// Read a JSON file `create` wrote (the Plan, or part of it; the audit record).
@@ -293,17 +306,76 @@ impl Drop for ContainerDir {
     }
 }
 
-/// Write `data` to `path` atomically: a temp file in the same directory, fsync-free rename.
+/// Mode of the files in a state directory: they hold the environment (often secrets).
+pub const STATE_FILE_MODE: u32 = 0o600;
+/// Mode of a state directory and of `--root`.
+pub const STATE_DIR_MODE: u32 = 0o700;
+/// Mode of a `--pid-file` (not secret; monitors read it), as runc's under the usual umask.
+pub const PID_FILE_MODE: u32 = 0o644;
+
+/// Write `data` to `path` atomically (the pid file of `create`, `run` and `exec`), mode
+/// [`PID_FILE_MODE`]. The directory may be writable by a container (a volume): see
+/// [`write_atomic_in`] for why that is safe.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let mut f = std::fs::File::create(&tmp).op_path("create", &tmp)?;
-    f.write_all(data).op_path("write", &tmp)?;
-    drop(f);
-    std::fs::rename(&tmp, path).op_path("rename", path)
+    let name = match path.file_name() {
+        Some(n) => Path::new(n),
+        None => {
+            return Err(Error::InvalidArgument(format!(
+                "{}: not a file name",
+                path.display()
+            )))
+        }
+    };
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = sfd::open(parent, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())
+        .op_path("open", parent)?;
+    write_atomic_in(dir.as_fd(), parent, name, data, PID_FILE_MODE)
+}
+
+/// Write `data` as `name` in the directory `dir` (`dir_path` only names it in errors),
+/// atomically and with exactly `mode`. The temp file gets an unpredictable name and is created
+/// with `O_CREAT|O_EXCL|O_NOFOLLOW` relative to `dir`, so a symlink planted in the directory is
+/// never followed; `renameat` then replaces whatever `name` is (a planted symlink included)
+/// instead of following it.
+pub fn write_atomic_in(
+    dir: BorrowedFd<'_>,
+    dir_path: &Path,
+    name: &Path,
+    data: &[u8],
+    mode: u32,
+) -> Result<()> {
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW;
+    let mut attempt = 0;
+    let (tmp, fd) = loop {
+        let tmp = PathBuf::from(format!(".sealrun-{:016x}.tmp", random_u64()));
+        match sfd::openat(dir, &tmp, flags, Mode::from_bits_truncate(0o600)) {
+            Ok(fd) => break (tmp, fd),
+            Err(Errno::EEXIST) if attempt < 16 => attempt += 1,
+            Err(e) => return Err(Error::os("create", Some(&dir_path.join(&tmp)), e)),
+        }
+    };
+    let written = (|| {
+        sfd::fchmod(fd.as_fd(), Mode::from_bits_truncate(mode)).op("fchmod")?;
+        let mut f = std::fs::File::from(fd);
+        f.write_all(data).op("write")?;
+        sfd::fsync(f.as_fd()).op("fsync")?;
+        sfd::renameat(dir, &tmp, dir, name).op_path("rename", &dir_path.join(name))
+    })();
+    if written.is_err() {
+        let _ = sfd::unlinkat(dir, &tmp, false);
+    }
+    written
+}
+
+/// 64 unpredictable bits (std seeds every `RandomState` from the OS's random source).
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 /// Fields of `/proc/<pid>/stat` after the command name: `(state, starttime)`.

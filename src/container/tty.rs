@@ -20,6 +20,24 @@ pub fn receive_master(sock: BorrowedFd<'_>) -> Result<OwnedFd> {
         .ok_or_else(|| Error::Other("console socket: no pty master received".into()))
 }
 
+/// A foreground `run` (or `exec`) proxies the container's terminal to the runtime's own: that
+/// needs stdin to be a terminal. Anything else (a file, a pipe, /dev/null) would never send
+/// the pty an end of input and the container would wait for it forever: refuse, as runc
+/// does, before anything is created.
+/// `field` names what asked for the terminal (`process.terminal`, exec's `--tty`).
+pub fn check_proxy_possible(field: &str) -> Result<()> {
+    if sys::tty::isatty(std::io::stdin().as_fd()) {
+        return Ok(());
+    }
+    let reason = "a terminal is asked for, but stdin is not a terminal to proxy it to: \
+                  give --console-socket, or run without a terminal";
+    Err(if field.starts_with("--") {
+        Error::InvalidArgument(format!("{field}: {reason}"))
+    } else {
+        Error::config(field, reason)
+    })
+}
+
 /// Signals the runtime forwards to the container (everything catchable except SIGCHLD, which
 /// tells us the container ended, and SIGWINCH, which resizes the pty).
 fn forwarded() -> Vec<Signal> {

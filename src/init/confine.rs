@@ -7,7 +7,7 @@ use std::path::Path;
 
 use caps::CapSet;
 
-use super::{at, process, seccomp, StepResult};
+use super::{process, seccomp, StepResult};
 use crate::audit::{cap_names, CapNames, Enforced};
 use crate::error::Step;
 use crate::landlock::Policy;
@@ -37,22 +37,22 @@ pub struct Confinement<'a> {
 pub fn confine(c: &Confinement<'_>, sync: &Channel) -> StepResult<()> {
     let p = c.process;
     if !c.layers.no_fd_hygiene {
-        at(Step::Fds, process::sweep_fds(c.preserve_fds, &c.ours))?;
+        step!(Step::Fds, process::sweep_fds(c.preserve_fds, &c.ours))?;
     }
-    let landlock = at(
+    let landlock = step!(
         Step::Landlock,
         crate::landlock::apply(c.landlock, Path::new("/")),
     )?;
-    at(
+    step!(
         Step::SeccompEarly,
         seccomp(c.seccomp, sync, !p.no_new_privileges),
     )?;
-    at(Step::Identity, process::apply_identity(p))?;
-    at(Step::NoNewPrivileges, process::set_no_new_privileges(p))?;
-    at(Step::Seccomp, seccomp(c.seccomp, sync, p.no_new_privileges))?;
+    step!(Step::Identity, process::apply_identity(p))?;
+    step!(Step::NoNewPrivileges, process::set_no_new_privileges(p))?;
+    step!(Step::Seccomp, seccomp(c.seccomp, sync, p.no_new_privileges))?;
     let report = read_back(landlock, c.seccomp.map_or(0, |s| s.filters.len()));
     let report = serde_json::to_string(&report).unwrap_or_default();
-    at(Step::Seccomp, sync.send(&Msg::Enforced { report }))
+    step!(Step::Seccomp, sync.send(&Msg::Enforced { report }))
 }
 
 /// What holds now, as the process itself sees it.

@@ -10,7 +10,7 @@ use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 
-use super::{at, become_root, devices, paths::Resolver, process, recv_go, StepResult};
+use super::{become_root, devices, paths::Resolver, process, recv_go, StepResult};
 use crate::error::{Context, Error, Result, Step};
 use crate::spec::ExecPlan;
 use crate::sync::{Channel, Msg};
@@ -38,7 +38,7 @@ pub fn main(plan: &ExecPlan, ch: ExecChannels) -> ! {
         Ok(Ok(never)) => match never {},
         Ok(Err(failure)) => failure,
         Err(_) => (
-            Step::Namespaces,
+            super::running_step(),
             Error::Other("exec helper panicked".into()),
         ),
     };
@@ -53,11 +53,11 @@ pub fn main(plan: &ExecPlan, ch: ExecChannels) -> ! {
 fn story(plan: &ExecPlan, ch: &ExecChannels) -> StepResult<Infallible> {
     let p = &plan.process;
     let safe = !plan.layers.no_path_safety;
-    at(Step::Namespaces, join(plan, ch))?;
-    at(Step::Limits, process::apply_limits(p, None, safe))?;
-    let console = at(Step::Terminal, terminal(plan, ch))?;
-    at(Step::Terminal, process::setup_terminal_if(console.as_ref()))?;
-    let exe = at(Step::Executable, process::chdir_and_resolve(p, safe))?;
+    step!(Step::Namespaces, join(plan, ch))?;
+    step!(Step::Limits, process::apply_limits(p, None, safe))?;
+    let console = step!(Step::Terminal, terminal(plan, ch))?;
+    step!(Step::Terminal, process::setup_terminal_if(console.as_ref()))?;
+    let exe = step!(Step::Executable, process::chdir_and_resolve(p, safe))?;
     let mut ours: Vec<RawFd> = vec![ch.sync.raw(), ch.pidfd.as_raw_fd()];
     ours.extend(ch.console.as_ref().map(|c| c.as_raw_fd()));
     super::confine::confine(

@@ -2,6 +2,15 @@
 //! each step handles its own "nothing to do" case. A failure is sent to the parent as
 //! `(step, errno, message)` and the child exits; the parent cleans up.
 
+/// Run one step of a story: mark it as the running step (a panic inside is then reported at
+/// this step, see [`running_step`]), evaluate it, and attach the step to its error.
+macro_rules! step {
+    ($step:expr, $body:expr $(,)?) => {{
+        $crate::init::enter_step($step);
+        $crate::init::at($step, $body)
+    }};
+}
+
 pub mod cgroup;
 mod confine;
 mod devices;
@@ -44,6 +53,20 @@ fn at<T>(step: Step, r: Result<T>) -> StepResult<T> {
     r.map_err(|e| (step, e))
 }
 
+/// The step the child is running, for the panic handler (one child process, one thread).
+static RUNNING_STEP: std::sync::atomic::AtomicU8 =
+    std::sync::atomic::AtomicU8::new(Step::Namespaces as u8);
+
+fn enter_step(step: Step) {
+    RUNNING_STEP.store(step as u8, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The step marked by the last [`step!`].
+fn running_step() -> Step {
+    Step::from_u8(RUNNING_STEP.load(std::sync::atomic::Ordering::Relaxed))
+        .unwrap_or(Step::Namespaces)
+}
+
 /// Entry point of the cloned child. Never returns.
 pub fn main(plan: &Plan, ch: Channels, two_stage: bool) -> ! {
     for fd in &ch.close {
@@ -59,7 +82,7 @@ pub fn main(plan: &Plan, ch: Channels, two_stage: bool) -> ! {
     let (step, err) = match outcome {
         Ok(Ok(never)) => match never {},
         Ok(Err(failure)) => failure,
-        Err(_) => (Step::Namespaces, Error::Other("init panicked".into())),
+        Err(_) => (running_step(), Error::Other("init panicked".into())),
     };
     let _ = ch.sync.send(&Msg::Failed {
         step,
@@ -72,25 +95,25 @@ pub fn main(plan: &Plan, ch: Channels, two_stage: bool) -> ! {
 /// THE STORY: the container's init, from namespaces to execve.
 fn story(plan: &Plan, ch: &Channels, staged: bool) -> StepResult<Infallible> {
     let p = &plan.process;
-    let host_pid = at(Step::Namespaces, enter_namespaces(plan, ch, staged))?;
-    at(Step::Hostname, set_hostname(plan))?;
-    let sources = at(Step::Rootfs, mounts::receive_sources(plan, &ch.sync))?;
-    let prepared = at(
+    let host_pid = step!(Step::Namespaces, enter_namespaces(plan, ch, staged))?;
+    step!(Step::Hostname, set_hostname(plan))?;
+    let sources = step!(Step::Rootfs, mounts::receive_sources(plan, &ch.sync))?;
+    let prepared = step!(
         Step::Rootfs,
         rootfs::prepare(plan, ch.console.as_ref().map(|c| c.as_fd()), &sources),
     )?;
-    at(Step::CreateContainerHooks, create_hooks(plan, ch, host_pid))?;
-    at(Step::PivotRoot, rootfs::pivot(plan))?;
-    at(Step::Finalize, rootfs::finalize(plan))?;
-    at(
+    step!(Step::CreateContainerHooks, create_hooks(plan, ch, host_pid))?;
+    step!(Step::PivotRoot, rootfs::pivot(plan))?;
+    step!(Step::Finalize, rootfs::finalize(plan))?;
+    step!(
         Step::Limits,
         process::apply_limits(p, plan.personality, !plan.opts.layers.no_path_safety),
     )?;
-    at(
+    step!(
         Step::Terminal,
         process::setup_terminal(prepared.console.as_ref()),
     )?;
-    let exe = at(
+    let exe = step!(
         Step::Executable,
         process::chdir_and_resolve(p, !plan.opts.layers.no_path_safety),
     )?;
@@ -257,7 +280,7 @@ fn wait_start_and_exec(
     pid: i32,
     exe: &std::ffi::CStr,
 ) -> StepResult<Infallible> {
-    at(Step::Exec, ch.sync.send(&Msg::Ready))?;
+    step!(Step::Exec, ch.sync.send(&Msg::Ready))?;
     let mut conn = wait_for_start(ch);
     let state = hooks::state_json(
         &plan.id,
@@ -321,5 +344,24 @@ fn wait_for_start(ch: &Channels) -> std::fs::File {
                 return conn;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boom() -> Result<()> {
+        panic!("a bug in a step")
+    }
+
+    #[test]
+    fn a_panic_is_reported_at_the_running_step() {
+        let r = std::panic::catch_unwind(|| -> StepResult<()> {
+            step!(Step::Hostname, Ok(()))?;
+            step!(Step::Rootfs, boom())
+        });
+        assert!(r.is_err());
+        assert_eq!(running_step(), Step::Rootfs);
     }
 }

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -240,7 +239,15 @@ fn filesystem(
         return Err(Error::Other("the new /sys is not sysfs".into()));
     }
     if let Some(src) = copy_from {
-        copy_tree(&proc_fd_path(src.as_fd()), &proc_fd_path(mounted.as_fd()))?;
+        let dst = r
+            .open_with(
+                root,
+                &m.destination,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+                extra,
+            )
+            .op("open tmpcopyup target")?;
+        copy_tree(src.as_fd(), dst.as_fd())?;
     }
     Ok(())
 }
@@ -265,28 +272,69 @@ fn fs_data(plan: &Plan, m: &MountPlan, fstype: &str) -> Option<String> {
 }
 
 /// Copy a directory tree (tmpcopyup): files, directories and symlinks with modes and owners.
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    let meta = std::fs::metadata(from).op_path("stat", from)?;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
-        .op_path("chmod", to)?;
-    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid())).op_path("chown", to)?;
-    for entry in std::fs::read_dir(from).op_path("read dir", from)? {
-        let entry = entry.op_path("read dir", from)?;
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        let ft = entry.file_type().op_path("stat", &src)?;
-        if ft.is_dir() {
-            std::fs::create_dir(&dst).op_path("mkdir", &dst)?;
-            copy_tree(&src, &dst)?;
-        } else if ft.is_symlink() {
-            let link = std::fs::read_link(&src).op_path("readlink", &src)?;
-            std::os::unix::fs::symlink(&link, &dst).op_path("symlink", &dst)?;
-        } else if ft.is_file() {
-            std::fs::copy(&src, &dst).op_path("copy", &src)?;
-            let m = entry.metadata().op_path("stat", &src)?;
-            std::os::unix::fs::lchown(&dst, Some(m.uid()), Some(m.gid())).op_path("chown", &dst)?;
+/// Everything goes through descriptors opened `O_NOFOLLOW` relative to their parent, so an
+/// entry of the container's image that is (or is swapped for) a symlink is copied as a symlink,
+/// never followed out of the rootfs into the host.
+fn copy_tree(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<()> {
+    let st = sfd::fstat(from).op("stat tmpcopyup source")?;
+    copy_owner_and_mode(to, &st)?;
+    let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
+    for name in sfd::read_dir_names(from).op("read tmpcopyup source")? {
+        let name = Path::new(&name);
+        // O_PATH|O_NOFOLLOW: the entry itself, whatever it is; everything below goes through
+        // this fd or checks against it, so swapping the name meanwhile gains nothing.
+        let entry = sfd::openat(from, name, OFlag::O_PATH | OFlag::O_NOFOLLOW, Mode::empty())
+            .op_path("open", name)?;
+        let est = sfd::fstat(entry.as_fd()).op_path("stat", name)?;
+        match est.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {
+                // "." of the O_PATH fd: the very directory just looked at, whatever the name
+                // points to by now.
+                let src = sfd::openat(entry.as_fd(), Path::new("."), dir_flags, Mode::empty())
+                    .op_path("open", name)?;
+                sfd::mkdirat(to, name, Mode::from_bits_truncate(0o700)).op_path("mkdir", name)?;
+                let dst = sfd::openat(to, name, dir_flags, Mode::empty()).op_path("open", name)?;
+                copy_tree(src.as_fd(), dst.as_fd())?;
+            }
+            libc::S_IFLNK => {
+                // The link itself, read through its own fd.
+                let target =
+                    sfd::readlinkat(entry.as_fd(), Path::new("")).op_path("readlink", name)?;
+                sfd::symlinkat(Path::new(&target), to, name).op_path("symlink", name)?;
+                sfd::lchownat(to, name, est.st_uid, est.st_gid).op_path("chown", name)?;
+            }
+            libc::S_IFREG => {
+                // A regular file cannot be reopened through an O_PATH fd without /proc: open
+                // the name again (never following, never blocking on a FIFO) and insist that
+                // it is still the same file.
+                let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+                let src = sfd::openat(from, name, flags, Mode::empty()).op_path("open", name)?;
+                let sst = sfd::fstat(src.as_fd()).op_path("stat", name)?;
+                if (sst.st_dev, sst.st_ino) != (est.st_dev, est.st_ino) {
+                    return Err(Error::Other(format!(
+                        "tmpcopyup: {} changed while being copied",
+                        name.display()
+                    )));
+                }
+                let create = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW;
+                let dst = sfd::openat(to, name, create, Mode::from_bits_truncate(0o600))
+                    .op_path("create", name)?;
+                let mut r = std::fs::File::from(src);
+                let mut w = std::fs::File::from(dst);
+                std::io::copy(&mut r, &mut w).op_path("copy", name)?;
+                copy_owner_and_mode(w.as_fd(), &sst)?;
+            }
+            // Devices, FIFOs and sockets are not copied (as before, and as runc).
+            _ => {}
         }
     }
     Ok(())
+}
+
+/// Owner first, then mode: chown clears set-id bits, which the mode then restores.
+fn copy_owner_and_mode(fd: BorrowedFd<'_>, st: &libc::stat) -> Result<()> {
+    sfd::fchown(fd, st.st_uid, st.st_gid).op("chown")?;
+    sfd::fchmod(fd, Mode::from_bits_truncate(st.st_mode & 0o7777)).op("chmod")
 }
 
 /// A `type: cgroup` mount: the container's own cgroups, as a fresh cgroup filesystem when it

@@ -13,6 +13,7 @@ use super::devices;
 use super::mounts::{mount_one, MountSources};
 use super::paths::{check_char_device, is_fs, Resolver, PROC_MAGIC};
 use crate::error::{Context, Error, Result};
+use crate::namespaces::NsKind;
 use crate::spec::Plan;
 use crate::sys::fd::{self as sfd, proc_fd_path, Resolve};
 use crate::sys::mount::{mount, pivot_root, umount2};
@@ -146,6 +147,7 @@ fn unescape(s: &str) -> String {
 pub fn pivot(plan: &Plan) -> Result<()> {
     let rootfs = &plan.rootfs;
     if plan.opts.no_pivot {
+        hide_host_proc_and_sys(plan)?;
         sfd::chdir(rootfs).op_path("chdir", rootfs)?;
         mount(Some(rootfs), Path::new("/"), None, MsFlags::MS_MOVE, None)
             .op_path("mount --move", rootfs)?;
@@ -180,6 +182,61 @@ pub fn pivot(plan: &Plan) -> Result<()> {
             .op("mount propagation /")?;
     }
     Ok(())
+}
+
+/// `--no-pivot` only: detach every full procfs and sysfs mounted outside the rootfs before
+/// the chroot, as runc does. Without pivot_root they stay in the container's mount namespace,
+/// below its root, and the kernel's "mount too revealing" check counts them: a process that
+/// makes a user namespace could then mount a fresh, unmasked procfs. Each mount is made a
+/// slave first so the detach cannot propagate to the host; where it cannot be detached it is
+/// covered with an empty tmpfs instead. Only in a mount namespace sealrun made: one joined by
+/// path belongs to someone else.
+fn hide_host_proc_and_sys(plan: &Plan) -> Result<()> {
+    if !plan.namespaces.creates(NsKind::Mount) {
+        return Err(Error::config(
+            "linux.namespaces",
+            "--no-pivot needs a new mount namespace (the host's procfs and sysfs are detached \
+             in it)",
+        ));
+    }
+    let info = std::fs::read_to_string("/proc/self/mountinfo").op("read mountinfo")?;
+    for p in full_proc_and_sys_mounts(&info, &plan.rootfs) {
+        match mount(None, &p, None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None) {
+            // Gone with a parent detached earlier.
+            Err(Errno::ENOENT) | Err(Errno::EINVAL) => continue,
+            r => r.op_path("make slave", &p)?,
+        }
+        match umount2(&p, MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            Err(Errno::EINVAL) | Err(Errno::EPERM) => mount(
+                Some(Path::new("tmpfs")),
+                &p,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                None,
+            )
+            .op_path("cover", &p)?,
+            Err(e) => return Err(Error::os("detach", Some(&p), e)),
+        }
+    }
+    Ok(())
+}
+
+/// Mount points of full (root `/`) procfs and sysfs mounts outside `rootfs`, from mountinfo.
+fn full_proc_and_sys_mounts(mountinfo: &str, rootfs: &Path) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let f: Vec<&str> = left.split(' ').collect();
+            let fstype = right.split(' ').next()?;
+            if f.len() < 5 || f[3] != "/" || !matches!(fstype, "proc" | "sysfs") {
+                return None;
+            }
+            let mp = PathBuf::from(unescape(f[4]));
+            (!mp.starts_with(rootfs)).then_some(mp)
+        })
+        .collect()
 }
 
 /// Step 6: sysctl, masked paths, read-only paths, read-only root.
@@ -361,6 +418,29 @@ pub fn current_flags(fd: BorrowedFd<'_>) -> Result<MsFlags> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_proc_and_sys_outside_the_rootfs_are_found() {
+        let info = "\
+22 1 0:21 / /sys rw,nosuid shared:7 - sysfs sysfs rw
+23 1 0:22 / /proc rw,nosuid shared:12 - proc proc rw
+24 23 0:40 / /proc/sys/fs/binfmt_misc rw - binfmt_misc binfmt_misc rw
+25 1 0:22 /sys /mnt/proc\\040sys rw - proc proc rw
+26 1 0:50 / /run/b/rootfs rw - overlay overlay rw
+27 26 0:51 / /run/b/rootfs/proc rw - proc proc rw
+28 1 0:52 / /run/b/rootfs2/sys rw - sysfs sysfs rw
+29 1 0:22 / /srv/proc\\040copy rw - proc proc rw
+";
+        assert_eq!(
+            full_proc_and_sys_mounts(info, Path::new("/run/b/rootfs")),
+            [
+                PathBuf::from("/sys"),
+                PathBuf::from("/proc"),
+                PathBuf::from("/run/b/rootfs2/sys"),
+                PathBuf::from("/srv/proc copy"),
+            ]
+        );
+    }
 
     #[test]
     fn mountinfo_unescape() {

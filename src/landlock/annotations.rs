@@ -61,6 +61,39 @@ impl Mode {
     }
 }
 
+/// A layer an annotation can weaken below sealrun's default. Without an operator policy that
+/// allows it (`annotationsMayWeaken`), a container asking for it is refused at `create`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Weakening {
+    /// `run.sealrun.landlock=off`: no Landlock at all.
+    Landlock,
+    /// `run.sealrun.landlock.scope-abstract-unix=off` in the host's network namespace: the
+    /// host's abstract unix sockets become reachable.
+    AbstractUnixScope,
+}
+
+impl Weakening {
+    /// Every weakening, for docs and `check`.
+    pub const ALL: &'static [Weakening] = &[Weakening::Landlock, Weakening::AbstractUnixScope];
+
+    /// The name used in the policy file (`landlock`, `abstract-unix-scope`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Weakening::Landlock => "landlock",
+            Weakening::AbstractUnixScope => "abstract-unix-scope",
+        }
+    }
+
+    /// The annotation that asks for it.
+    pub fn annotation(self) -> &'static str {
+        match self {
+            Weakening::Landlock => MODE,
+            Weakening::AbstractUnixScope => SCOPE_ABSTRACT_UNIX,
+        }
+    }
+}
+
 /// The annotations, parsed and validated but not yet combined with the context.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Parsed {

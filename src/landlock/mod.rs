@@ -29,6 +29,7 @@ use landlock::{Access, AccessFs, AccessNet, BitFlags, RestrictSelf, Scope, ABI};
 
 use crate::error::{Error, Result};
 
+pub use annotations::{field as annotation_field, Weakening};
 pub use annotations::{
     Mode, ALL as ANNOTATIONS, MAX_PORTS, MODE as ANNOTATION_MODE, NO_EXEC as ANNOTATION_NO_EXEC,
     READ_ONLY as ANNOTATION_READ_ONLY, SCOPE_ABSTRACT_UNIX as ANNOTATION_SCOPE_ABSTRACT_UNIX,
@@ -60,6 +61,10 @@ pub struct Policy {
     pub scope_abstract_unix: bool,
     /// Why the policy is disabled or narrower than the default, for the audit line.
     pub notes: Vec<String>,
+    /// Layers the container's annotations weakened below the default: refused at `create`
+    /// unless the operator policy allows each (`crate::policy`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weakened: Vec<Weakening>,
 }
 
 impl Default for Policy {
@@ -74,6 +79,7 @@ impl Default for Policy {
             tcp_connect: None,
             scope_abstract_unix: false,
             notes: Vec::new(),
+            weakened: Vec::new(),
         }
     }
 }
@@ -129,8 +135,12 @@ pub fn policy(annotations: &HashMap<String, String>, ctx: &Context) -> Result<Po
         scope_abstract_unix: a.scope_abstract_unix.unwrap_or(ctx.host_network),
         ..Policy::default()
     };
+    if a.mode != Mode::Off && ctx.host_network && a.scope_abstract_unix == Some(false) {
+        p.weakened.push(Weakening::AbstractUnixScope);
+    }
     match p.mode {
         Mode::Off => {
+            p.weakened.push(Weakening::Landlock);
             p.fs = false;
             p.scope_abstract_unix = false;
             p.notes
@@ -329,6 +339,55 @@ pub fn apply(policy: &Policy, root: &Path) -> Result<Status> {
     Ok(status)
 }
 
+/// What [`apply`] would enforce on this kernel, enforcing nothing (for `sealrun check`): the
+/// handled rights and scopes, the notes, and the reason when nothing would be enforced (a
+/// required policy the kernel cannot meet included). `rules` stays 0: rules are counted as
+/// they are built, beneath the container's root.
+pub fn preview(policy: &Policy) -> Status {
+    let abi = current_abi();
+    let mut status = Status {
+        abi: abi as i32,
+        mode: policy.mode,
+        notes: policy.notes.clone(),
+        ..Status::default()
+    };
+    if !policy.enabled {
+        status.reason = Some(
+            policy
+                .notes
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "disabled".to_string()),
+        );
+        return status;
+    }
+    if let Err(e) = check(policy, status.abi) {
+        status.reason = Some(e.to_string());
+        return status;
+    }
+    if abi == ABI::Unsupported {
+        status.reason = Some("the kernel does not support Landlock".to_string());
+        return status;
+    }
+    let eff = effective(policy, abi);
+    status.notes.extend(eff.notes.iter().cloned());
+    if eff.is_empty() {
+        status.reason = Some(
+            status
+                .notes
+                .last()
+                .cloned()
+                .unwrap_or_else(|| "nothing to enforce".to_string()),
+        );
+        return status;
+    }
+    status.enforced = true;
+    status.fs = fs_names(eff.fs);
+    status.net = net_names(eff.net);
+    status.scopes = scope_names(eff.scopes);
+    status
+}
+
 /// Kernel names of filesystem rights, lower case, without the `LANDLOCK_ACCESS_FS_` prefix.
 fn fs_names(rights: BitFlags<AccessFs>) -> Vec<String> {
     rights
@@ -456,7 +515,11 @@ mod tests {
                 .scope_abstract_unix
         );
         let off = ann(&[(ANNOTATION_SCOPE_ABSTRACT_UNIX, "off")]);
-        assert!(!policy(&off, &HOST_NET).unwrap().scope_abstract_unix);
+        let p = policy(&off, &HOST_NET).unwrap();
+        assert!(!p.scope_abstract_unix);
+        assert_eq!(p.weakened, [Weakening::AbstractUnixScope]);
+        // In a network namespace of its own, "off" is the default: nothing is weakened.
+        assert!(policy(&off, &PLAIN).unwrap().weakened.is_empty());
         let on = ann(&[(ANNOTATION_SCOPE_ABSTRACT_UNIX, "on")]);
         assert!(policy(&on, &PLAIN).unwrap().scope_abstract_unix);
         let p = policy(&HashMap::new(), &HOST_NET).unwrap();
@@ -471,6 +534,7 @@ mod tests {
         let p = policy(&ann(&[(ANNOTATION_MODE, "off")]), &HOST_NET).unwrap();
         assert!(!p.enabled && !p.fs && !p.scope_abstract_unix);
         assert!(p.notes[0].contains("=off"));
+        assert_eq!(p.weakened, [Weakening::Landlock]);
         assert!(effective(&p, ABI::V7).is_empty());
         // Other annotations are still validated.
         let bad = ann(&[(ANNOTATION_MODE, "off"), (ANNOTATION_TCP_BIND, "x")]);
@@ -481,6 +545,8 @@ mod tests {
     fn cap_sys_admin_skips_filesystem_rules_but_keeps_the_rest() {
         let p = policy(&HashMap::new(), &SYS_ADMIN).unwrap();
         assert!(!p.enabled && !p.fs);
+        // The default for CAP_SYS_ADMIN, not the container's choice.
+        assert!(p.weakened.is_empty());
         assert!(p.notes[0].contains("CAP_SYS_ADMIN"));
         let ctx = Context {
             host_network: true,

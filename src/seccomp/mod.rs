@@ -84,6 +84,7 @@ mod cache;
 mod model;
 mod profiles;
 mod syscalls;
+mod verdict;
 
 #[cfg(test)]
 mod interp;
@@ -105,6 +106,40 @@ use crate::error::{Context, Error, Result};
 use crate::sys::seccomp::{seccomp_set_mode_filter, FilterFlags, SockFilter};
 
 pub use profiles::{profile, PROFILE_NAMES};
+pub use verdict::Verdict;
+
+/// Syscalls whose [`Verdict`] every compiled profile records, for `sealrun check`, the audit
+/// record and the operator policy: each one, allowed, reaches past a namespace or another layer.
+pub const RISKY_SYSCALLS: &[&str] = &[
+    "add_key",
+    "bpf",
+    "chroot",
+    "delete_module",
+    "finit_module",
+    "fsmount",
+    "fsopen",
+    "init_module",
+    "io_uring_setup",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "mount",
+    "move_mount",
+    "open_by_handle_at",
+    "open_tree",
+    "perf_event_open",
+    "pivot_root",
+    "process_vm_readv",
+    "process_vm_writev",
+    "ptrace",
+    "reboot",
+    "request_key",
+    "setns",
+    "swapon",
+    "umount2",
+    "unshare",
+    "userfaultfd",
+];
 
 /// A compiled profile, ready to load in the container's init (and persisted in the Plan).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -119,6 +154,10 @@ pub struct Compiled {
     /// ignored flags), one message each, for the caller to log (not persisted).
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// What the program does with each of [`RISKY_SYSCALLS`] and the syscalls the caller
+    /// asked about (names unknown on this architecture are absent). Empty for a program read
+    /// back from the cache.
+    pub verdicts: BTreeMap<String, Verdict>,
 }
 
 /// One BPF program and the flags it is loaded with (persisted as described in `cache.rs`).
@@ -155,6 +194,10 @@ pub struct Summary {
     pub default_action: String,
     /// Total BPF instructions loaded.
     pub instructions: usize,
+    /// Syscalls sealrun refuses (EPERM) on top of the profile, which allowed them
+    /// (`open_by_handle_at` while Landlock confines the filesystem; see [`compile_with`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runtime_denies: Vec<String>,
 }
 
 impl Compiled {
@@ -166,22 +209,66 @@ impl Compiled {
 
 /// Compile a runtime-spec seccomp object (pure; runs in the parent before cloning).
 pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled> {
+    compile_with(seccomp, &[], &[])
+}
+
+/// [`compile`], refusing with `EPERM` each syscall of `deny` that the profile would allow for
+/// some call ([`Verdict`] not `Never`), and recording the verdicts of [`RISKY_SYSCALLS`] and
+/// `watch`. The summary (digest, rule counts) stays that of the profile as written; the
+/// added refusals are listed in [`Summary::runtime_denies`].
+///
+/// The refusal is one `SCMP_ACT_ERRNO` rule appended to the profile: by the meaning above it
+/// beats every ALLOW, LOG, TRACE or NOTIFY rule on the same call and yields to a KILL, TRAP
+/// or earlier ERRNO rule, which refuse as well.
+pub fn compile_with(seccomp: &LinuxSeccomp, deny: &[&str], watch: &[String]) -> Result<Compiled> {
     let arch = syscalls::native().ok_or_else(|| {
         Error::Unsupported(format!(
             "seccomp on {}: sealrun has no syscall table for it",
             std::env::consts::ARCH
         ))
     })?;
-    let model = model::resolve(seccomp, arch)?;
+    let mut model = model::resolve(seccomp, arch)?;
+    let rule_counts = model.rule_counts.clone();
+    let runtime_denies: Vec<String> = deny
+        .iter()
+        .filter(|name| {
+            arch.lookup(name)
+                .is_some_and(|nr| verdict::verdict(&model, nr) != Verdict::Never)
+        })
+        .map(|name| name.to_string())
+        .collect();
+    if !runtime_denies.is_empty() {
+        let mut rules = seccomp.syscalls().clone().unwrap_or_default();
+        let rule = oci_spec::runtime::LinuxSyscallBuilder::default()
+            .names(runtime_denies.clone())
+            .action(oci_spec::runtime::LinuxSeccompAction::ScmpActErrno)
+            .errno_ret(libc::EPERM as u32)
+            .build()
+            .map_err(|e| Error::Other(format!("seccomp rule: {e}")))?;
+        rules.push(rule);
+        let mut hardened = seccomp.clone();
+        hardened.set_syscalls(Some(rules));
+        model = model::resolve(&hardened, arch)?;
+    }
+    let verdicts = RISKY_SYSCALLS
+        .iter()
+        .copied()
+        .chain(watch.iter().map(String::as_str))
+        .filter_map(|name| {
+            let nr = arch.lookup(name)?;
+            Some((name.to_string(), verdict::verdict(&model, nr)))
+        })
+        .collect();
     let program = bpf::assemble(&model, arch)?;
     let canonical = serde_json::to_vec(seccomp)
         .map_err(|e| Error::Other(format!("serialise seccomp profile: {e}")))?;
     let summary = Summary {
         digest: hex(&Sha256::digest(&canonical)),
-        rules: model.rule_counts,
+        rules: rule_counts,
         filters: 1,
         default_action: seccomp.default_action().to_string(),
         instructions: program.len(),
+        runtime_denies,
     };
     let listener = match (model.notify, model.listener_path) {
         (true, Some(path)) => Some(Listener {
@@ -199,7 +286,14 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled> {
         }],
         listener,
         warnings: model.warnings,
+        verdicts,
     })
+}
+
+/// Whether `name` is a syscall of the native architecture (what a profile or a policy may
+/// name to any effect here).
+pub fn known_syscall(name: &str) -> bool {
+    syscalls::native().is_some_and(|arch| arch.lookup(name).is_some())
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -102,15 +102,24 @@ pub fn default_config(rootless: bool) -> Result<Value> {
 /// Write `<bundle>/config.json` (refusing to overwrite an existing one, as runc does).
 pub fn write_default(bundle: &Path, rootless: bool) -> Result<()> {
     let path = bundle.join("config.json");
-    if path.exists() {
-        return Err(Error::AlreadyExists(format!(
-            "config: {} already exists",
-            path.display()
-        )));
-    }
     let text = serde_json::to_string_pretty(&default_config(rootless)?)
         .map_err(|e| Error::Other(e.to_string()))?;
-    std::fs::write(&path, text + "\n").op_path("write", &path)
+    // create_new: never overwrite, never follow a symlink planted at the name.
+    let mut f = match std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::Other(format!(
+                "{} already exists: remove it first",
+                path.display()
+            )))
+        }
+        Err(e) => return Err(e).op_path("create", &path),
+    };
+    std::io::Write::write_all(&mut f, (text + "\n").as_bytes()).op_path("write", &path)
 }
 
 #[cfg(test)]

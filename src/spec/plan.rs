@@ -121,6 +121,8 @@ pub struct CreateOptions {
     pub proxy_terminal: bool,
     /// Layers switched off for testing.
     pub layers: Layers,
+    /// The operator policy (default: none; `create` sets it from `Runtime::policy`).
+    pub policy: crate::policy::Policy,
 }
 
 /// One uid or gid mapping line.
@@ -534,7 +536,10 @@ pub fn plan(spec: &Spec, opts: CreateOptions, host: &HostFacts) -> Result<Plan> 
     };
     let mut resources = linux.resources().clone().unwrap_or_default();
     crate::cgroups::resources::validate(&resources)?;
-    let rules = cgroup_device_rules(resources.devices().as_deref().unwrap_or(&[]), &devices);
+    let rules = cgroup_device_rules(
+        resources.devices().as_deref().unwrap_or(&[]),
+        linux.devices().as_deref().unwrap_or(&[]),
+    );
     resources.set_devices(Some(rules));
     let paths = |list: &Option<Vec<String>>, field: &str| -> Result<Vec<PathBuf>> {
         list.iter()
@@ -601,10 +606,6 @@ pub fn plan(spec: &Spec, opts: CreateOptions, host: &HostFacts) -> Result<Plan> 
         linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
         &opts.id,
     )?;
-    let seccomp = match linux.seccomp() {
-        Some(s) if !opts.layers.no_seccomp => Some(crate::seccomp::compile(s)?),
-        _ => None,
-    };
     let landlock = Landlock::plan(
         &annotations,
         shares_host_network(&namespaces, host),
@@ -612,6 +613,16 @@ pub fn plan(spec: &Spec, opts: CreateOptions, host: &HostFacts) -> Result<Plan> 
         host,
         &opts.layers,
     )?;
+    // One program for the init and exec: it refuses open_by_handle_at while the init's
+    // Landlock confines the filesystem (unless the operator policy allows it).
+    let seccomp = match linux.seccomp() {
+        Some(s) if !opts.layers.no_seccomp => Some(crate::policy::compile_seccomp(
+            s,
+            &landlock.init,
+            &opts.policy,
+        )?),
+        _ => None,
+    };
     Ok(Plan {
         id: opts.id.clone(),
         oci_version: spec.version().clone(),

@@ -1,5 +1,5 @@
 //! File descriptors and path resolution: `open`, `openat2`, `fstat`, `fstatfs`, `mkdirat`,
-//! `mknodat`, `symlinkat`, `fcntl`, `dup3`, `fchdir`, `flock`.
+//! `mknodat`, `symlinkat`, `renameat`, `fchmod`, `fsync`, `fcntl`, `dup3`, `fchdir`, `flock`.
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -195,6 +195,77 @@ pub fn unlinkat(dir: BorrowedFd<'_>, name: &Path, remove_dir: bool) -> nix::Resu
     let flags = if remove_dir { libc::AT_REMOVEDIR } else { 0 };
     // SAFETY: `dir` is live and `c` a valid C string.
     check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) } as libc::c_long).map(drop)
+}
+
+/// `renameat(2)`: rename `old` in `old_dir` to `new` in `new_dir`. A symlink at `new` is
+/// replaced, never followed.
+pub fn renameat(
+    old_dir: BorrowedFd<'_>,
+    old: &Path,
+    new_dir: BorrowedFd<'_>,
+    new: &Path,
+) -> nix::Result<()> {
+    let o = cpath(old)?;
+    let n = cpath(new)?;
+    // SAFETY: both fds are live and both strings valid C strings for the duration of the call.
+    check(unsafe {
+        libc::renameat(
+            old_dir.as_raw_fd(),
+            o.as_ptr(),
+            new_dir.as_raw_fd(),
+            n.as_ptr(),
+        )
+    } as libc::c_long)
+    .map(drop)
+}
+
+/// `fchmod(2)`: set the exact permission bits (the umask does not apply).
+pub fn fchmod(fd: BorrowedFd<'_>, mode: Mode) -> nix::Result<()> {
+    // SAFETY: `fd` is live; fchmod takes plain integers otherwise.
+    check(unsafe { libc::fchmod(fd.as_raw_fd(), mode.bits()) } as libc::c_long).map(drop)
+}
+
+/// `fsync(2)`.
+pub fn fsync(fd: BorrowedFd<'_>) -> nix::Result<()> {
+    // SAFETY: `fd` is live.
+    check(unsafe { libc::fsync(fd.as_raw_fd()) } as libc::c_long).map(drop)
+}
+
+/// `fchownat(2)` with `AT_SYMLINK_NOFOLLOW`: change the owner of `name` in `dir` itself, a
+/// symlink included.
+pub fn lchownat(dir: BorrowedFd<'_>, name: &Path, uid: u32, gid: u32) -> nix::Result<()> {
+    let c = cpath(name)?;
+    // SAFETY: `dir` is live and `c` a valid C string.
+    check(unsafe {
+        libc::fchownat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            uid,
+            gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    } as libc::c_long)
+    .map(drop)
+}
+
+/// The names in the directory `dir` (without `.` and `..`), read through a new descriptor of
+/// the same directory (never by path).
+pub fn read_dir_names(dir: BorrowedFd<'_>) -> nix::Result<Vec<std::ffi::OsString>> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut d = nix::dir::Dir::openat(
+        Some(dir.as_raw_fd()),
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut names = Vec::new();
+    for entry in d.iter() {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(std::ffi::OsString::from_vec(name));
+        }
+    }
+    Ok(names)
 }
 
 /// `fchown(2)`.

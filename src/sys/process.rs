@@ -347,6 +347,26 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: Signal) -> nix::Result<()> 
     .map(drop)
 }
 
+/// Whether the process a pidfd refers to still exists (not yet reaped): `pidfd_send_signal`
+/// with signal 0. While it exists its pid cannot be reused, so what `/proc/<pid>` showed
+/// before this returned `true` was that process.
+pub fn pidfd_is_alive(pidfd: BorrowedFd<'_>) -> nix::Result<bool> {
+    // SAFETY: `pidfd` is live; signal 0 only checks; no siginfo is passed.
+    match check(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    }) {
+        Ok(_) => Ok(true),
+        Err(Errno::ESRCH) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 pub use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
 /// `getpid(2)`.

@@ -27,6 +27,10 @@
 //! - `landlock-abi`: the kernel's Landlock ABI version.
 //! - `keyring`: the serial of the session keyring (`session=`) and its description
 //!   (`description=`, `_ses` for an anonymous one), without creating one.
+//! - `handle-of PATH` (on the host): `name_to_handle_at` of PATH, printed as
+//!   `handle=TYPE:HEX` (the `file_handle` type and bytes).
+//! - `handle-read TYPE:HEX`: `open_by_handle_at` of that handle with the container's `/` as
+//!   mount fd, and read the file (`read=ok:TEXT` or `read=errno:N`).
 //! - `sleep`: block until killed.
 //!
 //! Raw syscall numbers are x86_64's (the machine this suite runs on).
@@ -65,6 +69,11 @@ const SYS_KEYCTL: c_long = 250;
 const SYS_ADD_KEY: c_long = 248;
 const SYS_MOUNT: c_long = 165;
 const SYS_CAPSET: c_long = 126;
+const SYS_NAME_TO_HANDLE_AT: c_long = 303;
+const SYS_OPEN_BY_HANDLE_AT: c_long = 304;
+const AT_FDCWD: c_int = -100;
+/// `MAX_HANDLE_SZ`.
+const MAX_HANDLE_SZ: usize = 128;
 const X32_BIT: c_long = 0x4000_0000;
 const CLONE_NEWUSER: c_long = 0x1000_0000;
 const CLONE_NEWPID: c_int = 0x2000_0000;
@@ -462,6 +471,83 @@ fn abstract_connect(name: &str) -> i32 {
     0
 }
 
+/// `struct file_handle` with room for the largest handle.
+#[repr(C)]
+struct FileHandle {
+    handle_bytes: c_uint,
+    handle_type: c_int,
+    f_handle: [u8; MAX_HANDLE_SZ],
+}
+
+fn handle_of(path: &str) -> i32 {
+    let p = cstr(path);
+    let mut h = FileHandle {
+        handle_bytes: MAX_HANDLE_SZ as c_uint,
+        handle_type: 0,
+        f_handle: [0; MAX_HANDLE_SZ],
+    };
+    let mut mount_id: c_int = 0;
+    // SAFETY: valid path, a handle buffer of MAX_HANDLE_SZ bytes as announced, an int out.
+    let r = unsafe {
+        syscall(
+            SYS_NAME_TO_HANDLE_AT,
+            AT_FDCWD,
+            p.as_ptr(),
+            &mut h as *mut FileHandle,
+            &mut mount_id as *mut c_int,
+            0 as c_int,
+        )
+    };
+    if r < 0 {
+        say("handle", format!("errno:{}", errno()));
+        return 1;
+    }
+    let hex: String = h.f_handle[..h.handle_bytes as usize]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    say("handle", format!("{}:{hex}", h.handle_type));
+    0
+}
+
+fn handle_read(spec: &str) -> i32 {
+    let (typ, hex) = spec.split_once(':').expect("TYPE:HEX");
+    let mut h = FileHandle {
+        handle_bytes: (hex.len() / 2) as c_uint,
+        handle_type: typ.parse().expect("handle type"),
+        f_handle: [0; MAX_HANDLE_SZ],
+    };
+    for (i, b) in h.f_handle.iter_mut().take(hex.len() / 2).enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex");
+    }
+    let mount_fd = open_path("/", O_RDONLY);
+    if mount_fd < 0 {
+        say("read", format!("errno:{}", errno()));
+        return 0;
+    }
+    // SAFETY: a valid fd and handle; the kernel checks both.
+    let fd = unsafe {
+        syscall(
+            SYS_OPEN_BY_HANDLE_AT,
+            mount_fd,
+            &mut h as *mut FileHandle,
+            O_RDONLY | O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        say("read", format!("errno:{}", errno()));
+    } else {
+        say(
+            "read",
+            match read_text(fd as c_int) {
+                Ok(s) => format!("ok:{s}"),
+                Err(e) => format!("errno:{e}"),
+            },
+        );
+    }
+    0
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
@@ -556,6 +642,8 @@ fn main() {
             keyring();
             0
         }
+        "handle-of" => handle_of(&rest[0]),
+        "handle-read" => handle_read(&rest[0]),
         "sleep" => loop {
             std::thread::sleep(std::time::Duration::from_secs(3600));
         },
