@@ -32,7 +32,7 @@ const OBEDIENT: &str =
     "trap 'exit 0' TERM; echo hello-log; echo to-stderr >&2; while true; do sleep 1; done";
 
 /// A container that ignores SIGTERM (and so do its children).
-const STUBBORN: &str = "trap '' TERM; while true; do sleep 1; done";
+const STUBBORN: &str = "trap '' TERM; touch /tmp/ready; while true; do sleep 1; done";
 
 /// The whole CRI life of one container, as the kubelet drives it.
 fn lifecycle(handler: &str) {
@@ -47,6 +47,8 @@ fn lifecycle(handler: &str) {
     let cfg = cri.container_config("main", &["sh", "-c", OBEDIENT]);
     let main = cri.create(&pod, cfg);
     cri.start_container(&main);
+
+    check_shims(&cri, 1);
 
     // ExecSync: output on both streams and the exit code.
     let r = cri.exec_sync(&main, &["sh", "-c", "echo out; echo err >&2; exit 3"]);
@@ -97,6 +99,20 @@ fn lifecycle(handler: &str) {
     // Forced stop: a process that ignores SIGTERM is killed after the timeout.
     let cfg = cri.container_config("stubborn", &["sh", "-c", STUBBORN]);
     let stubborn = cri.run_container(&pod, cfg);
+    // Stop only once the trap is set (StartContainer returns when the shell runs, not later).
+    let mut ready = false;
+    for _ in 0..3000 {
+        if cri
+            .exec_sync(&stubborn, &["test", "-e", "/tmp/ready"])
+            .exit_code
+            == 0
+        {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(ready, "the stubborn container never set its trap");
     cri.stop_container(&stubborn, 1);
     let st = cri.wait_exited(&stubborn);
     assert_eq!(st.exit_code, 137, "{st:?}");
@@ -189,10 +205,35 @@ fn pod_with_two_containers(handler: &str) {
         "the pod's PID namespace is not shared:\n{ps}"
     );
 
+    // One shim serves the whole pod, of the handler's kind.
+    check_shims(&cri, 1);
+
     // Removing the pod removes its containers with it.
     cri.stop_pod(&pod);
     cri.remove_pod(&pod);
     cri.assert_nothing_left();
+}
+
+/// `count` shims serve this containerd, each the handler's: containerd's runc v2 shim for
+/// `sealrun`, sealrun's own for `sealrun-native`, which runs from a sealed memfd copy of itself.
+fn check_shims(cri: &Cri, count: usize) {
+    let shims = cri.daemon.top_shims();
+    assert_eq!(shims.len(), count, "shims: {shims:?}");
+    let want = match cri.handler.as_str() {
+        "sealrun-native" => "containerd-shim-sealrun-v2",
+        _ => "containerd-shim-runc-v2",
+    };
+    for (pid, name) in &shims {
+        assert_eq!(name, want, "shim {pid}");
+        if want == "containerd-shim-sealrun-v2" {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+            assert!(
+                exe.to_string_lossy().starts_with("/memfd:"),
+                "the native shim {pid} does not run from its sealed copy: {}",
+                exe.display()
+            );
+        }
+    }
 }
 
 macro_rules! handler_tests {

@@ -82,6 +82,7 @@ impl containerd_shim::Shim for Shim {
             let rt = Runtime {
                 root: StateRoot::new(&PathBuf::from(root)),
                 seal: SealStatus::Disabled,
+                policy: Default::default(),
             };
             if let Err(e) = sealrun::container::delete(&rt, &self.id, true) {
                 log::warn!("delete {}: {e}", self.id);

@@ -303,6 +303,7 @@ fn rt(root: &Path, seal: SealStatus) -> Runtime {
     Runtime {
         root: StateRoot::new(root),
         seal,
+        policy: Default::default(),
     }
 }
 
@@ -333,8 +334,13 @@ fn handle(req: Request, seal: SealStatus) -> (Reply, Option<OwnedFd>) {
                 preserve_fds: 0,
                 proxy_terminal: false,
                 layers: Layers::default(),
+                // `create` sets it from the Runtime's policy.
+                policy: Default::default(),
             };
-            container::create(&rt(&root, seal), opts).map_err(|e| e.to_string())?;
+            // As the sealrun binary: the operator policy (its default path) holds every create.
+            let mut rt = rt(&root, seal);
+            rt.policy = sealrun::policy::Policy::load(None).map_err(|e| e.to_string())?;
+            container::create(&rt, opts).map_err(|e| e.to_string())?;
             read_pid(&pid_file)
         }),
         Request::Exec {

@@ -277,6 +277,33 @@ disabled_plugins = [
             .collect()
     }
 
+    /// The shims serving this containerd that containerd started (not their children, such as
+    /// the native shim's worker): pid and program name.
+    pub fn top_shims(&self) -> Vec<(i32, String)> {
+        let all = self.shims();
+        all.iter()
+            .filter(|pid| {
+                let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let ppid = stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|rest| rest.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<i32>().ok())
+                    .unwrap_or(0);
+                !all.contains(&ppid)
+            })
+            .map(|pid| {
+                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+                let name = Path::new(std::str::from_utf8(argv0).unwrap_or_default())
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (*pid, name)
+            })
+            .collect()
+    }
+
     /// The test's cgroup parent in every hierarchy that has it.
     pub fn owned_cgroups(&self) -> Vec<PathBuf> {
         hierarchies()
