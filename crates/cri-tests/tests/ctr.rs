@@ -198,3 +198,80 @@ fn run_with_a_terminal() {
     assert!(r.stdout.contains("/dev/pts/"), "{r}");
     c.assert_nothing_left();
 }
+
+/// A killed shim: containerd cleans up through `containerd-shim-sealrun-v2 delete`, which
+/// must leave no container process, cgroup, mount or state behind.
+#[test]
+fn killed_shim_is_cleaned_up_by_containerd() {
+    let mut c = Ctr::start();
+    let cmd = c.run_cmd("crash", &["--detach"], &["sleep", "3600"]);
+    let r = run(cmd);
+    assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+    c.wait_status("crash", "RUNNING");
+    let shims = c.d.top_shims();
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shims[0].0),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // containerd notices the shim is gone, runs `<shim> delete` and forgets the task.
+    let mut gone = false;
+    for _ in 0..3000 {
+        if c.status("crash").is_none() {
+            gone = true;
+            break;
+        }
+        sleep(Duration::from_millis(20));
+    }
+    assert!(gone, "the task outlived its shim\n{}", c.d.log_tail());
+    c.ok(&["containers", "delete", "crash"]);
+    c.assert_nothing_left();
+}
+
+/// containerd restarts: the shim keeps the container running and answers the new containerd
+/// (state, exec, kill, delete).
+#[test]
+fn shim_survives_a_containerd_restart() {
+    let mut c = Ctr::start();
+    let cmd = c.run_cmd("keep", &["--detach"], &["sleep", "3600"]);
+    let r = run(cmd);
+    assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+    c.wait_status("keep", "RUNNING");
+    let shims = c.d.top_shims();
+
+    c.d.restart();
+    let mut up = false;
+    for _ in 0..3000 {
+        if c.d.ctr(&["version"]).ok() {
+            up = true;
+            break;
+        }
+        sleep(Duration::from_millis(20));
+    }
+    assert!(up, "containerd did not come back\n{}", c.d.log_tail());
+    assert_eq!(
+        c.d.top_shims(),
+        shims,
+        "the shim did not outlive containerd"
+    );
+    c.wait_status("keep", "RUNNING");
+    let r = run(c.cmd(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "after",
+        "keep",
+        "sh",
+        "-c",
+        "echo still-here",
+    ]));
+    assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+    assert_eq!(r.stdout.trim(), "still-here", "{r}");
+
+    c.ok(&["task", "kill", "--signal", "SIGKILL", "keep"]);
+    c.wait_status("keep", "STOPPED");
+    c.ok(&["task", "delete", "keep"]);
+    c.ok(&["containers", "delete", "keep"]);
+    c.assert_nothing_left();
+}

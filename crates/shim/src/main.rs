@@ -89,6 +89,7 @@ impl containerd_shim::Shim for Shim {
             }
         }
         unmount_rootfs(&bundle);
+        remove_dead_socket(&bundle);
         Ok(api::DeleteResponse {
             exit_status: 128 + 9,
             exited_at: Some(timestamp(std::time::SystemTime::now())).into(),
@@ -118,6 +119,20 @@ impl containerd_shim::Shim for Shim {
             shared,
             worker,
             exit: Arc::clone(&self.exit),
+        }
+    }
+}
+
+/// The socket of a shim that was killed stays behind (containerd keeps them outside its state
+/// dir): remove it when nothing listens on it any more.
+fn remove_dead_socket(bundle: &std::path::Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let path = address.trim().trim_start_matches("unix://");
+    if let Err(e) = UnixStream::connect(path) {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            let _ = std::fs::remove_file(path);
         }
     }
 }

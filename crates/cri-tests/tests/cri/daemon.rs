@@ -177,7 +177,18 @@ disabled_plugins = [
         }
         let config_path = self.dir.join("config.toml");
         fs::write(&config_path, self.config()).unwrap();
-        let log = fs::File::create(&self.log).unwrap();
+        self.spawn_daemon();
+        self.import(BUSYBOX, &["sh"], "busybox");
+        self.import(PAUSE, &["sleep", "2147483647"], "pause");
+    }
+
+    fn spawn_daemon(&mut self) {
+        let config_path = self.dir.join("config.toml");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         // containerd finds `containerd-shim-sealrun-v2` (runtime_type io.containerd.sealrun.v2)
         // on its PATH: the profile dir first.
         let path = format!(
@@ -202,8 +213,32 @@ disabled_plugins = [
             self.check_alive();
             sleep(POLL);
         }
-        self.import(BUSYBOX, &["sh"], "busybox");
-        self.import(PAUSE, &["sleep", "2147483647"], "pause");
+    }
+
+    /// Ends containerd (SIGTERM, as a service manager would) and starts it again on the same
+    /// config and state; shims keep running meanwhile.
+    pub fn restart(&mut self) {
+        self.stop_daemon();
+        let _ = fs::remove_file(&self.address);
+        self.spawn_daemon();
+    }
+
+    fn stop_daemon(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let mut exited = false;
+            for _ in 0..500 {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    exited = true;
+                    break;
+                }
+                sleep(POLL);
+            }
+            if !exited {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
     }
 
     /// Panics with containerd's log if it has exited.
@@ -372,21 +407,7 @@ disabled_plugins = [
 
     /// Forced clean-up once the CRI has had its chance (see the test's `Cri::drop`).
     pub fn cleanup(&mut self, ids: &[String]) {
-        if let Some(mut child) = self.child.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-            let mut exited = false;
-            for _ in 0..500 {
-                if matches!(child.try_wait(), Ok(Some(_))) {
-                    exited = true;
-                    break;
-                }
-                sleep(POLL);
-            }
-            if !exited {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
+        self.stop_daemon();
         // Containers the runtimes still hold: their own `delete --force`.
         let sealrun = profile_dir().join("sealrun");
         for root in ["runc-root", "native-root"] {
