@@ -14,6 +14,7 @@
 #[path = "cri/client.rs"]
 mod client;
 #[path = "cri/daemon.rs"]
+#[allow(dead_code)] // shared with tests/ctr.rs
 mod daemon;
 #[path = "../../../tests/containerd/host.rs"]
 #[allow(dead_code)]
