@@ -125,6 +125,23 @@ fn measure(h: Handler, n: usize) -> (u64, u64) {
     sleep(Duration::from_millis(500));
     let shims = d.shims();
     let m = memory(&shims);
+    if n == 1 {
+        // Where one shim's memory goes (anonymous, file-backed, shared memory: the sealed
+        // copy of the native shim is a memfd, which counts as shmem).
+        for pid in &shims {
+            let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+            let keep: Vec<String> = text
+                .lines()
+                .filter(|l| {
+                    ["Rss:", "Pss:", "Pss_Anon:", "Pss_File:", "Pss_Shmem:"]
+                        .iter()
+                        .any(|k| l.starts_with(k))
+                })
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect();
+            eprintln!("{} pid {pid}: {}", h.name(), keep.join(", "));
+        }
+    }
     for id in &ids {
         ctr(
             &d,
