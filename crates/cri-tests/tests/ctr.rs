@@ -275,3 +275,35 @@ fn shim_survives_a_containerd_restart() {
     c.ok(&["containers", "delete", "keep"]);
     c.assert_nothing_left();
 }
+
+/// `ctr task exec --tty`: the exec'd process gets its own terminal (ctr also resizes it).
+#[test]
+fn exec_with_a_terminal() {
+    let mut c = Ctr::start();
+    let r = run(c.run_cmd("exectty", &["--detach"], &["sleep", "3600"]));
+    assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+    c.wait_status("exectty", "RUNNING");
+    let cmd = c.cmd(&[
+        "task",
+        "exec",
+        "--tty",
+        "--exec-id",
+        "t1",
+        "exectty",
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && echo on-a-tty; tty; exit 4",
+    ]);
+    let line = shell_line(&cmd);
+    let mut script = Command::new("script");
+    script.args(["-q", "-e", "-c", &line, "/dev/null"]);
+    let r = run(script);
+    assert_eq!(r.code, Some(4), "{r}\n{}", c.d.log_tail());
+    assert!(r.stdout.contains("on-a-tty"), "{r}");
+    assert!(r.stdout.contains("/dev/pts/"), "{r}");
+    c.ok(&["task", "kill", "--signal", "SIGKILL", "exectty"]);
+    c.wait_status("exectty", "STOPPED");
+    c.ok(&["task", "delete", "exectty"]);
+    c.ok(&["containers", "delete", "exectty"]);
+    c.assert_nothing_left();
+}
