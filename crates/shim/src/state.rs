@@ -106,6 +106,7 @@ impl Shared {
     /// The worker reaped `pid`.
     pub fn on_exit(&self, pid: i32, status: i32) {
         let _starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
+        // Stamped once any start in progress is over: an exit is never dated before its start.
         let when = SystemTime::now();
         let mut events: Vec<(&str, Box<dyn MessageDyn>)> = Vec::new();
         {
