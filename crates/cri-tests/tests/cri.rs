@@ -240,6 +240,44 @@ fn check_shims(cri: &Cri, count: usize) {
     }
 }
 
+/// UpdateContainerResources reaches the container's cgroup (the shim's Update).
+fn update_resources(handler: &str) {
+    let mut cri = Cri::start(handler);
+    let pod = cri.run_pod("update", false);
+    let cfg = cri.container_config("grow", &["sleep", "3600"]);
+    let id = cri.run_container(&pod, cfg);
+    let limit: i64 = 48 << 20;
+    cri.update_resources(
+        &id,
+        LinuxContainerResources {
+            memory_limit_in_bytes: limit,
+            memory_swap_limit_in_bytes: limit,
+            ..Default::default()
+        },
+    );
+    let rel = format!("{}/{id}", cri.daemon.cgroup_parent);
+    let rel = rel.trim_start_matches('/');
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory").join(rel);
+    let (file, want) = if v1.is_dir() {
+        (v1.join("memory.limit_in_bytes"), limit.to_string())
+    } else {
+        let base = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            "/sys/fs/cgroup"
+        } else {
+            "/sys/fs/cgroup/unified"
+        };
+        (
+            std::path::Path::new(base).join(rel).join("memory.max"),
+            limit.to_string(),
+        )
+    };
+    let got = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    assert_eq!(got.trim(), want, "{}", file.display());
+    cri.stop_pod(&pod);
+    cri.remove_pod(&pod);
+    cri.assert_nothing_left();
+}
+
 macro_rules! handler_tests {
     ($module:ident, $handler:literal) => {
         mod $module {
@@ -254,6 +292,10 @@ macro_rules! handler_tests {
             #[test]
             fn oom_killed() {
                 super::oom_killed($handler);
+            }
+            #[test]
+            fn update_resources() {
+                super::update_resources($handler);
             }
             #[test]
             fn pod_with_two_containers() {

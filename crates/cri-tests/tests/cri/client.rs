@@ -257,6 +257,17 @@ impl Cri {
         });
     }
 
+    pub fn update_resources(&mut self, id: &str, resources: LinuxContainerResources) {
+        let req = UpdateContainerResourcesRequest {
+            container_id: id.into(),
+            linux: Some(resources),
+            ..Default::default()
+        };
+        self.call("UpdateContainerResources", |mut c| async move {
+            c.update_container_resources(req).await
+        });
+    }
+
     pub fn remove_container(&mut self, id: &str) {
         let req = RemoveContainerRequest {
             container_id: id.into(),
