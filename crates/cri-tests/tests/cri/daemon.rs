@@ -40,7 +40,11 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 /// The cargo profile directory these tests were built into (`target/debug`): the sealrun binary
 /// and the native shim are there (`cargo build --workspace --bins`, or `cargo test
 /// --workspace`, which builds them before running any test).
+/// `SEALRUN_BIN_DIR` overrides it (e.g. `target/release` for the latency figures).
 pub fn profile_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("SEALRUN_BIN_DIR").filter(|d| !d.is_empty()) {
+        return std::fs::canonicalize(&d).unwrap_or_else(|_| PathBuf::from(d));
+    }
     let exe = std::env::current_exe().unwrap();
     exe.parent()
         .and_then(Path::parent)
@@ -148,6 +152,12 @@ disabled_plugins = [
         [{cri}.containerd.runtimes.sealrun.options]
           BinaryName = "{sealrun}"
           Root = "{runc_root}"
+      # runc itself, for the latency figures' baseline.
+      [{cri}.containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+        [{cri}.containerd.runtimes.runc.options]
+          BinaryName = "runc"
+          Root = "{runc_runc_root}"
       [{cri}.containerd.runtimes.sealrun-native]
         runtime_type = "io.containerd.sealrun.v2"
         [{cri}.containerd.runtimes.sealrun-native.options]
@@ -162,6 +172,7 @@ disabled_plugins = [
             sealrun = sealrun.display(),
             runc_root = d.join("runc-root").display(),
             native_root = d.join("native-root").display(),
+            runc_runc_root = d.join("runc-runc-root").display(),
         )
     }
 
@@ -170,6 +181,7 @@ disabled_plugins = [
             "cni/bin",
             "cni/net.d",
             "runc-root",
+            "runc-runc-root",
             "native-root",
             "pod-logs",
         ] {
@@ -377,7 +389,7 @@ disabled_plugins = [
                 out.push(format!("shim socket {} (for {id})", s.display()));
             }
         }
-        for root in ["runc-root", "native-root"] {
+        for root in ["runc-root", "runc-runc-root", "native-root"] {
             let root = self.dir.join(root).join(NAMESPACE);
             for e in fs::read_dir(&root).into_iter().flatten().flatten() {
                 out.push(format!("runtime state {}", e.path().display()));
@@ -410,10 +422,14 @@ disabled_plugins = [
         self.stop_daemon();
         // Containers the runtimes still hold: their own `delete --force`.
         let sealrun = profile_dir().join("sealrun");
-        for root in ["runc-root", "native-root"] {
+        for (root, bin) in [
+            ("runc-root", sealrun.clone()),
+            ("runc-runc-root", PathBuf::from("runc")),
+            ("native-root", sealrun.clone()),
+        ] {
             let root = self.dir.join(root).join(NAMESPACE);
             for e in fs::read_dir(&root).into_iter().flatten().flatten() {
-                let mut cmd = Command::new(&sealrun);
+                let mut cmd = Command::new(&bin);
                 cmd.arg("--root")
                     .arg(&root)
                     .args(["delete", "--force"])
