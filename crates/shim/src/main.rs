@@ -7,6 +7,7 @@
 //! sealed memfd copy, once per shim), then forks its worker (see `worker`) before containerd's
 //! shim crate starts any thread; every library call runs there, one at a time.
 
+mod bundle;
 mod io;
 mod metrics;
 mod service;
@@ -23,7 +24,8 @@ use containerd_shim::{api, Config, DeleteResponse, ExitSignal, Flags, StartOpts}
 use sealrun::container::{Runtime, StateRoot};
 use sealrun::selfexe::SealStatus;
 
-use service::{unmount_rootfs, Service, ROOT_FILE};
+use bundle::{unmount_rootfs, ROOT_FILE};
+use service::Service;
 use state::{timestamp, Shared};
 use worker::Worker;
 

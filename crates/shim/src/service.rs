@@ -1,11 +1,11 @@
 //! containerd's task service (shim v2, `containerd.task.v2.Task`) over the sealrun library.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use containerd_shim::api::{self, Empty, Options, Status as ApiStatus};
-use containerd_shim::protos::api::{Mount, ProcessInfo};
+use containerd_shim::api::{self, Empty, Status as ApiStatus};
+use containerd_shim::protos::api::ProcessInfo;
 use containerd_shim::protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskIO, TaskPaused, TaskResumed,
     TaskStart,
@@ -17,14 +17,10 @@ use containerd_shim::protos::topics;
 use containerd_shim::protos::ttrpc::{get_status, Code};
 use containerd_shim::{ExitSignal, Task, TtrpcContext, TtrpcResult};
 
+use crate::bundle::{mount_rootfs, runtime_root, unmount_rootfs, ROOT_FILE};
 use crate::io;
 use crate::state::{oom_file, oom_kills, timestamp, Container, Proc, Shared, Status};
 use crate::worker::{Request, Stdio, Worker};
-
-/// Where sealrun keeps container state when containerd's runtime options name no `Root`.
-pub const DEFAULT_ROOT: &str = "/run/containerd/sealrun";
-/// Written into the bundle at Create: the state root, for `delete` after a shim crash.
-pub const ROOT_FILE: &str = "sealrun-root";
 
 pub struct Service {
     pub shared: Arc<Shared>,
@@ -36,7 +32,7 @@ fn err(code: Code, msg: impl ToString) -> containerd_shim::protos::ttrpc::Error 
     containerd_shim::protos::ttrpc::Error::RpcStatus(get_status(code, msg))
 }
 
-fn internal(msg: impl ToString) -> containerd_shim::protos::ttrpc::Error {
+pub fn internal(msg: impl ToString) -> containerd_shim::protos::ttrpc::Error {
     err(Code::INTERNAL, msg)
 }
 
@@ -67,36 +63,6 @@ impl Service {
             .map(|c| c.init.pid)
             .ok_or_else(|| not_found(id))
     }
-}
-
-fn runtime_root(options: Option<&Any>, namespace: &str) -> PathBuf {
-    let root = options
-        .filter(|a| a.type_url.ends_with("containerd.runc.v1.Options"))
-        .and_then(|a| Options::parse_from_bytes(&a.value).ok())
-        .map(|o| o.root)
-        .filter(|r| !r.is_empty())
-        .unwrap_or_else(|| DEFAULT_ROOT.to_string());
-    Path::new(&root).join(namespace)
-}
-
-fn mount_rootfs(bundle: &Path, mounts: &[Mount]) -> TtrpcResult<()> {
-    let target = bundle.join("rootfs");
-    for m in mounts {
-        containerd_shim::mount::mount_rootfs(
-            Some(m.type_.as_str()),
-            Some(m.source.as_str()),
-            &m.options,
-            &target,
-        )
-        .map_err(|e| internal(format!("mount rootfs {}: {e}", target.display())))?;
-    }
-    Ok(())
-}
-
-/// Unmounts the rootfs containerd's mounts were put on (nothing mounted is fine).
-pub fn unmount_rootfs(bundle: &Path) {
-    let target = bundle.join("rootfs");
-    while nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
 }
 
 impl Task for Service {
