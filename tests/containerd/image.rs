@@ -18,6 +18,12 @@ pub const TAG: &str = "latest";
 
 /// Writes the layout under `dir` and returns the path of its tar archive.
 pub fn build_oci_archive(dir: &Path) -> PathBuf {
+    build_oci_archive_cmd(dir, &["sh"])
+}
+
+/// `build_oci_archive` with `cmd` as the image's default command (a pause image for the CRI
+/// tests: `sleep` for ever).
+pub fn build_oci_archive_cmd(dir: &Path, cmd: &[&str]) -> PathBuf {
     let layer_root = dir.join("layer");
     let bin = layer_root.join("bin");
     let etc = layer_root.join("etc");
@@ -55,7 +61,7 @@ pub fn build_oci_archive(dir: &Path) -> PathBuf {
         "os": "linux",
         "config": {
             "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-            "Cmd": ["sh"],
+            "Cmd": cmd,
             "WorkingDir": "/"
         },
         "rootfs": { "type": "layers", "diff_ids": [layer_digest] }

@@ -1,0 +1,309 @@
+//! The native shim under `ctr` (containerd's own client), as `ctr run --runtime
+//! io.containerd.sealrun.v2` drives it: output and exit status, exec, ps, pause and resume,
+//! kill, delete, a terminal; nothing left behind.
+//!
+//! Needs root, the Debian packages containerd, busybox-static and bsdutils (`script`), and the
+//! workspace's binaries built (`cargo build --workspace --bins`).
+
+#[path = "cri/daemon.rs"]
+#[allow(dead_code)]
+mod daemon;
+#[path = "../../../tests/containerd/host.rs"]
+#[allow(dead_code)]
+mod host;
+#[path = "../../../tests/containerd/image.rs"]
+#[allow(dead_code)]
+mod image;
+#[path = "../../../tests/common/run.rs"]
+mod run;
+
+use std::process::Command;
+use std::thread::sleep;
+use std::time::Duration;
+
+use daemon::{Daemon, BUSYBOX, NAMESPACE};
+use run::{run, shell_line, Run};
+
+const RUNTIME: &str = "io.containerd.sealrun.v2";
+
+struct Ctr {
+    d: Daemon,
+    ids: Vec<String>,
+}
+
+impl Ctr {
+    fn start() -> Ctr {
+        let mut d = Daemon::start();
+        let mut ok = false;
+        for _ in 0..3000 {
+            if d.ctr(&["version"]).ok() {
+                ok = true;
+                break;
+            }
+            d.check_alive();
+            sleep(Duration::from_millis(20));
+        }
+        assert!(ok, "containerd never answered\n{}", d.log_tail());
+        Ctr { d, ids: Vec::new() }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("-a")
+            .arg(&self.d.address)
+            .args(["-n", NAMESPACE])
+            .args(args);
+        cmd
+    }
+
+    /// `ctr run` with the native shim, in a cgroup below the test's parent.
+    fn run_cmd(&mut self, id: &str, opts: &[&str], args: &[&str]) -> Command {
+        self.ids.push(id.to_string());
+        let cgroup = format!("{}/{id}", self.d.cgroup_parent);
+        let mut cmd = self.cmd(&["run", "--runtime", RUNTIME, "--cgroup", &cgroup]);
+        cmd.args(opts).arg(BUSYBOX).arg(id).args(args);
+        cmd
+    }
+
+    fn ok(&self, args: &[&str]) -> Run {
+        let r = run(self.cmd(args));
+        assert!(r.ok(), "{r}\n{}", self.d.log_tail());
+        r
+    }
+
+    fn status(&self, id: &str) -> Option<String> {
+        let r = self.ok(&["task", "ls"]);
+        r.stdout.lines().skip(1).find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 3 && f[0] == id).then(|| f[2].to_string())
+        })
+    }
+
+    fn wait_status(&self, id: &str, want: &str) {
+        let mut last = None;
+        for _ in 0..3000 {
+            last = self.status(id);
+            if last.as_deref() == Some(want) {
+                return;
+            }
+            sleep(Duration::from_millis(20));
+        }
+        panic!("{id} never {want}: {last:?}\n{}", self.d.log_tail());
+    }
+
+    fn assert_nothing_left(&self) {
+        let left = self.d.wait_clean(&self.ids);
+        assert!(left.is_empty(), "left behind:\n{}", left.join("\n"));
+    }
+}
+
+impl Drop for Ctr {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            let _ = run(self.cmd(&["task", "delete", "--force", id]));
+            let _ = run(self.cmd(&["containers", "delete", id]));
+        }
+        let ids = self.ids.clone();
+        self.d.cleanup(&ids);
+    }
+}
+
+#[test]
+fn run_output_and_exit_status() {
+    let mut c = Ctr::start();
+    let cmd = c.run_cmd(
+        "out",
+        &["--rm"],
+        &[
+            "sh",
+            "-c",
+            "echo hello from sealrun; echo to-stderr >&2; exit 3",
+        ],
+    );
+    let r = run(cmd);
+    assert_eq!(r.code, Some(3), "{r}\n{}", c.d.log_tail());
+    assert_eq!(r.stdout.trim(), "hello from sealrun", "{r}");
+    assert!(r.stderr.contains("to-stderr"), "{r}");
+    c.assert_nothing_left();
+}
+
+#[test]
+fn exec_ps_pause_resume_kill_delete() {
+    let mut c = Ctr::start();
+    let cmd = c.run_cmd("life", &["--detach"], &["sleep", "3600"]);
+    let r = run(cmd);
+    assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+    c.wait_status("life", "RUNNING");
+
+    let r = run(c.cmd(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "life",
+        "sh",
+        "-c",
+        "echo in-exec; exit 5",
+    ]));
+    assert_eq!(r.code, Some(5), "{r}\n{}", c.d.log_tail());
+    assert_eq!(r.stdout.trim(), "in-exec", "{r}");
+
+    c.ok(&[
+        "task",
+        "exec",
+        "--detach",
+        "--exec-id",
+        "e2",
+        "life",
+        "sleep",
+        "3601",
+    ]);
+    let ps = c.ok(&["task", "ps", "life"]);
+    assert_eq!(ps.stdout.lines().skip(1).count(), 2, "{ps}");
+    assert!(ps.stdout.contains("ExecID:e2"), "{ps}");
+
+    c.ok(&["task", "pause", "life"]);
+    c.wait_status("life", "PAUSED");
+    c.ok(&["task", "resume", "life"]);
+    c.wait_status("life", "RUNNING");
+
+    let m = c.ok(&["task", "metrics", "life"]);
+    assert!(m.stdout.contains("memory.usage_in_bytes"), "{m}");
+
+    c.ok(&["task", "kill", "--signal", "SIGKILL", "life"]);
+    c.wait_status("life", "STOPPED");
+    c.ok(&["task", "delete", "life"]);
+    c.ok(&["containers", "delete", "life"]);
+    c.assert_nothing_left();
+}
+
+#[test]
+fn run_with_a_terminal() {
+    let mut c = Ctr::start();
+    let cmd = c.run_cmd(
+        "tty",
+        &["--rm", "--tty"],
+        &[
+            "sh",
+            "-c",
+            "test -t 0 && test -t 1 && echo on-a-tty; tty; exit 6",
+        ],
+    );
+    let line = shell_line(&cmd);
+    let mut script = Command::new("script");
+    script.args(["-q", "-e", "-c", &line, "/dev/null"]);
+    let r = run(script);
+    assert_eq!(r.code, Some(6), "{r}\n{}", c.d.log_tail());
+    assert!(r.stdout.contains("on-a-tty"), "{r}");
+    assert!(r.stdout.contains("/dev/pts/"), "{r}");
+    c.assert_nothing_left();
+}
+
+/// A killed shim: containerd cleans up through `containerd-shim-sealrun-v2 delete`, which
+/// must leave no container process, cgroup, mount or state behind.
+#[test]
+fn killed_shim_is_cleaned_up_by_containerd() {
+    let mut c = Ctr::start();
+    let cmd = c.run_cmd("crash", &["--detach"], &["sleep", "3600"]);
+    let r = run(cmd);
+    assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+    c.wait_status("crash", "RUNNING");
+    let shims = c.d.top_shims();
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shims[0].0),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // containerd notices the shim is gone, runs `<shim> delete` and forgets the task.
+    let mut gone = false;
+    for _ in 0..3000 {
+        if c.status("crash").is_none() {
+            gone = true;
+            break;
+        }
+        sleep(Duration::from_millis(20));
+    }
+    assert!(gone, "the task outlived its shim\n{}", c.d.log_tail());
+    c.ok(&["containers", "delete", "crash"]);
+    c.assert_nothing_left();
+}
+
+/// containerd restarts: the shim keeps the container running and answers the new containerd
+/// (state, exec, kill, delete).
+#[test]
+fn shim_survives_a_containerd_restart() {
+    let mut c = Ctr::start();
+    let cmd = c.run_cmd("keep", &["--detach"], &["sleep", "3600"]);
+    let r = run(cmd);
+    assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+    c.wait_status("keep", "RUNNING");
+    let shims = c.d.top_shims();
+
+    c.d.restart();
+    let mut up = false;
+    for _ in 0..3000 {
+        if c.d.ctr(&["version"]).ok() {
+            up = true;
+            break;
+        }
+        sleep(Duration::from_millis(20));
+    }
+    assert!(up, "containerd did not come back\n{}", c.d.log_tail());
+    assert_eq!(
+        c.d.top_shims(),
+        shims,
+        "the shim did not outlive containerd"
+    );
+    c.wait_status("keep", "RUNNING");
+    let r = run(c.cmd(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "after",
+        "keep",
+        "sh",
+        "-c",
+        "echo still-here",
+    ]));
+    assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+    assert_eq!(r.stdout.trim(), "still-here", "{r}");
+
+    c.ok(&["task", "kill", "--signal", "SIGKILL", "keep"]);
+    c.wait_status("keep", "STOPPED");
+    c.ok(&["task", "delete", "keep"]);
+    c.ok(&["containers", "delete", "keep"]);
+    c.assert_nothing_left();
+}
+
+/// `ctr task exec --tty`: the exec'd process gets its own terminal (ctr also resizes it).
+#[test]
+fn exec_with_a_terminal() {
+    let mut c = Ctr::start();
+    let r = run(c.run_cmd("exectty", &["--detach"], &["sleep", "3600"]));
+    assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+    c.wait_status("exectty", "RUNNING");
+    let cmd = c.cmd(&[
+        "task",
+        "exec",
+        "--tty",
+        "--exec-id",
+        "t1",
+        "exectty",
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && echo on-a-tty; tty; exit 4",
+    ]);
+    let line = shell_line(&cmd);
+    let mut script = Command::new("script");
+    script.args(["-q", "-e", "-c", &line, "/dev/null"]);
+    let r = run(script);
+    assert_eq!(r.code, Some(4), "{r}\n{}", c.d.log_tail());
+    assert!(r.stdout.contains("on-a-tty"), "{r}");
+    assert!(r.stdout.contains("/dev/pts/"), "{r}");
+    c.ok(&["task", "kill", "--signal", "SIGKILL", "exectty"]);
+    c.wait_status("exectty", "STOPPED");
+    c.ok(&["task", "delete", "exectty"]);
+    c.ok(&["containers", "delete", "exectty"]);
+    c.assert_nothing_left();
+}

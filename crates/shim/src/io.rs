@@ -1,0 +1,57 @@
+//! A terminal's traffic: containerd's stdin FIFO into the pty master, the master into the
+//! stdout FIFO (without a terminal the process gets the FIFOs themselves, see the worker).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
+
+/// Starts the copy threads for a terminal's `master`.
+pub fn copy_terminal(master: Arc<File>, stdin: &str, stdout: &str) {
+    if !stdout.is_empty() {
+        let out = OpenOptions::new().read(true).write(true).open(stdout);
+        let m = Arc::clone(&master);
+        if let Ok(mut out) = out {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                // EIO once the process and every holder of the pty's other side are gone.
+                while let Ok(n) = (&*m).read(&mut buf) {
+                    if n == 0 || out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+    if !stdin.is_empty() {
+        let path = stdin.to_string();
+        std::thread::spawn(move || {
+            let Ok(mut input) = File::open(&path) else {
+                return;
+            };
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = input.read(&mut buf) {
+                if n == 0 || (&*master).write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// ResizePty.
+pub fn resize(master: &File, width: u32, height: u32) -> std::io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: height as u16,
+        ws_col: width as u16,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `winsize` through the pointer, which is valid for the call;
+    // `master` is an open terminal descriptor.
+    unsafe { set_winsize(master.as_raw_fd(), &ws) }
+        .map(drop)
+        .map_err(std::io::Error::from)
+}

@@ -1,0 +1,542 @@
+//! The engine: a single-threaded child of the shim that makes every sealrun library call.
+//!
+//! The library's `create` and `exec` clone the calling process, change its working directory
+//! and enter namespaces for its children: they need a single-threaded caller. The shim serves
+//! ttrpc from several threads, so it forks this worker once, at start-up, before it has any
+//! other thread, and sends it one request at a time over a socket pair. Containers' processes
+//! are the worker's children: it reaps them (and, as a child subreaper, whatever the containers
+//! orphan) and reports each exit to the shim over a second socket pair.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{dup, dup2, Pid};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use sealrun::container::{self, ExecOptions, ProcessSource, Runtime, StateRoot};
+use sealrun::selfexe::SealStatus;
+use sealrun::spec::{CreateOptions, Layers};
+use sealrun::sys::process::{self as sp, Forked};
+
+/// Where a process's stdio goes: containerd's paths (FIFOs, or `file://` URIs), empty for none.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Stdio {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
+}
+
+/// One library call.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    Create {
+        root: PathBuf,
+        id: String,
+        bundle: PathBuf,
+        stdio: Stdio,
+    },
+    Start {
+        root: PathBuf,
+        id: String,
+    },
+    Exec {
+        root: PathBuf,
+        id: String,
+        exec_id: String,
+        process: PathBuf,
+        stdio: Stdio,
+    },
+    Kill {
+        root: PathBuf,
+        id: String,
+        signal: i32,
+        all: bool,
+    },
+    Delete {
+        root: PathBuf,
+        id: String,
+        force: bool,
+    },
+    Pause {
+        root: PathBuf,
+        id: String,
+    },
+    Resume {
+        root: PathBuf,
+        id: String,
+    },
+    Update {
+        root: PathBuf,
+        id: String,
+        resources: Value,
+    },
+    Stats {
+        root: PathBuf,
+        id: String,
+    },
+    Pids {
+        root: PathBuf,
+        id: String,
+    },
+}
+
+/// The answer: a pid (create, exec) or a JSON value, or the library's one-line error. A
+/// terminal's master comes with it as the message's one file descriptor.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Reply {
+    Ok { pid: i32, value: Value },
+    Err(String),
+}
+
+/// An exit the worker reaped: pid and status as a shell reports it (128+N for signal N).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Exit {
+    pub pid: i32,
+    pub status: i32,
+}
+
+/// The shim's side: requests (one at a time) and the stream of exits.
+pub struct Worker {
+    requests: std::sync::Mutex<UnixStream>,
+}
+
+impl Worker {
+    /// Forks the worker. Call before the process has other threads. Returns the shim's handle
+    /// and the stream the worker writes exits to.
+    pub fn fork(seal: SealStatus) -> std::io::Result<(Worker, UnixStream)> {
+        let (req_shim, req_worker) = seqpacket_pair()?;
+        let (exits_shim, exits_worker) = UnixStream::pair()?;
+        match sp::clone3(0, None).map_err(std::io::Error::from)? {
+            Forked::Child => {
+                drop(req_shim);
+                drop(exits_shim);
+                // stdout is the pipe `start` reads the shim's address from until EOF: the
+                // worker must not hold it open.
+                let _ = dup2(2, 1);
+                let code = match serve(req_worker, exits_worker, seal) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("containerd-shim-sealrun-v2 worker: {e}");
+                        1
+                    }
+                };
+                sp::exit_now(code)
+            }
+            Forked::Parent(_) => Ok((
+                Worker {
+                    requests: std::sync::Mutex::new(req_shim),
+                },
+                exits_shim,
+            )),
+        }
+    }
+
+    /// Sends `req` and waits for its reply (and a terminal master, if one came).
+    pub fn call(&self, req: &Request) -> Result<(i32, Value, Option<OwnedFd>), String> {
+        let sock = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let data = serde_json::to_vec(req).map_err(|e| e.to_string())?;
+        send_msg(sock.as_fd(), &data, None).map_err(|e| format!("to the worker: {e}"))?;
+        let (data, fd) = recv_msg(sock.as_fd()).map_err(|e| format!("from the worker: {e}"))?;
+        if data.is_empty() {
+            return Err("the worker is gone".into());
+        }
+        match serde_json::from_slice(&data).map_err(|e| format!("worker reply: {e}"))? {
+            Reply::Ok { pid, value } => Ok((pid, value, fd)),
+            Reply::Err(e) => Err(e),
+        }
+    }
+}
+
+fn seqpacket_pair() -> std::io::Result<(UnixStream, UnixStream)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    Ok((UnixStream::from(a), UnixStream::from(b)))
+}
+
+const MAX_MSG: usize = 1 << 20;
+
+fn send_msg(sock: BorrowedFd<'_>, data: &[u8], fd: Option<RawFd>) -> nix::Result<()> {
+    let iov = [IoSlice::new(data)];
+    let fds: Vec<RawFd> = fd.into_iter().collect();
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+    sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None).map(drop)
+}
+
+fn recv_msg(sock: BorrowedFd<'_>) -> nix::Result<(Vec<u8>, Option<OwnedFd>)> {
+    let mut buf = vec![0u8; MAX_MSG];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let (n, fd) = {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        let mut fd = None;
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                for raw in fds {
+                    // SAFETY: SCM_RIGHTS gave us a new descriptor that nothing else owns.
+                    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                    if fd.is_none() {
+                        fd = Some(owned);
+                    }
+                }
+            }
+        }
+        (msg.bytes, fd)
+    };
+    buf.truncate(n);
+    Ok((buf, fd))
+}
+
+/// The worker's loop: requests in order; exits reported as they are reaped.
+fn serve(req: UnixStream, mut exits: UnixStream, seal: SealStatus) -> Result<(), String> {
+    // The shim's signal handlers (signal-hook's pipe) must not run here; SIGCHLD comes through
+    // a signalfd instead.
+    sp::reset_signals().map_err(|e| format!("reset signals: {e}"))?;
+    let sigfd = sp::signalfd(&[Signal::SIGCHLD]).map_err(|e| format!("signalfd: {e}"))?;
+    sp::set_child_subreaper().map_err(|e| format!("subreaper: {e}"))?;
+    // `exec` enters a container's pid namespace for its children; each call starts from ours.
+    let own_ns: Vec<(File, CloneFlags)> = [
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("time", CloneFlags::from_bits_retain(0x80)),
+    ]
+    .into_iter()
+    .filter_map(|(n, f)| {
+        Some((
+            File::open(format!("/proc/self/ns/{n}_for_children")).ok()?,
+            f,
+        ))
+    })
+    .collect();
+    loop {
+        let mut fds = [
+            PollFd::new(req.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("poll: {e}")),
+            Ok(_) => {}
+        }
+        let sig_ready = fds[1].any().unwrap_or(false);
+        let req_ready = fds[0].any().unwrap_or(false);
+        if sig_ready {
+            let _ = sp::read_signalfd(sigfd.as_fd());
+        }
+        reap(&mut exits)?;
+        if !req_ready {
+            continue;
+        }
+        let (data, _) = recv_msg(req.as_fd()).map_err(|e| format!("recv: {e}"))?;
+        if data.is_empty() {
+            return Ok(()); // the shim is gone
+        }
+        let (reply, fd) = match serde_json::from_slice::<Request>(&data) {
+            Ok(r) => handle(r, seal),
+            Err(e) => (Reply::Err(format!("bad request: {e}")), None),
+        };
+        for (f, flag) in &own_ns {
+            let _ = sp::setns(f.as_fd(), *flag);
+        }
+        let _ = std::env::set_current_dir("/");
+        let out = serde_json::to_vec(&reply).map_err(|e| e.to_string())?;
+        send_msg(req.as_fd(), &out, fd.as_ref().map(|f| f.as_raw_fd()))
+            .map_err(|e| format!("send: {e}"))?;
+        reap(&mut exits)?;
+    }
+}
+
+/// Reaps every exited child and reports it.
+fn reap(exits: &mut UnixStream) -> Result<(), String> {
+    loop {
+        let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => (pid, code),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as i32),
+            Ok(WaitStatus::StillAlive) | Err(_) => return Ok(()),
+            Ok(_) => continue,
+        };
+        let mut line = serde_json::to_vec(&Exit {
+            pid: pid.as_raw(),
+            status,
+        })
+        .map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        exits
+            .write_all(&line)
+            .map_err(|e| format!("report exit: {e}"))?;
+    }
+}
+
+/// Reads exits the worker reports; `f` gets each one.
+pub fn read_exits(exits: UnixStream, mut f: impl FnMut(Exit)) {
+    for line in BufReader::new(exits).lines() {
+        let Ok(line) = line else { return };
+        if let Ok(e) = serde_json::from_str::<Exit>(&line) {
+            f(e);
+        }
+    }
+}
+
+fn rt(root: &Path, seal: SealStatus) -> Runtime {
+    Runtime {
+        root: StateRoot::new(root),
+        seal,
+        policy: Default::default(),
+    }
+}
+
+fn ok(value: Value) -> Reply {
+    Reply::Ok { pid: 0, value }
+}
+
+fn handle(req: Request, seal: SealStatus) -> (Reply, Option<OwnedFd>) {
+    let done = |r: sealrun::Result<()>| match r {
+        Ok(()) => ok(Value::Null),
+        Err(e) => Reply::Err(e.to_string()),
+    };
+    match req {
+        Request::Create {
+            root,
+            id,
+            bundle,
+            stdio,
+        } => with_stdio(&bundle, &id, &stdio, |console| {
+            let pid_file = bundle.join("init.pid");
+            let opts = CreateOptions {
+                id: id.clone(),
+                bundle: bundle.clone(),
+                console_socket: console,
+                pid_file: Some(pid_file.clone()),
+                no_pivot: false,
+                no_new_keyring: false,
+                preserve_fds: 0,
+                proxy_terminal: false,
+                layers: Layers::default(),
+                // `create` sets it from the Runtime's policy.
+                policy: Default::default(),
+            };
+            // As the sealrun binary: the operator policy (its default path) holds every create.
+            let mut rt = rt(&root, seal);
+            rt.policy = sealrun::policy::Policy::load(None).map_err(|e| e.to_string())?;
+            container::create(&rt, opts).map_err(|e| e.to_string())?;
+            read_pid(&pid_file)
+        }),
+        Request::Exec {
+            root,
+            id,
+            exec_id,
+            process,
+            stdio,
+        } => {
+            let dir = process.parent().map(Path::to_path_buf).unwrap_or_default();
+            with_stdio(&dir, &exec_id, &stdio, |console| {
+                let pid_file = dir.join(format!("{exec_id}.pid"));
+                let opts = ExecOptions {
+                    id: id.clone(),
+                    process: ProcessSource::File(process.clone()),
+                    caps: Vec::new(),
+                    detach: true,
+                    pid_file: Some(pid_file.clone()),
+                    console_socket: console,
+                    preserve_fds: 0,
+                    ignore_paused: false,
+                    layers: Layers::default(),
+                };
+                container::exec(&rt(&root, seal), opts).map_err(|e| e.to_string())?;
+                let pid = read_pid(&pid_file);
+                let _ = std::fs::remove_file(&pid_file);
+                pid
+            })
+        }
+        Request::Start { root, id } => (done(container::start(&rt(&root, seal), &id)), None),
+        Request::Kill {
+            root,
+            id,
+            signal,
+            all,
+        } => {
+            let r = Signal::try_from(signal)
+                .map_err(|_| sealrun::Error::InvalidArgument(format!("signal {signal}")))
+                .and_then(|s| container::kill(&rt(&root, seal), &id, s, all));
+            (done(r), None)
+        }
+        Request::Delete { root, id, force } => {
+            (done(container::delete(&rt(&root, seal), &id, force)), None)
+        }
+        Request::Pause { root, id } => (done(container::pause(&rt(&root, seal), &id)), None),
+        Request::Resume { root, id } => (done(container::resume(&rt(&root, seal), &id)), None),
+        Request::Update {
+            root,
+            id,
+            resources,
+        } => {
+            let r = serde_json::from_value(resources)
+                .map_err(|e| sealrun::Error::InvalidArgument(format!("resources: {e}")))
+                .and_then(|res| container::update(&rt(&root, seal), &id, res));
+            (done(r), None)
+        }
+        Request::Stats { root, id } => match container::stats(&rt(&root, seal), &id) {
+            Ok(v) => (ok(v), None),
+            Err(e) => (Reply::Err(e.to_string()), None),
+        },
+        Request::Pids { root, id } => match container::pids(&rt(&root, seal), &id) {
+            Ok(p) => (ok(Value::from(p)), None),
+            Err(e) => (Reply::Err(e.to_string()), None),
+        },
+    }
+}
+
+fn read_pid(path: &Path) -> Result<i32, String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| format!("read {}: {e}", path.display()))?
+        .trim()
+        .parse()
+        .map_err(|e| format!("pid file {}: {e}", path.display()))
+}
+
+/// Runs `f` with the process's stdio as the worker's fds 0-2 (what the library gives the
+/// container) and, for a terminal, a console socket whose master is returned with the reply.
+fn with_stdio(
+    dir: &Path,
+    name: &str,
+    stdio: &Stdio,
+    f: impl FnOnce(Option<PathBuf>) -> Result<i32, String>,
+) -> (Reply, Option<OwnedFd>) {
+    let result = (|| -> Result<(i32, Option<OwnedFd>), String> {
+        if stdio.terminal {
+            // A short path: sun_path holds 108 bytes; the bundle may be deep.
+            let sock = std::env::temp_dir().join(format!(
+                "sealrun-shim-{}-{}.sock",
+                std::process::id(),
+                name.chars().take(32).collect::<String>()
+            ));
+            let _ = std::fs::remove_file(&sock);
+            let listener = UnixListener::bind(&sock).map_err(|e| format!("console socket: {e}"))?;
+            let null = File::open("/dev/null").map_err(|e| e.to_string())?;
+            let r = swap_stdio([Some(null.as_fd()), None, None], || f(Some(sock.clone())));
+            let _ = std::fs::remove_file(&sock);
+            let pid = r?;
+            listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+            let (conn, _) = listener
+                .accept()
+                .map_err(|e| format!("no terminal from the container: {e}"))?;
+            let (_, master) = recv_msg(conn.as_fd()).map_err(|e| format!("console: {e}"))?;
+            let master = master.ok_or("the console socket carried no terminal")?;
+            return Ok((pid, Some(master)));
+        }
+        let _ = dir;
+        let stdin = open_stdio(&stdio.stdin, true)?;
+        let stdout = open_stdio(&stdio.stdout, false)?;
+        let stderr = open_stdio(&stdio.stderr, false)?;
+        let null = File::open("/dev/null").map_err(|e| e.to_string())?;
+        let fds = [
+            Some(stdin.as_ref().map_or(null.as_fd(), |f| f.as_fd())),
+            Some(stdout.as_ref().map_or(null.as_fd(), |f| f.as_fd())),
+            Some(stderr.as_ref().map_or(null.as_fd(), |f| f.as_fd())),
+        ];
+        let pid = swap_stdio(fds, || f(None))?;
+        Ok((pid, None))
+    })();
+    match result {
+        Ok((pid, fd)) => (
+            Reply::Ok {
+                pid,
+                value: Value::Null,
+            },
+            fd,
+        ),
+        Err(e) => (Reply::Err(e), None),
+    }
+}
+
+/// Opens one stdio target: a FIFO path, `file://PATH` (appended to), or nothing.
+fn open_stdio(target: &str, input: bool) -> Result<Option<File>, String> {
+    if target.is_empty() {
+        return Ok(None);
+    }
+    if let Some(path) = target.strip_prefix("file://") {
+        if let Some(dir) = Path::new(path).parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("open {path}: {e}"))?;
+        return Ok(Some(f));
+    }
+    if target.contains("://") {
+        return Err(format!(
+            "stdio {target}: only FIFOs and file:// are supported by this shim"
+        ));
+    }
+    // Neither side of a FIFO may block here: input is opened non-blocking (then made
+    // blocking for the container), output read-write (containerd may open its reader later).
+    let f = if input {
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(target)
+            .map_err(|e| format!("open {target}: {e}"))?;
+        let flags = fcntl(f.as_raw_fd(), FcntlArg::F_GETFL).map_err(|e| e.to_string())?;
+        let flags = OFlag::from_bits_retain(flags) & !OFlag::O_NONBLOCK;
+        fcntl(f.as_raw_fd(), FcntlArg::F_SETFL(flags)).map_err(|e| e.to_string())?;
+        f
+    } else {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(target)
+            .map_err(|e| format!("open {target}: {e}"))?
+    };
+    Ok(Some(f))
+}
+
+/// Puts `fds` on 0-2 (None keeps the current one) for the duration of `f`, then restores.
+fn swap_stdio<T>(fds: [Option<BorrowedFd<'_>>; 3], f: impl FnOnce() -> T) -> T {
+    let saved: Vec<Option<OwnedFd>> = (0..3)
+        .map(|n| {
+            let d = dup(n).ok()?;
+            // SAFETY: `dup` returned a new descriptor that nothing else owns.
+            Some(unsafe { OwnedFd::from_raw_fd(d) })
+        })
+        .collect();
+    for (n, fd) in fds.iter().enumerate() {
+        if let Some(fd) = fd {
+            let _ = dup2(fd.as_raw_fd(), n as RawFd);
+        }
+    }
+    let out = f();
+    for (n, fd) in saved.iter().enumerate() {
+        if let Some(fd) = fd {
+            let _ = dup2(fd.as_raw_fd(), n as RawFd);
+        }
+    }
+    out
+}
+
+/// Exit statuses of processes the shim does not know yet (an exit can overtake the reply
+/// that names the pid).
+pub type Pending = HashMap<i32, (i32, std::time::SystemTime)>;
