@@ -75,6 +75,19 @@ pub mod spec;
 pub(crate) mod sync;
 pub(crate) mod sys;
 
+/// Process primitives for a dedicated runtime process built on [`container`]'s in-process
+/// functions (the native containerd shim's worker): fork a single-threaded worker, reset its
+/// signals, reap children through a signalfd as a subreaper, and return to saved namespaces.
+/// Like [`container::create`], they change the calling process: never call them from a
+/// process that has other threads or children it does not own. Embedders use [`Sandbox`].
+#[doc(hidden)]
+pub mod worker {
+    pub use crate::sys::process::{
+        clone3, exit_now, kill, read_signalfd, reset_signals, set_child_subreaper, setns, signalfd,
+        Forked,
+    };
+}
+
 // Visible skips for the unit tests, shared with the integration tests.
 #[cfg(test)]
 #[path = "../tests/common/skip.rs"]

@@ -81,11 +81,7 @@ impl containerd_shim::Shim for Shim {
         // containerd's clean-up after the shim died: the bundle is our working directory.
         let bundle = std::env::current_dir().unwrap_or_default();
         if let Ok(root) = std::fs::read_to_string(bundle.join(ROOT_FILE)) {
-            let rt = Runtime {
-                root: StateRoot::new(&PathBuf::from(root)),
-                seal: SealStatus::Disabled,
-                policy: Default::default(),
-            };
+            let rt = Runtime::new(StateRoot::new(&PathBuf::from(root)), SealStatus::Disabled);
             if let Err(e) = sealrun::container::delete(&rt, &self.id, true) {
                 log::warn!("delete {}: {e}", self.id);
             }

@@ -296,7 +296,7 @@ impl Task for Service {
             if pid <= 0 {
                 return Err(err(Code::FAILED_PRECONDITION, "process not started"));
             }
-            return sealrun::sys::process::kill(nix::unistd::Pid::from_raw(pid), Some(sig))
+            return sealrun::worker::kill(nix::unistd::Pid::from_raw(pid), Some(sig))
                 .map(|_| Empty::new())
                 .map_err(|e| internal(format!("kill {pid}: {e}")));
         }

@@ -27,8 +27,8 @@ use serde_json::Value;
 
 use sealrun::container::{self, ExecOptions, ProcessSource, Runtime, StateRoot};
 use sealrun::selfexe::SealStatus;
-use sealrun::spec::{CreateOptions, Layers};
-use sealrun::sys::process::{self as sp, Forked};
+use sealrun::spec::CreateOptions;
+use sealrun::worker::{self as sp, Forked};
 
 /// Where a process's stdio goes: containerd's paths (FIFOs, or `file://` URIs), empty for none.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -300,11 +300,7 @@ pub fn read_exits(exits: UnixStream, mut f: impl FnMut(Exit)) {
 }
 
 fn rt(root: &Path, seal: SealStatus) -> Runtime {
-    Runtime {
-        root: StateRoot::new(root),
-        seal,
-        policy: Default::default(),
-    }
+    Runtime::new(StateRoot::new(root), seal)
 }
 
 fn ok(value: Value) -> Reply {
@@ -324,19 +320,9 @@ fn handle(req: Request, seal: SealStatus) -> (Reply, Option<OwnedFd>) {
             stdio,
         } => with_stdio(&bundle, &id, &stdio, |console| {
             let pid_file = bundle.join("init.pid");
-            let opts = CreateOptions {
-                id: id.clone(),
-                bundle: bundle.clone(),
-                console_socket: console,
-                pid_file: Some(pid_file.clone()),
-                no_pivot: false,
-                no_new_keyring: false,
-                preserve_fds: 0,
-                proxy_terminal: false,
-                layers: Layers::default(),
-                // `create` sets it from the Runtime's policy.
-                policy: Default::default(),
-            };
+            let mut opts = CreateOptions::new(id.clone(), bundle.clone());
+            opts.console_socket = console;
+            opts.pid_file = Some(pid_file.clone());
             // As the sealrun binary: the operator policy (its default path) holds every create.
             let mut rt = rt(&root, seal);
             rt.policy = sealrun::policy::Policy::load(None).map_err(|e| e.to_string())?;
@@ -353,17 +339,10 @@ fn handle(req: Request, seal: SealStatus) -> (Reply, Option<OwnedFd>) {
             let dir = process.parent().map(Path::to_path_buf).unwrap_or_default();
             with_stdio(&dir, &exec_id, &stdio, |console| {
                 let pid_file = dir.join(format!("{exec_id}.pid"));
-                let opts = ExecOptions {
-                    id: id.clone(),
-                    process: ProcessSource::File(process.clone()),
-                    caps: Vec::new(),
-                    detach: true,
-                    pid_file: Some(pid_file.clone()),
-                    console_socket: console,
-                    preserve_fds: 0,
-                    ignore_paused: false,
-                    layers: Layers::default(),
-                };
+                let mut opts = ExecOptions::new(id.clone(), ProcessSource::File(process.clone()));
+                opts.detach = true;
+                opts.pid_file = Some(pid_file.clone());
+                opts.console_socket = console;
                 container::exec(&rt(&root, seal), opts).map_err(|e| e.to_string())?;
                 let pid = read_pid(&pid_file);
                 let _ = std::fs::remove_file(&pid_file);
