@@ -5,7 +5,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use nix::fcntl::OFlag;
-use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
@@ -146,13 +145,7 @@ pub fn exec(rt: &Runtime, opts: ExecOptions) -> Result<i32> {
     } else {
         0
     };
-    if for_children != 0 {
-        sys::process::setns(
-            pidfd.as_fd(),
-            CloneFlags::from_bits_retain(for_children as i32),
-        )
-        .op("setns pid/time")?;
-    }
+    let ns = super::launch::ForChildren::join_of(pidfd.as_fd(), for_children)?;
     let (console, proxy) = match (&opts.console_socket, plan.process.terminal) {
         (Some(path), true) => (
             Some(sys::socket::connect_unix(path).op_path("connect console socket", path)?),
@@ -185,6 +178,7 @@ pub fn exec(rt: &Runtime, opts: ExecOptions) -> Result<i32> {
     crate::selfexe::set_nondumpable(&plan.layers)?;
     let first = match sys::process::clone3(0, cgroup_fd.as_ref().map(|f| f.as_fd())).op("clone3")? {
         Forked::Child => {
+            ns.stay();
             drop(parent);
             crate::init::exec::main(
                 &plan,
@@ -199,6 +193,9 @@ pub fn exec(rt: &Runtime, opts: ExecOptions) -> Result<i32> {
         }
         Forked::Parent(pid) => pid,
     };
+    // Back to our own pid/time namespaces for children: a later clone of the caller is not born
+    // in this container.
+    drop(ns);
     drop((child, console));
     let mut pid = first;
     let started = (|| -> Result<()> {

@@ -1,7 +1,7 @@
 //! The parent side of container creation: cgroup, sockets, clone, id maps, and the sync
 //! conversation with the init until it is Ready.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::fcntl::OFlag;
@@ -83,19 +83,39 @@ impl Drop for Undo {
 
 /// Joins a "for children" namespace (pid, time) for the duration of the clone, then goes
 /// back, so hooks the runtime runs later stay in the runtime's namespaces.
-struct ForChildren {
+pub(super) struct ForChildren {
     saved: Vec<(NsKind, OwnedFd)>,
 }
 
+/// Open our own `<kind>_for_children` namespace, to go back to it.
+fn own_for_children(kind: NsKind) -> Result<(NsKind, OwnedFd)> {
+    let own = Path::new("/proc/self/ns").join(format!("{}_for_children", kind.proc_name()));
+    let fd = sys::fd::open(&own, OFlag::O_RDONLY, Mode::empty()).op_path("open", &own)?;
+    Ok((kind, fd))
+}
+
 impl ForChildren {
+    /// Join the pid and time namespaces in `flags` of the process `pidfd` refers to, for the
+    /// duration of a clone (`exec`); dropping the guard goes back, so the caller's later
+    /// children are born where they were before.
+    pub(super) fn join_of(pidfd: BorrowedFd<'_>, flags: u64) -> Result<ForChildren> {
+        let mut guard = ForChildren { saved: Vec::new() };
+        for kind in [NsKind::Pid, NsKind::Time] {
+            if flags & kind.clone_flag() != 0 {
+                guard.saved.push(own_for_children(kind)?);
+            }
+        }
+        if flags != 0 {
+            sys::process::setns(pidfd, CloneFlags::from_bits_retain(flags as i32))
+                .op("setns pid/time")?;
+        }
+        Ok(guard)
+    }
+
     fn enter(plan: &Plan) -> Result<ForChildren> {
         let mut saved = Vec::new();
         let mut save = |kind: NsKind| -> Result<()> {
-            let own = Path::new("/proc/self/ns").join(format!("{}_for_children", kind.proc_name()));
-            saved.push((
-                kind,
-                sys::fd::open(&own, OFlag::O_RDONLY, Mode::empty()).op_path("open", &own)?,
-            ));
+            saved.push(own_for_children(kind)?);
             Ok(())
         };
         for kind in [NsKind::Pid, NsKind::Time] {
@@ -121,7 +141,7 @@ impl ForChildren {
     }
 
     /// Close the saved descriptors without going back (the cloned child stays where it is).
-    fn stay(mut self) {
+    pub(super) fn stay(mut self) {
         self.saved.clear();
     }
 }
