@@ -163,6 +163,10 @@ fn a_joined_cgroup_keeps_the_processes_sealrun_did_not_start() {
     let mut want = vec![i64::from(t.pid_of(&a)), i64::from(exec_pid)];
     want.sort();
     assert_eq!(listed, want, "ps lists the container's processes only");
+    // The freezer would stop the bystander too: refused.
+    t.rt(&["pause", &a])
+        .error_line(&["cgroup", "did not start"]);
+    assert_eq!(t.status(&a), "running");
     t.rt(&["kill", "--all", &a, "KILL"]).ok();
     t.wait_status(&a, "stopped");
     assert!(

@@ -39,7 +39,10 @@ pub fn pause(rt: &Runtime, id: &str) -> Result<()> {
         Status::Running | Status::Created if st.cgroup.is_none() => {
             Err(super::nocgroup::no_freezer(id))
         }
-        Status::Running | Status::Created => st.cgroup.freeze(),
+        s @ (Status::Running | Status::Created) => {
+            check_freezable(id, &st, s)?;
+            st.cgroup.freeze()
+        }
         s => Err(wrong(
             id,
             s,
@@ -48,13 +51,43 @@ pub fn pause(rt: &Runtime, id: &str) -> Result<()> {
     }
 }
 
+/// The freezer acts on a whole cgroup: refuse it when the cgroup (one sealrun only joined)
+/// also holds processes the container did not start, which would be frozen or thawed too.
+fn check_freezable(id: &str, st: &super::state::StateFile, status: Status) -> Result<()> {
+    if st.cgroup.owned() {
+        return Ok(());
+    }
+    let init = super::lifecycle::container_init(st);
+    let ours = st.cgroup.container_pids(init.as_ref())?;
+    let foreign = st
+        .cgroup
+        .pids()?
+        .into_iter()
+        .filter(|p| !ours.contains(p))
+        .count();
+    if foreign == 0 {
+        return Ok(());
+    }
+    Err(Error::WrongState {
+        id: id.to_string(),
+        status: status.as_str().into(),
+        reason: format!(
+            "cannot freeze or thaw container {id}: its cgroup {} was not created by sealrun and              holds {foreign} process(es) it did not start",
+            st.cgroup.path
+        ),
+    })
+}
+
 /// `resume`: thaw a paused container.
 pub fn resume(rt: &Runtime, id: &str) -> Result<()> {
     let dir = rt.root.open(id)?;
     let st = dir.load()?;
     match dir.status(&st) {
         Status::Paused if st.cgroup.is_none() => Err(super::nocgroup::no_freezer(id)),
-        Status::Paused => st.cgroup.thaw(),
+        Status::Paused => {
+            check_freezable(id, &st, Status::Paused)?;
+            st.cgroup.thaw()
+        }
         s => Err(wrong(id, s, "container is not paused")),
     }
 }

@@ -651,7 +651,7 @@ pub fn plan(spec: &Spec, opts: CreateOptions, host: &HostFacts) -> Result<Plan> 
     )?;
     // One program for the init and exec: it refuses open_by_handle_at while the init's
     // Landlock confines the filesystem (unless the operator policy allows it).
-    let seccomp = match linux.seccomp() {
+    let mut seccomp = match linux.seccomp() {
         Some(s) if !opts.layers.no_seccomp => Some(crate::policy::compile_seccomp(
             s,
             &landlock.init,
@@ -659,6 +659,11 @@ pub fn plan(spec: &Spec, opts: CreateOptions, host: &HostFacts) -> Result<Plan> 
         )?),
         _ => None,
     };
+    // A relative listenerPath is the bundle's, like every relative path of the config: the
+    // runtime no longer changes its working directory to the bundle.
+    if let Some(l) = seccomp.as_mut().and_then(|c| c.listener.as_mut()) {
+        l.path = opts.bundle.join(&l.path);
+    }
     Ok(Plan {
         id: opts.id.clone(),
         oci_version: spec.version().clone(),
@@ -777,6 +782,21 @@ pub(crate) mod tests {
             e.contains("linux.mountLabel") && e.contains("SELinux"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_relative_listener_path_is_the_bundles() {
+        let mut v = crate::spec::default_config(false).unwrap();
+        v["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "agent.sock",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+        });
+        let spec: Spec = serde_json::from_value(v).unwrap();
+        let mut opts = CreateOptions::new("c", "/bundle");
+        opts.proxy_terminal = true;
+        let p = plan(&spec, opts, &HostFacts::for_tests("/bundle/rootfs")).unwrap();
+        let listener = p.seccomp.unwrap().listener.unwrap();
+        assert_eq!(listener.path, std::path::Path::new("/bundle/agent.sock"));
     }
 
     #[test]
