@@ -91,38 +91,8 @@ pub struct LandlockPosture {
     pub scope_abstract_unix: bool,
     /// Layers the annotations weaken.
     pub weakened: Vec<&'static str>,
-    /// What this kernel will enforce.
-    pub on_this_kernel: LandlockOnKernel,
-}
-
-/// What Landlock will enforce on this kernel ([`crate::landlock::preview`]).
-#[derive(Debug, Clone, Serialize)]
-pub struct LandlockOnKernel {
-    /// Whether a Landlock domain will confine the container.
-    pub enforced: bool,
-    /// Why nothing will be enforced.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Handled filesystem rights (kernel names, lower case).
-    pub fs: Vec<String>,
-    /// Handled network rights.
-    pub net: Vec<String>,
-    /// Scopes.
-    pub scopes: Vec<String>,
-    /// What is skipped or narrowed on this kernel, and why.
-    pub notes: Vec<String>,
-}
-
-fn on_this_kernel(policy: &crate::landlock::Policy) -> LandlockOnKernel {
-    let s = crate::landlock::preview(policy);
-    LandlockOnKernel {
-        enforced: s.enforced,
-        reason: s.reason,
-        fs: s.fs,
-        net: s.net,
-        scopes: s.scopes,
-        notes: s.notes,
-    }
+    /// What Landlock will enforce on this kernel ([`crate::landlock::preview`]).
+    pub on_this_kernel: crate::landlock::Status,
 }
 
 /// A risky setting.
@@ -184,7 +154,7 @@ fn report(plan: &Plan, bundle: PathBuf) -> Report {
         tcp_connect: l.tcp_connect.clone(),
         scope_abstract_unix: l.scope_abstract_unix,
         weakened: l.weakened.iter().map(|w| w.name()).collect(),
-        on_this_kernel: on_this_kernel(l),
+        on_this_kernel: crate::landlock::preview(l),
     };
     let capabilities: BTreeMap<String, Vec<String>> = crate::policy::cap_sets(plan)
         .into_iter()

@@ -30,14 +30,7 @@ pub struct IdMappedMount {
 pub const OPTIONS: &[&str] = &["idmap", "ridmap"];
 
 fn maps(list: &Option<Vec<LinuxIdMapping>>) -> Vec<IdMap> {
-    list.iter()
-        .flatten()
-        .map(|m| IdMap {
-            container_id: m.container_id(),
-            host_id: m.host_id(),
-            size: m.size(),
-        })
-        .collect()
+    super::plan::id_maps(list)
 }
 
 /// Ranges must be non-empty and overlap neither inside nor outside (the kernel refuses such a

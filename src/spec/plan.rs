@@ -233,7 +233,8 @@ impl Plan {
     }
 }
 
-fn id_maps(list: &Option<Vec<LinuxIdMapping>>) -> Vec<IdMap> {
+/// The config's id mappings as [`IdMap`]s.
+pub(super) fn id_maps(list: &Option<Vec<LinuxIdMapping>>) -> Vec<IdMap> {
     list.iter()
         .flatten()
         .map(|m| IdMap {
