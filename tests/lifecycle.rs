@@ -626,10 +626,11 @@ fn run_with_a_terminal_proxies_it() {
         .stdin(std::process::Stdio::null());
     let out = t.exec(cmd).0;
     out.ok();
+    // `script` may echo a control character (its stdin's end, ^D or ^@) ahead of the JSON.
     let line = out
         .stdout
         .lines()
-        .find(|l| l.starts_with('{'))
+        .find_map(|l| l.find("{\"").map(|i| &l[i..]))
         .expect("probe output");
     let f: Value = serde_json::from_str(line.trim()).unwrap();
     assert_ne!(f["tty_nr"], 0);

@@ -40,9 +40,6 @@ fn create_inner(
     opts.policy = rt.policy.clone();
     let mut plan = spec::plan(&spec, opts, &host)?;
     crate::policy::enforce(&plan)?;
-    if plan.opts.proxy_terminal && plan.process.terminal {
-        super::tty::check_proxy_possible("process.terminal")?;
-    }
     // Info, not warning: podman's default profile names 32-bit syscalls and architectures on
     // every container, and conmon shows the runtime's stderr to the user (runc is silent).
     for w in plan.seccomp.iter().flat_map(|s| &s.warnings) {

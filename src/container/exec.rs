@@ -127,9 +127,6 @@ pub fn exec(rt: &Runtime, opts: ExecOptions) -> Result<i32> {
             "a terminal with --detach needs --console-socket".into(),
         ));
     }
-    if plan.process.terminal && opts.console_socket.is_none() {
-        super::tty::check_proxy_possible("--tty")?;
-    }
     let pidfd = sys::process::pidfd_open(Pid::from_raw(st.pid)).op("pidfd_open")?;
     if !super::state::process_alive(st.pid, st.pid_start_time) {
         return Err(Error::Other(

@@ -20,24 +20,6 @@ pub fn receive_master(sock: BorrowedFd<'_>) -> Result<OwnedFd> {
         .ok_or_else(|| Error::Other("console socket: no pty master received".into()))
 }
 
-/// A foreground `run` (or `exec`) proxies the container's terminal to the runtime's own: that
-/// needs stdin to be a terminal. Anything else (a file, a pipe, /dev/null) would never send
-/// the pty an end of input and the container would wait for it forever: refuse, as runc
-/// does, before anything is created.
-/// `field` names what asked for the terminal (`process.terminal`, exec's `--tty`).
-pub fn check_proxy_possible(field: &str) -> Result<()> {
-    if sys::tty::isatty(std::io::stdin().as_fd()) {
-        return Ok(());
-    }
-    let reason = "a terminal is asked for, but stdin is not a terminal to proxy it to: \
-                  give --console-socket, or run without a terminal";
-    Err(if field.starts_with("--") {
-        Error::InvalidArgument(format!("{field}: {reason}"))
-    } else {
-        Error::config(field, reason)
-    })
-}
-
 /// Signals the runtime forwards to the container (everything catchable except SIGCHLD, which
 /// tells us the container ended, and SIGWINCH, which resizes the pty).
 fn forwarded() -> Vec<Signal> {
@@ -75,7 +57,12 @@ pub fn wait_forwarding(pid: Pid, master: Option<&OwnedFd>) -> Result<i32> {
             _ => None,
         },
     };
+    let stdin_is_tty = sys::tty::isatty(stdin.as_fd());
     let mut stdin_open = master.is_some();
+    // The last byte forwarded from stdin, to end a pending line before the end of input.
+    let mut last = b'\n';
+    // After the end of a non-terminal stdin: the pty's mode when its EOF was last sent.
+    let mut eof_mode: Option<u64> = None;
     let mut master_open = master.is_some();
     loop {
         if let Some(code) = reap(pid)? {
@@ -93,7 +80,20 @@ pub fn wait_forwarding(pid: Pid, master: Option<&OwnedFd>) -> Result<i32> {
                 fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
             }
         }
-        match poll(&mut fds, PollTimeout::NONE) {
+        // A program that changes the pty's mode may flush its input, the EOF with it: look
+        // again now and then while the end of input has to stay visible.
+        let timeout = match eof_mode {
+            Some(_) => PollTimeout::from(100u16),
+            None => PollTimeout::NONE,
+        };
+        if let (Some(m), Some(sent)) = (master.filter(|_| master_open), eof_mode) {
+            if let Ok((_, mode)) = sys::tty::eof_char_and_mode(m.as_fd()) {
+                if mode != sent {
+                    eof_mode = Some(send_eof(m.as_fd(), b'\n'));
+                }
+            }
+        }
+        match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(Error::os("poll", None, e)),
         }
@@ -118,36 +118,53 @@ pub fn wait_forwarding(pid: Pid, master: Option<&OwnedFd>) -> Result<i32> {
         if let Some(m) = master {
             let mut i = 1;
             if master_open {
-                if ready[i] && !copy(m.as_fd(), &mut std::io::stdout()) {
+                if ready[i] && copy(m.as_fd(), &mut std::io::stdout()).is_none() {
                     master_open = false;
                 }
                 i += 1;
             }
             if stdin_open && ready.get(i).copied().unwrap_or(false) {
                 let mut out = std::fs::File::from(m.try_clone().op("dup pty master")?);
-                if !copy(stdin.as_fd(), &mut out) {
-                    stdin_open = false;
+                match copy(stdin.as_fd(), &mut out) {
+                    Some(byte) => last = byte,
+                    None => {
+                        stdin_open = false;
+                        if !stdin_is_tty {
+                            eof_mode = Some(send_eof(m.as_fd(), last));
+                        }
+                    }
                 }
             }
         }
     }
 }
 
-/// Copy what is available from `from` to `to`; false at end of input.
-fn copy(from: BorrowedFd<'_>, to: &mut impl Write) -> bool {
+/// Copy what is available from `from` to `to`; the last byte copied, `None` at end of input.
+fn copy(from: BorrowedFd<'_>, to: &mut impl Write) -> Option<u8> {
     let mut buf = [0u8; 8192];
-    let mut f = std::fs::File::from(match from.try_clone_to_owned() {
-        Ok(fd) => fd,
-        Err(_) => return false,
-    });
+    let mut f = std::fs::File::from(from.try_clone_to_owned().ok()?);
     match f.read(&mut buf) {
-        Ok(0) | Err(_) => false,
+        Ok(0) | Err(_) => None,
         Ok(n) => {
             let _ = to.write_all(&buf[..n]);
             let _ = to.flush();
-            true
+            Some(buf[n - 1])
         }
     }
+}
+
+/// stdin (a file, a pipe, /dev/null: not a terminal) has ended: pass the end of input on to
+/// the pty as the terminal's EOF character, so a shell reading it exits instead of waiting
+/// forever (runc's suite runs terminals with stdin from /dev/null). A pending partial line
+/// needs one EOF to end it and another to be an end of input. Returns the pty's mode then.
+fn send_eof(master: BorrowedFd<'_>, last: u8) -> u64 {
+    let (eof, mode) = sys::tty::eof_char_and_mode(master).unwrap_or((4, 0));
+    let n = if last == b'\n' { 1 } else { 2 };
+    if let Ok(fd) = master.try_clone_to_owned() {
+        let mut out = std::fs::File::from(fd);
+        let _ = out.write_all(&vec![eof; n]);
+    }
+    mode
 }
 
 /// After the process exits, print what is still buffered in the pty.
@@ -156,7 +173,7 @@ fn drain(master: BorrowedFd<'_>) {
         let mut fds = [PollFd::new(master, PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::ZERO) {
             Ok(n) if n > 0 => {
-                if !copy(master, &mut std::io::stdout()) {
+                if copy(master, &mut std::io::stdout()).is_none() {
                     return;
                 }
             }

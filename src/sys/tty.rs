@@ -74,6 +74,14 @@ pub fn isatty(fd: BorrowedFd<'_>) -> bool {
     termios::tcgetattr(fd).is_ok()
 }
 
+/// The end-of-file character (`VEOF`, normally ^D) and the local mode bits (`c_lflag`) of
+/// the terminal `fd` refers to (a pty master answers for its peer's settings).
+pub fn eof_char_and_mode(fd: BorrowedFd<'_>) -> nix::Result<(u8, u64)> {
+    let t = termios::tcgetattr(fd)?;
+    let eof = t.control_chars[termios::SpecialCharacterIndices::VEOF as usize];
+    Ok((eof, t.local_flags.bits() as u64))
+}
+
 /// Put a terminal in raw mode; returns the previous settings for [`restore`].
 pub fn make_raw(fd: BorrowedFd<'_>) -> nix::Result<termios::Termios> {
     let old = termios::tcgetattr(fd)?;
