@@ -338,7 +338,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 outln!("{}", Ordered(&container::stats(&rt, &id)?, EVENT_ORDER));
                 return Ok(0);
             }
-            let every = parse_duration(&interval)?;
+            let every = container::parse_interval(&interval)?;
             container::events(&rt, &id, every, |v| outln!("{}", Ordered(v, EVENT_ORDER))).map(|_| 0)
         }
         Command::Audit { id } => {
@@ -412,126 +412,43 @@ fn list(rt: &Runtime, format: Format, quiet: bool) -> Result<i32> {
 }
 
 fn ps(rt: &Runtime, id: &str, format: Format, args: &[String]) -> Result<i32> {
-    let pids = container::pids(rt, id)?;
     if format == Format::Json {
+        let pids = container::pids(rt, id)?;
         outln!("{}", serde_json::to_string(&pids).unwrap_or_default());
         return Ok(0);
     }
-    let args: Vec<String> = if args.is_empty() {
-        vec!["-ef".into()]
-    } else {
-        args.to_vec()
-    };
-    let out = std::process::Command::new("ps")
-        .args(&args)
-        .output()
-        .map_err(|e| Error::Other(format!("ps: {e}")))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = text.lines();
-    let header = lines.next().unwrap_or_default();
-    let col = header
-        .split_whitespace()
-        .position(|h| h == "PID")
-        .ok_or_else(|| Error::Other("ps output has no PID column".into()))?;
-    outln!("{header}");
-    for line in lines {
-        let pid = line
-            .split_whitespace()
-            .nth(col)
-            .and_then(|p| p.parse::<i32>().ok());
-        if pid.is_some_and(|p| pids.contains(&p)) {
-            outln!("{line}");
-        }
-    }
+    emit(format_args!("{}", container::ps_table(rt, id, args)?));
     Ok(0)
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration> {
-    let bad = || Error::InvalidArgument(format!("--interval {s:?}: use e.g. 5s or 500ms"));
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map(|i| s.split_at(i))
-        .unwrap_or((s, "s"));
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(bad()),
-    };
-    // `nan` and `inf` parse as f64 but are no interval (from_secs_f64 would panic on them).
-    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
-        return Err(bad());
-    }
-    Ok(std::time::Duration::from_secs_f64(secs))
-}
-
 fn update_resources(a: cli::UpdateArgs) -> Result<oci_spec::runtime::LinuxResources> {
-    use serde_json::{json, Value};
-    let mut r: Value = match &a.resources {
-        Some(path) => {
-            let raw = if path.as_os_str() == "-" {
-                let mut buf = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-                    .map_err(|e| Error::Other(format!("read stdin: {e}")))?;
-                buf
-            } else {
-                std::fs::read(path).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?
-            };
-            sealrun::spec::parse_json::<Value>(&raw, "resources")?
+    let base = match &a.resources {
+        Some(path) if path.as_os_str() == "-" => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                .map_err(|e| Error::Other(format!("read stdin: {e}")))?;
+            Some(buf)
         }
-        None => json!({}),
+        Some(path) => Some(
+            std::fs::read(path).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?,
+        ),
+        None => None,
     };
-    // Each flag's error names the flag.
-    let size = |flag: &str, v: &Option<String>| {
-        v.as_deref()
-            .map(|s| {
-                container::parse_size(s).map_err(|e| match e {
-                    Error::InvalidArgument(m) => Error::InvalidArgument(format!("{flag}: {m}")),
-                    other => other,
-                })
-            })
-            .transpose()
-    };
-    let mut set = |section: &str, key: &str, v: Option<Value>| {
-        if let Some(v) = v {
-            if !r[section].is_object() {
-                r[section] = json!({});
-            }
-            r[section][key] = v;
-        }
-    };
-    set(
-        "memory",
-        "limit",
-        size("--memory", &a.memory)?.map(Value::from),
-    );
-    set(
-        "memory",
-        "swap",
-        size("--memory-swap", &a.memory_swap)?.map(Value::from),
-    );
-    set(
-        "memory",
-        "reservation",
-        size("--memory-reservation", &a.memory_reservation)?.map(Value::from),
-    );
-    set(
-        "memory",
-        "kernel",
-        size("--kernel-memory", &a.kernel_memory)?.map(Value::from),
-    );
-    set("cpu", "shares", a.cpu_shares.map(Value::from));
-    set("cpu", "quota", a.cpu_quota.map(Value::from));
-    set("cpu", "period", a.cpu_period.map(Value::from));
-    set("cpu", "realtimePeriod", a.cpu_rt_period.map(Value::from));
-    set("cpu", "realtimeRuntime", a.cpu_rt_runtime.map(Value::from));
-    set("cpu", "cpus", a.cpuset_cpus.map(Value::from));
-    set("cpu", "mems", a.cpuset_mems.map(Value::from));
-    set("pids", "limit", a.pids_limit.map(Value::from));
-    set("blockIO", "weight", a.blkio_weight.map(Value::from));
-    let raw = serde_json::to_vec(&r).map_err(|e| Error::Other(e.to_string()))?;
-    sealrun::spec::parse_json(&raw, "resources")
+    let mut f = container::UpdateFlags::default();
+    f.memory = a.memory;
+    f.memory_swap = a.memory_swap;
+    f.memory_reservation = a.memory_reservation;
+    f.kernel_memory = a.kernel_memory;
+    f.cpu_shares = a.cpu_shares;
+    f.cpu_quota = a.cpu_quota;
+    f.cpu_period = a.cpu_period;
+    f.cpu_rt_period = a.cpu_rt_period;
+    f.cpu_rt_runtime = a.cpu_rt_runtime;
+    f.cpuset_cpus = a.cpuset_cpus;
+    f.cpuset_mems = a.cpuset_mems;
+    f.pids_limit = a.pids_limit;
+    f.blkio_weight = a.blkio_weight;
+    f.to_resources(base.as_deref())
 }
 
 #[cfg(test)]
@@ -570,14 +487,6 @@ mod tests {
         assert!(!line.contains('\n'), "{line}");
         assert!(!line.starts_with("error"), "{line}");
         assert!(line.contains("<ID>"), "{line}");
-    }
-
-    #[test]
-    fn intervals_must_be_finite_and_positive() {
-        assert!(parse_duration("500ms").is_ok());
-        for bad in ["nan", "inf", "NaNs", "0", "-1s", "5x"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

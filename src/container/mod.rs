@@ -6,6 +6,7 @@
 
 mod create;
 mod exec;
+mod flags;
 pub mod host;
 mod idmap;
 mod launch;
@@ -18,6 +19,7 @@ mod tty;
 
 pub use create::{create, run, run_keep, RunOutcome};
 pub use exec::{exec, ExecOptions, ProcessSource};
+pub use flags::{parse_interval, ps_table, UpdateFlags};
 pub use lifecycle::{audit, delete, kill, kill_check, list, parse_signal, start, state, ListEntry};
 pub use manage::{events, parse_size, pause, pids, resume, stats, stats_data, update};
 pub use state::{StateRoot, Status};
