@@ -77,7 +77,7 @@ fn handle_attack(global: &[&str], t: &Test) -> String {
 #[test]
 fn open_by_handle_at_is_refused_with_every_layer_on() {
     if !is_sealrun() {
-        return;
+        return skip(&sealrun_only("the operator policy"));
     }
     let t = Test::new();
     assert_eq!(handle_attack(&[], &t), EPERM);
@@ -86,7 +86,7 @@ fn open_by_handle_at_is_refused_with_every_layer_on() {
 #[test]
 fn open_by_handle_at_reads_host_files_without_landlock() {
     if !attack::can_disable() {
-        return;
+        return skip(&attack::no_disable());
     }
     let t = Test::new();
     let g = off(&["landlock"]);
@@ -96,7 +96,7 @@ fn open_by_handle_at_reads_host_files_without_landlock() {
 #[test]
 fn open_by_handle_at_reads_host_files_when_the_policy_allows_it() {
     if !is_sealrun() {
-        return;
+        return skip(&sealrun_only("the operator policy"));
     }
     let t = Test::new();
     let p = policy_file(&t, "policy.json", json!({"allowOpenByHandleAt": true}));
@@ -107,7 +107,7 @@ fn open_by_handle_at_reads_host_files_when_the_policy_allows_it() {
 #[test]
 fn audit_record_flags_cap_dac_read_search() {
     if !is_sealrun() {
-        return;
+        return skip(&sealrun_only("the operator policy"));
     }
     let t = Test::new();
     let mut b = t.bundle();
@@ -147,7 +147,7 @@ fn weakening_bundle(t: &Test, annotations: Value) -> Bundle {
 #[test]
 fn weakening_annotation_is_refused_without_a_policy() {
     if !is_sealrun() {
-        return;
+        return skip(&sealrun_only("the operator policy"));
     }
     for (key, value) in [
         ("run.sealrun.landlock", "off"),
@@ -167,7 +167,7 @@ fn weakening_annotation_is_refused_without_a_policy() {
 #[test]
 fn tightening_annotations_need_no_policy() {
     if !is_sealrun() {
-        return;
+        return skip(&sealrun_only("the operator policy"));
     }
     let t = Test::new();
     let mut b = weakening_bundle(
@@ -183,7 +183,7 @@ fn tightening_annotations_need_no_policy() {
 #[test]
 fn weakening_annotation_allowed_by_the_policy_is_audited() {
     if !is_sealrun() {
-        return;
+        return skip(&sealrun_only("the operator policy"));
     }
     let t = Test::new();
     let p = policy_file(
@@ -205,7 +205,7 @@ fn weakening_annotation_allowed_by_the_policy_is_audited() {
 #[test]
 fn a_policy_allowing_one_weakening_refuses_the_other() {
     if !is_sealrun() {
-        return;
+        return skip(&sealrun_only("the operator policy"));
     }
     let t = Test::new();
     let p = policy_file(
@@ -224,7 +224,7 @@ fn a_policy_allowing_one_weakening_refuses_the_other() {
 #[test]
 fn seccomp_required_refuses_an_unconfined_container() {
     if !is_sealrun() {
-        return;
+        return skip(&sealrun_only("the operator policy"));
     }
     let t = Test::new();
     let p = policy_file(&t, "policy.json", json!({"requireSeccomp": true}));
@@ -242,7 +242,7 @@ fn seccomp_required_refuses_an_unconfined_container() {
 #[test]
 fn forbidden_syscall_allowed_by_the_profile_is_refused() {
     if !is_sealrun() {
-        return;
+        return skip(&sealrun_only("the operator policy"));
     }
     let t = Test::new();
     let p = policy_file(&t, "policy.json", json!({"forbiddenSyscalls": ["ptrace"]}));
@@ -257,7 +257,7 @@ fn forbidden_syscall_allowed_by_the_profile_is_refused() {
 #[test]
 fn capability_floor() {
     if !is_sealrun() {
-        return;
+        return skip(&sealrun_only("the operator policy"));
     }
     let t = Test::new();
     let p = policy_file(
@@ -285,7 +285,7 @@ fn capability_floor() {
 #[test]
 fn missing_explicit_policy_file_is_an_error() {
     if !is_sealrun() {
-        return;
+        return skip(&sealrun_only("the operator policy"));
     }
     let t = Test::new();
     let missing = t.path("no-such-policy.json");
@@ -298,7 +298,7 @@ fn missing_explicit_policy_file_is_an_error() {
 #[test]
 fn malformed_policy_names_file_and_field() {
     if !is_sealrun() {
-        return;
+        return skip(&sealrun_only("the operator policy"));
     }
     let t = Test::new();
     let b = t.bundle();
@@ -357,7 +357,7 @@ fn spec_bundle(t: &Test) -> Bundle {
 #[test]
 fn check_explains_the_default_config() {
     if !is_sealrun() {
-        return;
+        return skip(&sealrun_only("the operator policy"));
     }
     let t = Test::new();
     let b = spec_bundle(&t);
@@ -448,7 +448,7 @@ fn risk_text(r: &Value) -> String {
 #[test]
 fn check_flags_a_risky_config() {
     if !is_sealrun() {
-        return;
+        return skip(&sealrun_only("the operator policy"));
     }
     let t = Test::new();
     let b = risky_bundle(&t);
@@ -487,7 +487,7 @@ fn check_flags_a_risky_config() {
 #[test]
 fn check_lists_every_policy_violation_and_exits_1() {
     if !is_sealrun() {
-        return;
+        return skip(&sealrun_only("the operator policy"));
     }
     let t = Test::new();
     let p = policy_file(
@@ -542,7 +542,7 @@ fn check_lists_every_policy_violation_and_exits_1() {
 #[test]
 fn check_of_a_bad_config_is_one_error_line() {
     if !is_sealrun() {
-        return;
+        return skip(&sealrun_only("the operator policy"));
     }
     let t = Test::new();
     let mut b = t.bundle();
