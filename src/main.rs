@@ -268,7 +268,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Create(_) | Command::Run { .. } | Command::Exec(_) | Command::Helper { .. }
     );
     let seal = if seals {
-        selfexe::ensure_sealed(layers.no_selfexe)?
+        selfexe::ensure_sealed(layers.selfexe_off())?
     } else {
         SealStatus::Disabled
     };

@@ -92,7 +92,14 @@ pub fn sealrun_bin() -> Res<PathBuf> {
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let ok = Command::new(cargo)
-        .args(["build", "--release", "--bin", "sealrun"])
+        .args([
+            "build",
+            "--release",
+            "--bin",
+            "sealrun",
+            "--features",
+            "unsafe-test-switches",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .is_ok_and(|s| s.success());

@@ -17,22 +17,24 @@ use crate::error::{Error, Result};
 
 /// Hardening layers that can be switched off for testing only, from the command line
 /// (`--unsafe-disable LAYER`), never from a container's config. Each attack test runs once
-/// with its layer off to prove the test can fail.
+/// with its layer off to prove the test can fail. Only a build with the cargo feature
+/// `unsafe-test-switches` can switch a layer off ([`Layers::disable`]); without it every
+/// `Layers` value has every layer on.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Layers {
     /// Sealed memfd self-copy.
-    pub no_selfexe: bool,
+    pub(crate) no_selfexe: bool,
     /// Landlock.
-    pub no_landlock: bool,
+    pub(crate) no_landlock: bool,
     /// seccomp.
-    pub no_seccomp: bool,
+    pub(crate) no_seccomp: bool,
     /// Close-on-exec sweep of inherited fds.
-    pub no_fd_hygiene: bool,
+    pub(crate) no_fd_hygiene: bool,
     /// In-root path resolution and /proc, /dev/null, /dev/console checks.
-    pub no_path_safety: bool,
+    pub(crate) no_path_safety: bool,
     /// Non-dumpable runtime processes.
-    pub no_nondumpable: bool,
+    pub(crate) no_nondumpable: bool,
 }
 
 impl Layers {
@@ -46,8 +48,14 @@ impl Layers {
         "nondumpable",
     ];
 
-    /// Switch one layer off by name.
+    /// Switch one layer off by name (builds with the `unsafe-test-switches` feature only).
     pub fn disable(&mut self, name: &str) -> Result<()> {
+        if !cfg!(feature = "unsafe-test-switches") {
+            return Err(Error::Unsupported(format!(
+                "--unsafe-disable {name}: this build has no test switches (cargo feature \
+                 unsafe-test-switches)"
+            )));
+        }
         match name {
             "selfexe" => self.no_selfexe = true,
             "landlock" => self.no_landlock = true,
@@ -75,6 +83,11 @@ impl Layers {
             no_path_safety: self.no_path_safety || other.no_path_safety,
             no_nondumpable: self.no_nondumpable || other.no_nondumpable,
         }
+    }
+
+    /// Whether the sealed self-copy is switched off.
+    pub fn selfexe_off(&self) -> bool {
+        self.no_selfexe
     }
 
     /// The names of the layers switched off, as owned strings (for records).
@@ -860,6 +873,12 @@ pub(crate) mod tests {
     #[test]
     fn layers_by_name() {
         let mut l = Layers::default();
+        if !cfg!(feature = "unsafe-test-switches") {
+            let e = l.disable("landlock").unwrap_err().to_string();
+            assert!(e.contains("unsafe-test-switches"), "{e}");
+            assert_eq!(l, Layers::default(), "nothing switched off");
+            return;
+        }
         l.disable("landlock").unwrap();
         l.disable("selfexe").unwrap();
         assert_eq!(l.disabled(), vec!["selfexe", "landlock"]);

@@ -271,12 +271,24 @@ impl Agent {
 
 /// Whether this runtime can switch layers off (`--unsafe-disable` is sealrun's).
 pub fn can_disable() -> bool {
-    is_sealrun()
+    static CAN: OnceLock<bool> = OnceLock::new();
+    *CAN.get_or_init(|| {
+        // A build without the `unsafe-test-switches` feature refuses the flag.
+        is_sealrun()
+            && Command::new(runtime())
+                .args(["--unsafe-disable", "seccomp", "features"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+    })
 }
 
 /// The skip reason of a layer-off twin where [`can_disable`] is false.
 pub fn no_disable() -> String {
-    crate::common::sealrun_only("a layer switched off (--unsafe-disable or an annotation)")
+    crate::common::sealrun_only(
+        "a layer switched off (--unsafe-disable, in builds with the unsafe-test-switches feature)",
+    )
 }
 
 /// Connect to an abstract unix socket from the test (to check a listener is up).
