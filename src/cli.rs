@@ -223,6 +223,10 @@ pub enum Command {
     },
     /// Change a container's resource limits.
     Update(UpdateArgs),
+    /// Checkpoint a running container (not supported: sealrun has no CRIU support).
+    Checkpoint(CheckpointArgs),
+    /// Restore a container from a checkpoint (not supported: sealrun has no CRIU support).
+    Restore(RestoreArgs),
     /// Print resource usage: one sample with --stats, else a sample every --interval.
     Events {
         /// Container id.
@@ -378,4 +382,121 @@ mod tests {
         assert_eq!(a.cwd, Some(PathBuf::from("/d")));
         assert_eq!(a.command, ["true"]);
     }
+}
+
+/// `checkpoint` options (runc's; checked as runc does, then refused: sealrun has no CRIU).
+#[derive(Debug, Args)]
+// Accepted so runc's command lines parse; only the id and the paths are read.
+#[allow(dead_code)]
+pub struct CheckpointArgs {
+    /// Container id.
+    pub id: String,
+    /// Directory for the images (default: ./checkpoint).
+    #[arg(long)]
+    pub image_path: Option<PathBuf>,
+    /// Directory for CRIU's logs and work files.
+    #[arg(long)]
+    pub work_path: Option<PathBuf>,
+    /// Previous pre-dump, relative to --image-path.
+    #[arg(long)]
+    pub parent_path: Option<PathBuf>,
+    /// Leave the process running after the checkpoint.
+    #[arg(long)]
+    pub leave_running: bool,
+    /// Allow open TCP connections.
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Allow external unix sockets.
+    #[arg(long)]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs.
+    #[arg(long)]
+    pub shell_job: bool,
+    /// Use userfaultfd to lazily restore memory pages.
+    #[arg(long)]
+    pub lazy_pages: bool,
+    /// Descriptor to report lazy-pages readiness on.
+    #[arg(long)]
+    pub status_fd: Option<String>,
+    /// ADDRESS:PORT of a page server.
+    #[arg(long)]
+    pub page_server: Option<String>,
+    /// Handle file locks.
+    #[arg(long)]
+    pub file_locks: bool,
+    /// Dump memory only, leave the container running.
+    #[arg(long)]
+    pub pre_dump: bool,
+    /// Cgroups mode: soft, full, strict or ignore.
+    #[arg(long)]
+    pub manage_cgroups_mode: Option<String>,
+    /// Namespaces not to checkpoint.
+    #[arg(long)]
+    pub empty_ns: Option<String>,
+    /// Deduplicate with the parent image.
+    #[arg(long)]
+    pub auto_dedup: bool,
+}
+
+/// `restore` options (runc's; refused: sealrun has no CRIU).
+#[derive(Debug, Args)]
+// Accepted so runc's command lines parse; only the id is read.
+#[allow(dead_code)]
+pub struct RestoreArgs {
+    /// Container id.
+    pub id: String,
+    /// The bundle directory.
+    #[arg(short, long)]
+    pub bundle: Option<PathBuf>,
+    /// Socket for the console's pty master.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Directory of the images (default: ./checkpoint).
+    #[arg(long)]
+    pub image_path: Option<PathBuf>,
+    /// Directory for CRIU's logs and work files.
+    #[arg(long)]
+    pub work_path: Option<PathBuf>,
+    /// Allow open TCP connections.
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Allow external unix sockets.
+    #[arg(long)]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs.
+    #[arg(long)]
+    pub shell_job: bool,
+    /// Handle file locks.
+    #[arg(long)]
+    pub file_locks: bool,
+    /// Cgroups mode: soft, full, strict or ignore.
+    #[arg(long)]
+    pub manage_cgroups_mode: Option<String>,
+    /// Do not wait for the container.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Write the init's pid here.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Do not become the subreaper.
+    #[arg(long)]
+    pub no_subreaper: bool,
+    /// Use MS_MOVE instead of pivot_root.
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Namespaces not to restore.
+    #[arg(long)]
+    pub empty_ns: Option<String>,
+    /// Deduplicate with the parent image.
+    #[arg(long)]
+    pub auto_dedup: bool,
+    /// Use userfaultfd to lazily restore memory pages.
+    #[arg(long)]
+    pub lazy_pages: bool,
+    /// LSM profile for the restored process.
+    #[arg(long)]
+    pub lsm_profile: Option<String>,
+    /// LSM mount context.
+    #[arg(long)]
+    pub lsm_mount_context: Option<String>,
 }

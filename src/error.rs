@@ -21,7 +21,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The bundle's config.json (or a process.json, or a resources file) is wrong; `field` is the
     /// JSON path of the offending value, e.g. `process.args` or `mounts[2].destination`.
-    #[error("invalid config: {field}: {reason}")]
+    #[error("invalid configuration: {field}: {reason}")]
     InvalidConfig {
         /// JSON path of the offending field.
         field: String,

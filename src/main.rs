@@ -341,6 +341,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let every = container::parse_interval(&interval)?;
             container::events(&rt, &id, every, |v| outln!("{}", Ordered(v, EVENT_ORDER))).map(|_| 0)
         }
+        Command::Checkpoint(a) => container::checkpoint(
+            &rt,
+            &a.id,
+            a.image_path.as_deref(),
+            a.parent_path.as_deref(),
+        )
+        .map(|_| 0),
+        Command::Restore(a) => container::restore(&rt, &a.id).map(|_| 0),
         Command::Audit { id } => {
             let record = container::audit(&rt, &id)?;
             println!(

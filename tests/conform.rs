@@ -606,3 +606,6 @@ fn device_access_letters_runc_tolerates() {
     t.run(&b).error_line(&["devices[0].access"]);
     t.assert_nothing_left();
 }
+
+#[path = "conform/gaps.rs"]
+mod gaps;

@@ -659,9 +659,11 @@ fn unified(r: &LinuxResources, host: &dyn Host, p: &mut Planned) -> Result<()> {
         let field = format!("unified[{key:?}]");
         let on_v2 = ctl == "cgroup" || host.version(ctl) == Some(Ver::V2);
         if !on_v2 {
-            return Err(Error::Unsupported(format!(
-                "linux.resources.{field}: the {ctl} controller is not available on cgroup v2 here"
-            )));
+            // runc's words: unified keys on a v1 controller are a configuration error.
+            return Err(Error::config(
+                format!("linux.resources.{field}"),
+                format!("the {ctl} controller is not on cgroup v2 here (cgroup v1 cannot take unified keys)"),
+            ));
         }
         p.write(ctl, key, &map[key], &field);
     }

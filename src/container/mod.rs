@@ -5,6 +5,7 @@
 //! binary. Programs embedding sealrun use [`crate::Sandbox`], which runs them in a helper.
 
 mod create;
+mod criu;
 mod exec;
 mod flags;
 pub mod host;
@@ -18,6 +19,7 @@ pub mod state;
 mod tty;
 
 pub use create::{create, run, run_keep, RunOutcome};
+pub use criu::{checkpoint, restore};
 pub use exec::{exec, ExecOptions, ProcessSource};
 pub use flags::{parse_interval, ps_table, UpdateFlags};
 pub use lifecycle::{audit, delete, kill, kill_check, list, parse_signal, start, state, ListEntry};

@@ -300,15 +300,32 @@ fn sysctl_namespace(key: &str) -> Option<NsKind> {
     }
 }
 
+/// The sysctl settings, each checked against the namespaces it needs; `domainname` is the
+/// config's own field, which `kernel.domainname` must not contradict.
 fn plan_sysctl(
     map: &Option<HashMap<String, String>>,
     ns: &Namespaces,
+    domainname: Option<&str>,
 ) -> Result<Vec<(String, String)>> {
     let mut out: Vec<(String, String)> = Vec::new();
     for (k, v) in map.iter().flatten() {
         let field = format!("linux.sysctl[{k:?}]");
         if k.split(['.', '/']).any(|c| c.is_empty() || c == "..") {
             return Err(Error::config(field, "is not a sysctl name"));
+        }
+        // The config has a field of its own for these; two sources for one value would leave
+        // the result to the order they are applied in (runc refuses `kernel.hostname` too).
+        if k == "kernel.hostname" {
+            return Err(Error::config(
+                field,
+                "is not allowed as it conflicts with the OCI \"hostname\" field",
+            ));
+        }
+        if k == "kernel.domainname" && domainname.is_some_and(|d| !d.is_empty() && d != v) {
+            return Err(Error::config(
+                field,
+                "is not allowed as it conflicts with the OCI \"domainname\" field",
+            ));
         }
         match sysctl_namespace(k) {
             Some(kind) if ns.has(kind) => out.push((k.clone(), v.clone())),
@@ -610,7 +627,7 @@ pub fn plan(spec: &Spec, opts: CreateOptions, host: &HostFacts) -> Result<Plan> 
     };
     let masked_paths = paths(linux.masked_paths(), "maskedPaths")?;
     let readonly_paths = paths(linux.readonly_paths(), "readonlyPaths")?;
-    let sysctl = plan_sysctl(linux.sysctl(), &namespaces)?;
+    let sysctl = plan_sysctl(linux.sysctl(), &namespaces, spec.domainname().as_deref())?;
     let hooks = spec.hooks().clone().unwrap_or_default();
     check_hooks(&hooks)?;
     if process.terminal && opts.console_socket.is_none() && !opts.proxy_terminal {
@@ -845,7 +862,7 @@ pub(crate) mod tests {
         let mut ns = Namespaces::default();
         let mut map = HashMap::new();
         map.insert("net.ipv4.ip_forward".to_string(), "1".to_string());
-        let e = plan_sysctl(&Some(map.clone()), &ns)
+        let e = plan_sysctl(&Some(map.clone()), &ns, None)
             .unwrap_err()
             .to_string();
         assert!(
@@ -853,10 +870,10 @@ pub(crate) mod tests {
             "{e}"
         );
         ns.new.push(NsKind::Network);
-        assert_eq!(plan_sysctl(&Some(map), &ns).unwrap().len(), 1);
+        assert_eq!(plan_sysctl(&Some(map), &ns, None).unwrap().len(), 1);
         let mut host = HashMap::new();
         host.insert("vm.swappiness".to_string(), "1".to_string());
-        assert!(plan_sysctl(&Some(host), &ns).is_err());
+        assert!(plan_sysctl(&Some(host), &ns, None).is_err());
     }
 
     #[test]
