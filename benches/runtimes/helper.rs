@@ -22,19 +22,25 @@ use crate::Res;
 pub const FLAG: &str = "--bench-helper";
 
 #[derive(Debug, Deserialize)]
-struct Job {
-    argv: Vec<String>,
+pub struct Job {
+    pub argv: Vec<String>,
     work: PathBuf,
-    run_dir: PathBuf,
-    rootfs: PathBuf,
-    config: PathBuf,
+    pub run_dir: PathBuf,
+    pub rootfs: PathBuf,
+    pub config: PathBuf,
     config_sleep: PathBuf,
-    cgroup_parent: String,
-    prefix: String,
+    pub cgroup_parent: String,
+    pub prefix: String,
     tasks: Vec<String>,
+    #[serde(default)]
     execs: usize,
+    #[serde(default)]
     tp_n: usize,
+    #[serde(default)]
     tp_par: usize,
+    /// The cost-curve tasks' settings (`curve_helper.rs`).
+    #[serde(default)]
+    pub curve: crate::curve_helper::CurveJob,
 }
 
 /// Entry point; the exit status is 0 whenever a JSON object was printed.
@@ -74,7 +80,7 @@ fn run(path: &Path) -> Res<Map<String, Value>> {
             "lifecycle" => lifecycle_task(&job, &mut cleanup, &mut out)?,
             "exec" => exec_task(&job, &mut cleanup, &mut out)?,
             "throughput" => throughput_task(&job, &mut out)?,
-            other => return Err(format!("unknown task {other}")),
+            other => crate::curve_helper::task(&job, other, &mut out)?,
         }
     }
     Ok(out)
@@ -107,7 +113,7 @@ impl Drop for Cleanup<'_> {
 
 /// A bundle of its own for container `id`: the shared rootfs (absolute `root.path`) and an
 /// absolute cgroupsPath under the bench's parent.
-fn bundle(job: &Job, id: &str, config: &Path) -> Res<PathBuf> {
+pub fn bundle(job: &Job, id: &str, config: &Path) -> Res<PathBuf> {
     let raw = std::fs::read(config).map_err(|e| format!("{}: {e}", config.display()))?;
     let mut cfg: Value = serde_json::from_slice(&raw).map_err(|e| format!("config: {e}"))?;
     cfg["root"]["path"] = json!(job.rootfs);
@@ -121,15 +127,20 @@ fn bundle(job: &Job, id: &str, config: &Path) -> Res<PathBuf> {
 
 /// What a finished command cost: wall time, CPU time (user + system, of the command and the
 /// children it waited for) and peak RSS.
-struct Done {
-    ms: f64,
-    cpu_ms: f64,
-    rss_kb: f64,
+pub struct Done {
+    pub ms: f64,
+    pub cpu_ms: f64,
+    pub rss_kb: f64,
 }
 
 /// Run `argv cmd...` with stdio closed (stderr to a file, shown if it fails), timed.
-fn timed(job: &Job, cmd: &[&str]) -> Res<Done> {
-    let err_path = job.run_dir.join(format!("stderr-{}", job.prefix));
+pub fn timed(job: &Job, cmd: &[&str]) -> Res<Done> {
+    timed_tag(job, cmd, "")
+}
+
+/// [`timed`] with a stderr file of its own per `tag` (for commands run in parallel).
+pub fn timed_tag(job: &Job, cmd: &[&str], tag: &str) -> Res<Done> {
+    let err_path = job.run_dir.join(format!("stderr-{}{tag}", job.prefix));
     let err = File::create(&err_path).map_err(|e| format!("{}: {e}", err_path.display()))?;
     let mut c = Command::new(&job.argv[0]);
     c.args(&job.argv[1..])
@@ -158,13 +169,13 @@ fn timed(job: &Job, cmd: &[&str]) -> Res<Done> {
 }
 
 /// The rusage figures the bench reports.
-struct Usage {
-    cpu_ms: f64,
-    rss_kb: f64,
+pub struct Usage {
+    pub cpu_ms: f64,
+    pub rss_kb: f64,
 }
 
 /// `wait4` for one child: its exit status (128+N for signal N) and its usage.
-fn wait4(pid: i32) -> Res<(i32, Usage)> {
+pub fn wait4(pid: i32) -> Res<(i32, Usage)> {
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain old data; all-zero is a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -202,7 +213,7 @@ fn reap_all() {
     }
 }
 
-fn put(out: &mut Map<String, Value>, key: &str, v: f64) {
+pub fn put(out: &mut Map<String, Value>, key: &str, v: f64) {
     match out.get_mut(key) {
         Some(Value::Array(list)) => list.push(json!(v)),
         _ => {
@@ -222,7 +233,7 @@ fn run_task(job: &Job, out: &mut Map<String, Value>) -> Res<()> {
     Ok(())
 }
 
-fn read_pid(path: &Path) -> Res<i32> {
+pub fn read_pid(path: &Path) -> Res<i32> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     text.trim()
         .parse()
@@ -278,6 +289,13 @@ fn lifecycle_task(job: &Job, cleanup: &mut Cleanup, out: &mut Map<String, Value>
     put(out, "delete_rss_kb", d.rss_kb);
     cleanup.done(&id);
     Ok(())
+}
+
+/// A number from a file of the container's cgroup v1 memory controller.
+pub fn cgroup_file(parent: &str, id: &str, file: &str) -> Option<f64> {
+    let rel = format!("{}/{id}", parent.trim_start_matches('/'));
+    let p = Path::new("/sys/fs/cgroup/memory").join(rel).join(file);
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
 }
 
 /// Peak memory charged to the container's cgroup: v1 `memory.max_usage_in_bytes`, else v2

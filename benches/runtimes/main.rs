@@ -14,6 +14,9 @@
 //! variants), `BENCH_OUT` (results folder, default benches/results), `SEALRUN_BIN` (benchmark
 //! that binary instead of this checkout's release build).
 
+mod curve;
+mod curve_helper;
+mod curve_report;
 mod helper;
 mod machine;
 mod report;
@@ -43,7 +46,7 @@ pub struct Settings {
     pub layers: bool,
 }
 
-fn env_num(name: &str, default: usize) -> Res<usize> {
+pub fn env_num(name: &str, default: usize) -> Res<usize> {
     match std::env::var(name) {
         Ok(v) => v
             .trim()
@@ -54,7 +57,7 @@ fn env_num(name: &str, default: usize) -> Res<usize> {
 }
 
 impl Settings {
-    fn from_env() -> Res<Settings> {
+    pub fn from_env() -> Res<Settings> {
         Ok(Settings {
             iters: env_num("BENCH_ITERS", 60)?.max(1),
             warmup: env_num("BENCH_WARMUP", 2)?,
@@ -84,7 +87,7 @@ pub struct Subject {
 }
 
 impl Subject {
-    fn slug(&self) -> String {
+    pub fn slug(&self) -> String {
         self.name
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -105,7 +108,13 @@ fn main() {
         println!("runtimes: benchmark only; run `cargo bench --bench runtimes` as root");
         return;
     }
-    match run() {
+    // `cargo bench --bench runtimes -- curve`: the cost curve (curve.rs) instead.
+    let result = if args.iter().any(|a| a == "curve") {
+        curve::run()
+    } else {
+        run()
+    };
+    match result {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
         Err(e) => {
@@ -243,7 +252,7 @@ fn measure(
     Ok((samples, failures))
 }
 
-fn job(s: &Settings, subj: &Subject, work: &setup::Work, tag: &str, tasks: &[&str]) -> Value {
+pub fn job(s: &Settings, subj: &Subject, work: &setup::Work, tag: &str, tasks: &[&str]) -> Value {
     let mut argv = vec![subj.bin.display().to_string()];
     argv.extend(subj.flags.iter().cloned());
     argv.push("--root".into());
@@ -275,7 +284,7 @@ const WRAPPER: &str = "set -e; \
     if grep -qs ' /sys/fs/cgroup/unified ' /proc/self/mountinfo; then \
     mount -t tmpfs none /sys/fs/cgroup/unified; fi; exec \"$@\"";
 
-fn run_job(work: &setup::Work, subj: &Subject, job: &Value) -> Res<Value> {
+pub fn run_job(work: &setup::Work, subj: &Subject, job: &Value) -> Res<Value> {
     let path = work.path().join(format!("job-{}.json", subj.slug()));
     std::fs::write(&path, job.to_string()).map_err(|e| format!("{}: {e}", path.display()))?;
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;

@@ -151,7 +151,7 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 }
 
 /// (`YYYY-MM-DD`, `YYYY-MM-DD HH:MM UTC`), from the runtime's own RFC 3339 formatter.
-fn now() -> (String, String) {
+pub fn now() -> (String, String) {
     let now = sealrun::log::now_rfc3339();
     let date = now[..10].to_string();
     let stamp = format!("{date} {} UTC", &now[11..16]);
@@ -405,7 +405,7 @@ fn markdown(subjects: &[Subject], samples: &Samples, meta: &Value, stamp: &str) 
     out
 }
 
-fn results_root() -> PathBuf {
+pub fn results_root() -> PathBuf {
     match std::env::var("BENCH_OUT") {
         Ok(p) => PathBuf::from(p),
         Err(_) => Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results"),

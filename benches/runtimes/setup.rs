@@ -158,32 +158,37 @@ impl Work {
 
 impl Drop for Work {
     fn drop(&mut self) {
-        remove_cgroups(&self.cgroup_parent);
+        let _ = remove_cgroups(&self.cgroup_parent);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 /// Remove the bench's cgroup parent in every hierarchy (deepest first; processes that are
-/// somehow still inside are killed first).
-fn remove_cgroups(parent: &str) {
+/// somehow still inside are killed first). Returns how many cgroups were found below it (what
+/// a runtime left behind).
+pub fn remove_cgroups(parent: &str) -> usize {
     let rel = parent.trim_start_matches('/');
     let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
     if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
         roots.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
     }
+    let mut below = 0;
     for root in roots {
         let top = root.join(rel);
         if top.is_dir() {
-            remove_tree(&top);
+            below += remove_tree(&top);
         }
     }
+    below
 }
 
-fn remove_tree(dir: &Path) {
+/// Removes `dir` and the cgroups below it; returns how many there were below it.
+fn remove_tree(dir: &Path) -> usize {
+    let mut below = 0;
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_tree(&e.path());
+                below += 1 + remove_tree(&e.path());
             }
         }
     }
@@ -200,6 +205,7 @@ fn remove_tree(dir: &Path) {
             eprintln!("bench: cannot remove cgroup {}: {e}", dir.display());
         }
     }
+    below
 }
 
 /// The rootfs: busybox-static with its applet symlinks, and the mount points.
