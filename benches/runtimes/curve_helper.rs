@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::helper::{bundle, cgroup_file, put, read_pid, timed, timed_tag, wait4, Job};
+use crate::helper::{bundle, cgroup_file, put, read_pid, timed, timed_tag, wait4, Done, Job};
 use crate::Res;
 
 /// The curve settings a job carries.
@@ -146,8 +146,9 @@ impl Drop for Fleet<'_> {
     }
 }
 
-/// `create` + `start` of an idle container; returns (create+start ms, init pid).
-fn start_idle(job: &Job, fleet: &Fleet, id: &str, config: &Path, tag: &str) -> Res<(f64, i32)> {
+/// `create` + `start` of an idle container; returns their summed wall and CPU time, and the
+/// init's pid.
+fn start_idle(job: &Job, fleet: &Fleet, id: &str, config: &Path, tag: &str) -> Res<(Done, i32)> {
     let b = bundle(job, id, config)?.display().to_string();
     let pid_file = job.run_dir.join(format!("{id}.pid"));
     let pid_arg = pid_file.display().to_string();
@@ -160,7 +161,12 @@ fn start_idle(job: &Job, fleet: &Fleet, id: &str, config: &Path, tag: &str) -> R
     let pid = read_pid(&pid_file)?;
     fleet.set(id, Some(pid));
     let s = timed_tag(job, &["start", id], tag)?;
-    Ok((c.ms + s.ms, pid))
+    let sum = Done {
+        ms: c.ms + s.ms,
+        cpu_ms: c.cpu_ms + s.cpu_ms,
+        rss_kb: c.rss_kb.max(s.rss_kb),
+    };
+    Ok((sum, pid))
 }
 
 /// Wait until the init has become busybox `sleep` (the runtime's own code is gone).
@@ -222,13 +228,16 @@ fn running(job: &Job, out: &mut Map<String, Value>) -> Res<()> {
     for k in 0..c.samples {
         let id = format!("{}-s{k}", job.prefix);
         let (cs, pid) = start_idle(job, &samples, &id, &c.config_idle, "")?;
-        put(out, &format!("{level}/cs_ms"), cs);
-        put(
-            out,
-            &format!("{level}/state_ms"),
-            timed(job, &["state", &id])?.ms,
-        );
-        put(out, &format!("{level}/list_ms"), timed(job, &["list"])?.ms);
+        put(out, &format!("{level}/cs_ms"), cs.ms);
+        put(out, &format!("{level}/cs_cpu_ms"), cs.cpu_ms);
+        for (name, cmd) in [
+            ("state", vec!["state", id.as_str()]),
+            ("list", vec!["list"]),
+        ] {
+            let d = timed(job, &cmd)?;
+            put(out, &format!("{level}/{name}_ms"), d.ms);
+            put(out, &format!("{level}/{name}_cpu_ms"), d.cpu_ms);
+        }
         wait_idle(pid)?;
         if let Some(kb) = vm_rss_kb(pid) {
             put(out, &format!("{level}/idle_rss_kb"), kb);
@@ -242,11 +251,9 @@ fn running(job: &Job, out: &mut Map<String, Value>) -> Res<()> {
         )
         .map_err(|e| format!("kill {pid}: {e}"))?;
         wait4(pid)?;
-        put(
-            out,
-            &format!("{level}/delete_ms"),
-            timed(job, &["delete", &id])?.ms,
-        );
+        let d = timed(job, &["delete", &id])?;
+        put(out, &format!("{level}/delete_ms"), d.ms);
+        put(out, &format!("{level}/delete_cpu_ms"), d.cpu_ms);
         samples.forget(&id);
     }
     if c.n > 0 {
@@ -267,6 +274,7 @@ fn churn(job: &Job, out: &mut Map<String, Value>) -> Res<()> {
     let deadline = Duration::from_secs_f64(c.churn_secs);
     let lat = Mutex::new(Vec::new());
     let errors = Mutex::new(Vec::new());
+    let cpu0 = children_cpu_ms()?;
     let t0 = Instant::now();
     std::thread::scope(|s| {
         for (t, b) in bundles.iter().enumerate() {
@@ -299,9 +307,19 @@ fn churn(job: &Job, out: &mut Map<String, Value>) -> Res<()> {
     let lat = lat.into_inner().map_err(|e| e.to_string())?;
     let errors = errors.into_inner().map_err(|e| e.to_string())?;
     put(out, "churn/per_s", lat.len() as f64 / secs);
+    let runs = (lat.len() + errors.len()).max(1) as f64;
+    put(out, "churn/cpu_ms_each", (children_cpu_ms()? - cpu0) / runs);
     put(out, "churn/failed", errors.len() as f64);
     out.insert("churn/lat_ms".into(), json!(lat));
     Ok(())
+}
+
+/// CPU time of every child this helper has reaped, and of what they reaped in turn.
+fn children_cpu_ms() -> Res<f64> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let u = getrusage(UsageWho::RUSAGE_CHILDREN).map_err(|e| format!("getrusage: {e}"))?;
+    let ms = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1e3 + t.tv_usec() as f64 / 1e3;
+    Ok(ms(u.user_time()) + ms(u.system_time()))
 }
 
 /// A variant that fails (a runtime refusing a profile) is reported, not fatal.

@@ -77,8 +77,16 @@ fn running_rows(ns: &[usize]) -> Vec<(String, Row)> {
         for r in [
             row("`create`+`start`, median (ms)", m("cs_ms"), 50.0, 1.0, 1),
             row("`create`+`start`, p99 (ms)", m("cs_ms"), 99.0, 1.0, 1),
+            row(
+                "`create`+`start`, CPU, median (ms)",
+                m("cs_cpu_ms"),
+                50.0,
+                1.0,
+                2,
+            ),
             row("`state`, median (ms)", m("state_ms"), 50.0, 1.0, 1),
             row("`list`, median (ms)", m("list_ms"), 50.0, 1.0, 1),
+            row("`list`, CPU, median (ms)", m("list_cpu_ms"), 50.0, 1.0, 2),
             row("`delete`, median (ms)", m("delete_ms"), 50.0, 1.0, 1),
             row("idle init RSS (MiB)", m("idle_rss_kb"), 50.0, 1024.0, 2),
             row(
@@ -229,6 +237,16 @@ fn markdown(names: &[String], s: &Samples, meta: &Value, stamp: &str) -> String 
                     99.0,
                     1.0,
                     1,
+                ),
+            ),
+            (
+                String::new(),
+                row(
+                    "CPU time per container (ms)",
+                    "churn/cpu_ms_each".into(),
+                    50.0,
+                    1.0,
+                    2,
                 ),
             ),
             (
@@ -394,74 +412,26 @@ fn charts(
     let mut out = Vec::new();
     let m = |k: &str| -> Vec<String> { ns.iter().map(|n| format!("n{n}/{k}")).collect() };
     let x = "containers already running (N)";
-    let panels = vec![
-        lines(
-            "create+start, median",
-            "ms",
-            x,
-            ns,
-            &m("cs_ms"),
-            names,
-            s,
-            50.0,
-            1.0,
-        ),
-        lines(
-            "create+start, p99",
-            "ms",
-            x,
-            ns,
-            &m("cs_ms"),
-            names,
-            s,
-            99.0,
-            1.0,
-        ),
-        lines(
-            "state, median",
-            "ms",
-            x,
-            ns,
-            &m("state_ms"),
-            names,
-            s,
-            50.0,
-            1.0,
-        ),
-        lines(
-            "list, median",
-            "ms",
-            x,
-            ns,
-            &m("list_ms"),
-            names,
-            s,
-            50.0,
-            1.0,
-        ),
-        lines(
-            "delete, median",
-            "ms",
-            x,
-            ns,
-            &m("delete_ms"),
-            names,
-            s,
-            50.0,
-            1.0,
-        ),
-        lines(
+    let specs: [(&str, &str, &str, f64, f64); 8] = [
+        ("create+start, median", "ms", "cs_ms", 50.0, 1.0),
+        ("create+start, CPU, median", "ms", "cs_cpu_ms", 50.0, 1.0),
+        ("create+start, p99", "ms", "cs_ms", 99.0, 1.0),
+        ("state, median", "ms", "state_ms", 50.0, 1.0),
+        ("list, median", "ms", "list_ms", 50.0, 1.0),
+        ("list, CPU, median", "ms", "list_cpu_ms", 50.0, 1.0),
+        ("delete, median", "ms", "delete_ms", 50.0, 1.0),
+        (
             "idle container: cgroup memory.usage",
             "MiB",
-            x,
-            ns,
-            &m("idle_cgroup_kb"),
-            names,
-            s,
+            "idle_cgroup_kb",
             50.0,
             1024.0,
         ),
     ];
+    let panels: Vec<Lines> = specs
+        .iter()
+        .map(|(t, u, k, p, scale)| lines(t, u, x, ns, &m(k), names, s, *p, *scale))
+        .collect();
     let title = format!("With N containers running — {stamp}");
     out.push((
         "curve-running.svg".into(),
