@@ -214,46 +214,17 @@ fn markdown(names: &[String], s: &Samples, meta: &Value, stamp: &str) -> String 
              back for {} s.\n",
             c["churn_par"], c["churn_secs"]
         );
-        let rows = vec![
-            (
-                String::new(),
-                row("containers per second", "churn/per_s".into(), 50.0, 1.0, 1),
-            ),
-            (
-                String::new(),
-                row(
-                    "`run` latency, median (ms)",
-                    "churn/lat_ms".into(),
-                    50.0,
-                    1.0,
-                    1,
-                ),
-            ),
-            (
-                String::new(),
-                row(
-                    "`run` latency, p99 (ms)",
-                    "churn/lat_ms".into(),
-                    99.0,
-                    1.0,
-                    1,
-                ),
-            ),
-            (
-                String::new(),
-                row(
-                    "CPU time per container (ms)",
-                    "churn/cpu_ms_each".into(),
-                    50.0,
-                    1.0,
-                    2,
-                ),
-            ),
-            (
-                String::new(),
-                row("failed runs", "churn/failed".into(), 50.0, 1.0, 0),
-            ),
+        let specs: [(&str, &str, f64, usize); 5] = [
+            ("containers per second", "per_s", 50.0, 1),
+            ("`run` latency, median (ms)", "lat_ms", 50.0, 1),
+            ("`run` latency, p99 (ms)", "lat_ms", 99.0, 1),
+            ("CPU time per container (ms)", "cpu_ms_each", 50.0, 2),
+            ("failed runs", "failed", 50.0, 0),
         ];
+        let rows: Vec<(String, Row)> = specs
+            .iter()
+            .map(|(l, k, p, d)| (String::new(), row(l, format!("churn/{k}"), *p, 1.0, *d)))
+            .collect();
         table(&mut out, "", &rows, names, s);
     }
     if s.values().any(|m| m.contains_key("run/seccomp-default_ms")) {
