@@ -119,7 +119,12 @@ pub fn ensure_sealed(disabled: bool) -> Result<SealStatus> {
     if let Some(status) = protection_of(exe.as_fd())? {
         return Ok(*CHECKED.get_or_init(|| status));
     }
-    let target = match overlay_copy(exe.as_fd()) {
+    let overlay = if memfd_forced() {
+        Err(Errno::EPERM)
+    } else {
+        overlay_copy(exe.as_fd())
+    };
+    let target = match overlay {
         Ok(fd) => fd,
         Err(_) => memfd_copy(exe.as_fd())?,
     };
@@ -141,6 +146,14 @@ pub fn ensure_sealed(disabled: bool) -> Result<SealStatus> {
     let envp: Vec<&std::ffi::CStr> = env.iter().map(|a| a.as_c_str()).collect();
     let errno = sys::process::fexecve(target.as_fd(), &argv, &envp);
     Err(Error::os("fexecve protected copy", None, errno))
+}
+
+/// The test switch `SEALRUN_UNSAFE_SELFEXE=memfd` (builds with the `unsafe-test-switches`
+/// feature only): take the memfd even where the overlay works, so the attack tests reach the
+/// fallback. It chooses between two protections and never skips one.
+fn memfd_forced() -> bool {
+    cfg!(feature = "unsafe-test-switches")
+        && std::env::var_os("SEALRUN_UNSAFE_SELFEXE").is_some_and(|v| v == "memfd")
 }
 
 /// The data-only layer of the overlay: overlayfs wants two lower layers when it has no upper

@@ -47,8 +47,23 @@ const SYS_CONNECT: i64 = if cfg!(target_arch = "x86_64") {
 /// Run route (a) with `layers` off; returns the attack's output and whether the runtime copy
 /// is unchanged.
 fn init_route(layers: &[&str]) -> (String, bool) {
+    init_route_with(layers, false)
+}
+
+/// The test switch that makes the runtime protect itself with the sealed memfd even where the
+/// read-only overlay works (the overlay's fallback).
+fn force_memfd(copy: &mut RuntimeCopy) {
+    copy.env
+        .push(("SEALRUN_UNSAFE_SELFEXE".into(), "memfd".into()));
+}
+
+/// [`init_route`], with the memfd forced when `memfd`.
+fn init_route_with(layers: &[&str], memfd: bool) -> (String, bool) {
     let t = Test::new();
-    let copy = RuntimeCopy::new(&t, "sealrun-copy");
+    let mut copy = RuntimeCopy::new(&t, "sealrun-copy");
+    if memfd {
+        force_memfd(&mut copy);
+    }
     let mut b = t.bundle();
     attack::attack_args(&mut b, &["sleep"]);
     let global = off(layers);
@@ -151,6 +166,19 @@ fn cve_2019_5736_init_route_selfexe_alone_blocks() {
 }
 
 #[test]
+fn cve_2019_5736_init_route_selfexe_memfd_alone_blocks() {
+    if !attack::can_disable() {
+        return skip(&attack::no_disable());
+    }
+    // The overlay's fallback: the sealed memfd refuses the write itself (EPERM).
+    let (out, unchanged) = init_route_with(&["nondumpable"], true);
+    assert_eq!(get(&out, "sealed_exe"), "sealed", "{out}");
+    assert_eq!(get(&out, "open"), "ok", "{out}");
+    assert_write_refused(&out);
+    assert!(unchanged, "{out}");
+}
+
+#[test]
 fn cve_2019_5736_init_route_works_with_both_layers_off() {
     if !attack::can_disable() {
         return skip(&attack::no_disable());
@@ -185,8 +213,16 @@ fn cve_2019_5736_init_route_works_with_both_layers_off() {
 //   a memfd is refused too).
 
 fn exec_route(layers: &[&str]) -> (String, bool) {
+    exec_route_with(layers, false)
+}
+
+/// [`exec_route`], with the memfd forced when `memfd`.
+fn exec_route_with(layers: &[&str], memfd: bool) -> (String, bool) {
     let t = Test::new();
-    let copy = RuntimeCopy::new(&t, "sealrun-copy");
+    let mut copy = RuntimeCopy::new(&t, "sealrun-copy");
+    if memfd {
+        force_memfd(&mut copy);
+    }
     let agent = Agent::new(&t.path("agent.sock"));
     let mut b = t.bundle();
     attack::attack_args(&mut b, &["exe-helper", "/gate"]);
@@ -277,6 +313,18 @@ fn cve_2019_5736_exec_route_selfexe_alone_blocks() {
         return skip(&attack::no_disable());
     }
     let (out, unchanged) = exec_route(&["nondumpable", "landlock"]);
+    assert_eq!(get(&out, "open"), "ok", "{out}");
+    assert_write_refused(&out);
+    assert!(unchanged, "{out}");
+}
+
+#[test]
+fn cve_2019_5736_exec_route_selfexe_memfd_alone_blocks() {
+    if !attack::can_disable() {
+        return skip(&attack::no_disable());
+    }
+    let (out, unchanged) = exec_route_with(&["nondumpable", "landlock"], true);
+    assert_eq!(get(&out, "sealed_exe"), "sealed", "{out}");
     assert_eq!(get(&out, "open"), "ok", "{out}");
     assert_write_refused(&out);
     assert!(unchanged, "{out}");
