@@ -90,16 +90,42 @@ pub fn current_seals() -> Result<Option<i32>> {
     seals_of(open_self()?.as_fd())
 }
 
-/// How `exe` is already protected, if it is: a memfd with every required seal, or a file
-/// on a read-only overlayfs mount (the kind [`overlay_copy`] makes; a read-only mount refuses
-/// the write through `/proc/<pid>/exe` whatever filesystem it holds).
-fn protection_of(exe: BorrowedFd<'_>) -> Result<Option<SealStatus>> {
+/// What protects a running executable.
+enum Found {
+    /// It is protected (a sealed memfd, or a read-only overlay no one can make writable).
+    Protected(SealStatus),
+    /// A read-only overlay whose superblock cannot be checked (no `statmount`): take the memfd
+    /// rather than re-executing through another overlay that could not be checked either.
+    Unverified,
+    /// Not protected.
+    No,
+}
+
+/// How `exe` is already protected, if it is: a memfd with every required seal, or a file on a
+/// read-only overlayfs mount that is either detached (in no mount namespace: the one
+/// [`overlay_copy`] makes, which only the running process holds) or has a read-only superblock
+/// (a lower-only overlay). A writable overlay merely mounted read-only does not count: whoever
+/// holds its namespace could make the mount writable again.
+fn protection_of(exe: BorrowedFd<'_>) -> Result<Found> {
     if let Some(seals) = seals_of(exe)? {
-        return Ok((seals & REQUIRED_SEALS == REQUIRED_SEALS).then_some(SealStatus::Sealed));
+        let sealed = seals & REQUIRED_SEALS == REQUIRED_SEALS;
+        return Ok(if sealed {
+            Found::Protected(SealStatus::Sealed)
+        } else {
+            Found::No
+        });
     }
     let on_overlay = sys::fd::fstatfs(exe).is_ok_and(|t| t == OVERLAYFS_SUPER_MAGIC);
     let read_only = || sys::fd::fstatvfs_flags(exe).is_ok_and(|f| f & libc::ST_RDONLY != 0);
-    Ok((on_overlay && read_only()).then_some(SealStatus::Overlay))
+    if !(on_overlay && read_only()) {
+        return Ok(Found::No);
+    }
+    Ok(match fsm::mount_id(exe).and_then(fsm::statmount_sb_flags) {
+        Err(Errno::ENOENT) => Found::Protected(SealStatus::Overlay),
+        Ok(flags) if flags & fsm::SB_RDONLY != 0 => Found::Protected(SealStatus::Overlay),
+        Ok(_) => Found::No,
+        Err(_) => Found::Unverified,
+    })
 }
 
 /// Make sure we run from a protected executable: return if we already do, otherwise re-execute
@@ -116,10 +142,11 @@ pub fn ensure_sealed(disabled: bool) -> Result<SealStatus> {
         return Ok(*status);
     }
     let exe = open_self()?;
-    if let Some(status) = protection_of(exe.as_fd())? {
+    let found = protection_of(exe.as_fd())?;
+    if let Found::Protected(status) = found {
         return Ok(*CHECKED.get_or_init(|| status));
     }
-    let overlay = if memfd_forced() {
+    let overlay = if memfd_forced() || matches!(found, Found::Unverified) {
         Err(Errno::EPERM)
     } else {
         overlay_copy(exe.as_fd())
@@ -233,6 +260,41 @@ mod tests {
     #[test]
     fn test_binary_is_not_a_memfd() {
         assert_eq!(current_seals().unwrap(), None);
+    }
+
+    #[test]
+    fn test_binary_is_not_protected() {
+        assert!(matches!(
+            protection_of(open_self().unwrap().as_fd()).unwrap(),
+            Found::No
+        ));
+    }
+
+    #[test]
+    fn overlay_copy_is_protected_and_refuses_writes() {
+        let exe = open_self().unwrap();
+        let copy = match overlay_copy(exe.as_fd()) {
+            Ok(fd) => fd,
+            Err(e @ (Errno::EPERM | Errno::EINVAL | Errno::ENODEV)) => {
+                eprintln!("SKIPPED: no read-only overlay here ({e}): the memfd is used");
+                return;
+            }
+            Err(e) => panic!("overlay_copy: {e}"),
+        };
+        assert!(matches!(
+            protection_of(copy.as_fd()).unwrap(),
+            Found::Protected(SealStatus::Overlay)
+        ));
+        // The CVE-2019-5736 write: reopen through the magic link for writing.
+        let reopen = sys::fd::open(
+            &sys::fd::proc_fd_path(copy.as_fd()),
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        );
+        assert_eq!(reopen.err(), Some(Errno::EROFS));
+        // Same content as the file we run.
+        let size = |fd: BorrowedFd<'_>| sys::fd::fstat(fd).unwrap().st_size;
+        assert_eq!(size(copy.as_fd()), size(exe.as_fd()));
     }
 
     #[test]
