@@ -66,6 +66,16 @@ pub fn set_nondumpable(layers: &crate::spec::Layers) -> Result<()> {
     sys::process::set_dumpable(false).op("prctl PR_SET_DUMPABLE")
 }
 
+/// What Rust's runtime start-up does that sealrun relies on, for its binary's `#![no_main]`
+/// entry: fds 0–2 open (on `/dev/null` if the caller closed them) and `SIGPIPE` ignored. The
+/// rest of that start-up (finding the main thread's stack in `/proc/self/maps`, an alternate
+/// signal stack for the stack-overflow message) ran in every process, twice per sealed
+/// command since it re-executes itself; a stack overflow is then a plain `SIGSEGV`.
+pub fn standard_start() -> Result<()> {
+    sys::fd::reopen_closed_std_fds().op("reopen closed standard fds")?;
+    sys::process::ignore_sigpipe().op("ignore SIGPIPE")
+}
+
 /// Our own executable, opened once for both the check and the copy.
 fn open_self() -> Result<OwnedFd> {
     let exe = Path::new("/proc/self/exe");

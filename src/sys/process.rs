@@ -140,6 +140,14 @@ pub fn capbset_drop(cap: u8) -> nix::Result<()> {
     prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong).map(drop)
 }
 
+/// `signal(SIGPIPE, SIG_IGN)`: a write to a closed pipe then fails with `EPIPE` instead of
+/// killing the process.
+pub fn ignore_sigpipe() -> nix::Result<()> {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: installing SIG_IGN runs no handler code, so it cannot break any invariant.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) }.map(drop)
+}
+
 /// `prctl(PR_CAPBSET_READ)`: whether `cap` is in the bounding set.
 pub fn capbset_read(cap: u8) -> nix::Result<bool> {
     prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong).map(|r| r == 1)
