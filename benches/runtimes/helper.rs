@@ -35,6 +35,8 @@ struct Job {
     execs: usize,
     tp_n: usize,
     tp_par: usize,
+    #[serde(default)]
+    env: Vec<(String, String)>,
 }
 
 /// Entry point; the exit status is 0 whenever a JSON object was printed.
@@ -134,6 +136,7 @@ fn timed(job: &Job, cmd: &[&str]) -> Res<Done> {
     let mut c = Command::new(&job.argv[0]);
     c.args(&job.argv[1..])
         .args(cmd)
+        .envs(job.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(err);
