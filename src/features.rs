@@ -55,7 +55,7 @@ pub fn features() -> Value {
         "annotations": {
             "run.sealrun.version": env!("CARGO_PKG_VERSION"),
             "run.sealrun.landlock.abi": crate::landlock::abi().to_string(),
-            "run.sealrun.sealed-exe": "memfd",
+            "run.sealrun.sealed-exe": "read-only-overlay,memfd",
             "run.sealrun.cgroup.host": host_cgroups(&mountinfo),
         }
     })

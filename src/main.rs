@@ -1,6 +1,10 @@
 //! sealrun's binary: seal self (create/run/exec only) → parse CLI → call the library → print
 //! the error (one line) → exit code.
 
+// The C entry point below replaces Rust's runtime start-up (see `selfexe::standard_start`);
+// test builds keep the harness's own main.
+#![cfg_attr(not(test), no_main)]
+
 mod cli;
 
 use clap::Parser;
@@ -42,7 +46,24 @@ fn fail_with(msg: &str, code: i32) -> ! {
     std::process::exit(code)
 }
 
-fn main() {
+/// The process's entry point. `std::env::args` still works: glibc hands argv to the
+/// initialisers Rust's standard library registers, whatever the entry point.
+#[cfg(not(test))]
+#[no_mangle]
+extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    if let Err(e) = selfexe::standard_start() {
+        fail(&e.to_string());
+    }
+    sealrun_main();
+    // `process::exit` flushes stdout as Rust's runtime would after `main`.
+    std::process::exit(0)
+}
+
+#[cfg_attr(test, allow(dead_code))]
+fn sealrun_main() {
     seal_early();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -1,41 +1,55 @@
-//! The sealed memfd self-copy (CVE-2019-5736).
+//! The protected self-executable (CVE-2019-5736).
 //!
-//! `create`, `run` and `exec` re-execute sealrun from a memfd filled by an in-kernel copy and
-//! sealed against every change. Whatever a container does to `/proc/<runtime>/exe` then reaches
-//! only that sealed, anonymous copy, never the binary on the host. "Already sealed" is detected
-//! with `F_GET_SEALS` on our own executable, not with an environment variable, so nothing a
-//! caller passes can make sealrun skip the copy.
+//! `create`, `run` and `exec` re-execute sealrun from a file that no write can reach, so
+//! whatever a container does to `/proc/<runtime>/exe` never changes the binary on the host.
+//! Two ways, the cheaper first (measured in docs/selfexe-cost.md):
+//! - a detached, lower-only overlayfs (`fsopen`/`fsmount`, never attached to any mount tree)
+//!   holding the binary's directory: the superblock has no upper layer, so the kernel refuses
+//!   every write with `EROFS` whatever the mount flags say; nothing is copied;
+//! - where the kernel or the caller's privileges refuse that, a memfd filled by an in-kernel
+//!   copy and sealed against every change (writes fail with `EPERM`).
+//!
+//! "Already protected" is a property of our own executable (`F_GET_SEALS` on a memfd, or a
+//! read-only overlayfs), never an environment variable, so nothing a caller passes can make
+//! sealrun skip it.
 
 use std::ffi::CString;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use crate::error::{Context, Error, Result};
-use crate::sys::{self, memfd as m};
+use crate::sys::{self, fsmount as fsm, memfd as m};
 
 /// The seals sealrun requires (and `F_SEAL_EXEC` where the kernel has it).
 pub const REQUIRED_SEALS: i32 =
     m::F_SEAL_SEAL | m::F_SEAL_SHRINK | m::F_SEAL_GROW | m::F_SEAL_WRITE;
 
+/// `OVERLAYFS_SUPER_MAGIC` (`f_type` of an overlayfs).
+const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+
 /// How the running binary is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SealStatus {
-    /// Running from a sealed memfd.
+    /// Running from a sealed memfd copy.
     Sealed,
+    /// Running from a detached, read-only, lower-only overlayfs.
+    Overlay,
     /// Switched off for a test (`--unsafe-disable selfexe`).
     Disabled,
 }
 
 impl SealStatus {
-    /// The word the audit record uses (`sealed`, `disabled`).
+    /// The word the audit record uses (`sealed`, `read-only-overlay`, `disabled`).
     pub fn as_str(self) -> &'static str {
         match self {
             SealStatus::Sealed => "sealed",
+            SealStatus::Overlay => "read-only-overlay",
             SealStatus::Disabled => "disabled",
         }
     }
@@ -52,13 +66,27 @@ pub fn set_nondumpable(layers: &crate::spec::Layers) -> Result<()> {
     sys::process::set_dumpable(false).op("prctl PR_SET_DUMPABLE")
 }
 
-/// The seals on our own executable, or `None` when it is not a memfd.
-pub fn current_seals() -> Result<Option<i32>> {
-    let exe = sys::fd::open(Path::new("/proc/self/exe"), OFlag::O_RDONLY, Mode::empty())
-        .op_path("open", Path::new("/proc/self/exe"))?;
-    match m::get_seals(exe.as_fd()) {
+/// What Rust's runtime start-up does that sealrun relies on, for its binary's `#![no_main]`
+/// entry: fds 0–2 open (on `/dev/null` if the caller closed them) and `SIGPIPE` ignored. The
+/// rest of that start-up (finding the main thread's stack in `/proc/self/maps`, an alternate
+/// signal stack for the stack-overflow message) ran in every process, twice per sealed
+/// command since it re-executes itself; a stack overflow is then a plain `SIGSEGV`.
+pub fn standard_start() -> Result<()> {
+    sys::fd::reopen_closed_std_fds().op("reopen closed standard fds")?;
+    sys::process::ignore_sigpipe().op("ignore SIGPIPE")
+}
+
+/// Our own executable, opened once for both the check and the copy.
+fn open_self() -> Result<OwnedFd> {
+    let exe = Path::new("/proc/self/exe");
+    sys::fd::open(exe, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).op_path("open", exe)
+}
+
+/// The seals on `exe`, or `None` when it is not a memfd.
+fn seals_of(exe: BorrowedFd<'_>) -> Result<Option<i32>> {
+    match m::get_seals(exe) {
         Ok(seals) => Ok(Some(seals)),
-        Err(nix::errno::Errno::EINVAL) => Ok(None),
+        Err(Errno::EINVAL) => Ok(None),
         Err(e) => Err(Error::os(
             "fcntl F_GET_SEALS",
             Some(Path::new("/proc/self/exe")),
@@ -67,34 +95,76 @@ pub fn current_seals() -> Result<Option<i32>> {
     }
 }
 
-/// Make sure we run from a sealed copy: return if we already do, otherwise copy, seal and
-/// re-execute ourselves with the same arguments and environment (does not return then).
+/// The seals on our own executable, or `None` when it is not a memfd.
+pub fn current_seals() -> Result<Option<i32>> {
+    seals_of(open_self()?.as_fd())
+}
+
+/// What protects a running executable.
+enum Found {
+    /// It is protected (a sealed memfd, or a read-only overlay no one can make writable).
+    Protected(SealStatus),
+    /// A read-only overlay whose superblock cannot be checked (no `statmount`): take the memfd
+    /// rather than re-executing through another overlay that could not be checked either.
+    Unverified,
+    /// Not protected.
+    No,
+}
+
+/// How `exe` is already protected, if it is: a memfd with every required seal, or a file on a
+/// read-only overlayfs mount that is either detached (in no mount namespace: the one
+/// [`overlay_copy`] makes, which only the running process holds) or has a read-only superblock
+/// (a lower-only overlay). A writable overlay merely mounted read-only does not count: whoever
+/// holds its namespace could make the mount writable again.
+fn protection_of(exe: BorrowedFd<'_>) -> Result<Found> {
+    if let Some(seals) = seals_of(exe)? {
+        let sealed = seals & REQUIRED_SEALS == REQUIRED_SEALS;
+        return Ok(if sealed {
+            Found::Protected(SealStatus::Sealed)
+        } else {
+            Found::No
+        });
+    }
+    let on_overlay = sys::fd::fstatfs(exe).is_ok_and(|t| t == OVERLAYFS_SUPER_MAGIC);
+    let read_only = || sys::fd::fstatvfs_flags(exe).is_ok_and(|f| f & libc::ST_RDONLY != 0);
+    if !(on_overlay && read_only()) {
+        return Ok(Found::No);
+    }
+    Ok(match fsm::mount_id(exe).and_then(fsm::statmount_sb_flags) {
+        Err(Errno::ENOENT) => Found::Protected(SealStatus::Overlay),
+        Ok(flags) if flags & fsm::SB_RDONLY != 0 => Found::Protected(SealStatus::Overlay),
+        Ok(_) => Found::No,
+        Err(_) => Found::Unverified,
+    })
+}
+
+/// Make sure we run from a protected executable: return if we already do, otherwise re-execute
+/// ourselves through a read-only overlay (or, failing that, a sealed memfd copy) with the same
+/// arguments and environment (does not return then).
 pub fn ensure_sealed(disabled: bool) -> Result<SealStatus> {
     if disabled {
         return Ok(SealStatus::Disabled);
     }
-    if let Some(seals) = current_seals()? {
-        if seals & REQUIRED_SEALS == REQUIRED_SEALS {
-            return Ok(SealStatus::Sealed);
-        }
+    // What a process runs cannot change until it execs (which clears this), so the answer of
+    // the early check in `main` serves the later one too.
+    static CHECKED: std::sync::OnceLock<SealStatus> = std::sync::OnceLock::new();
+    if let Some(status) = CHECKED.get() {
+        return Ok(*status);
     }
-    let exe_path = Path::new("/proc/self/exe");
-    let exe = sys::fd::open(exe_path, OFlag::O_RDONLY, Mode::empty()).op_path("open", exe_path)?;
-    let size = sys::fd::fstat(exe.as_fd())
-        .op_path("fstat", exe_path)?
-        .st_size as u64;
-    let flags = m::MFD_CLOEXEC | m::MFD_ALLOW_SEALING;
-    let memfd = match m::memfd_create(c"sealrun", flags | m::MFD_EXEC) {
-        Err(nix::errno::Errno::EINVAL) => m::memfd_create(c"sealrun", flags),
-        other => other,
+    let exe = open_self()?;
+    let found = protection_of(exe.as_fd())?;
+    if let Found::Protected(status) = found {
+        return Ok(*CHECKED.get_or_init(|| status));
     }
-    .op("memfd_create")?;
-    m::sendfile_all(memfd.as_fd(), exe.as_fd(), size).op("sendfile to memfd")?;
-    match m::add_seals(memfd.as_fd(), REQUIRED_SEALS | m::F_SEAL_EXEC) {
-        Err(nix::errno::Errno::EINVAL) => m::add_seals(memfd.as_fd(), REQUIRED_SEALS),
-        other => other,
-    }
-    .op("fcntl F_ADD_SEALS")?;
+    let overlay = if memfd_forced() || matches!(found, Found::Unverified) {
+        Err(Errno::EPERM)
+    } else {
+        overlay_copy(exe.as_fd())
+    };
+    let target = match overlay {
+        Ok(fd) => fd,
+        Err(_) => memfd_copy(exe.as_fd())?,
+    };
     drop(exe);
     let args: Vec<CString> = std::env::args_os()
         .map(|a| {
@@ -111,8 +181,86 @@ pub fn ensure_sealed(disabled: bool) -> Result<SealStatus> {
         .collect();
     let argv: Vec<&std::ffi::CStr> = args.iter().map(|a| a.as_c_str()).collect();
     let envp: Vec<&std::ffi::CStr> = env.iter().map(|a| a.as_c_str()).collect();
-    let errno = sys::process::fexecve(memfd.as_fd(), &argv, &envp);
-    Err(Error::os("fexecve sealed copy", None, errno))
+    let errno = sys::process::fexecve(target.as_fd(), &argv, &envp);
+    Err(Error::os("fexecve protected copy", None, errno))
+}
+
+/// The test switch `SEALRUN_UNSAFE_SELFEXE=memfd` (builds with the `unsafe-test-switches`
+/// feature only): take the memfd even where the overlay works, so the attack tests reach the
+/// fallback. It chooses between two protections and never skips one.
+fn memfd_forced() -> bool {
+    cfg!(feature = "unsafe-test-switches")
+        && std::env::var_os("SEALRUN_UNSAFE_SELFEXE").is_some_and(|v| v == "memfd")
+}
+
+/// The data-only layer of the overlay: overlayfs wants two lower layers when it has no upper
+/// one, and a data-only layer is never visible in the merged tree (it is reached only through
+/// metacopy redirects, which this mount does not enable), so any directory that exists and
+/// does not overlap the binary's will do without a mount of its own.
+const DATA_LAYER: &str = "/dev";
+
+/// Our binary seen through a new detached overlayfs whose only visible layer is the binary's
+/// own directory: nothing is copied, and the superblock refuses every write. Fails (and the
+/// caller falls back to the memfd) without `CAP_SYS_ADMIN`, without `lowerdir+`/`datadir+`
+/// (Linux < 6.8), when the binary's directory overlaps [`DATA_LAYER`], or when the path
+/// `/proc/self/exe` names no longer holds the file we run.
+fn overlay_copy(exe: BorrowedFd<'_>) -> nix::Result<OwnedFd> {
+    let path = std::fs::read_link("/proc/self/exe").map_err(|_| Errno::ENOENT)?;
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Errno::ENOENT);
+    };
+    let dir_fd = sys::fd::open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let running = sys::fd::fstat(exe)?;
+    let named = sys::fd::openat(
+        dir_fd.as_fd(),
+        Path::new(name),
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let named = sys::fd::fstat(named.as_fd())?;
+    if (named.st_dev, named.st_ino) != (running.st_dev, running.st_ino) {
+        return Err(Errno::ESTALE);
+    }
+    let ctx = fsm::fsopen(c"overlay")?;
+    let layer = sys::fd::cpath(&sys::fd::proc_fd_path(dir_fd.as_fd()))?;
+    fsm::fsconfig_set_string(ctx.as_fd(), c"lowerdir+", &layer)?;
+    let data = sys::fd::cpath(Path::new(DATA_LAYER))?;
+    fsm::fsconfig_set_string(ctx.as_fd(), c"datadir+", &data)?;
+    fsm::fsconfig_create(ctx.as_fd())?;
+    let mnt = fsm::fsmount(
+        ctx.as_fd(),
+        fsm::MOUNT_ATTR_RDONLY | fsm::MOUNT_ATTR_NOSUID | fsm::MOUNT_ATTR_NODEV,
+    )?;
+    sys::fd::openat(
+        mnt.as_fd(),
+        Path::new(name),
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// A sealed memfd holding a copy of `exe`.
+fn memfd_copy(exe: BorrowedFd<'_>) -> Result<OwnedFd> {
+    let size = sys::fd::fstat(exe)
+        .op_path("fstat", Path::new("/proc/self/exe"))?
+        .st_size as u64;
+    let flags = m::MFD_CLOEXEC | m::MFD_ALLOW_SEALING;
+    let memfd = match m::memfd_create(c"sealrun", flags | m::MFD_EXEC) {
+        Err(Errno::EINVAL) => m::memfd_create(c"sealrun", flags),
+        other => other,
+    }
+    .op("memfd_create")?;
+    m::sendfile_all(memfd.as_fd(), exe, size).op("sendfile to memfd")?;
+    match m::add_seals(memfd.as_fd(), REQUIRED_SEALS | m::F_SEAL_EXEC) {
+        Err(Errno::EINVAL) => m::add_seals(memfd.as_fd(), REQUIRED_SEALS),
+        other => other,
+    }
+    .op("fcntl F_ADD_SEALS")?;
+    Ok(memfd)
 }
 
 #[cfg(test)]
@@ -122,6 +270,41 @@ mod tests {
     #[test]
     fn test_binary_is_not_a_memfd() {
         assert_eq!(current_seals().unwrap(), None);
+    }
+
+    #[test]
+    fn test_binary_is_not_protected() {
+        assert!(matches!(
+            protection_of(open_self().unwrap().as_fd()).unwrap(),
+            Found::No
+        ));
+    }
+
+    #[test]
+    fn overlay_copy_is_protected_and_refuses_writes() {
+        let exe = open_self().unwrap();
+        let copy = match overlay_copy(exe.as_fd()) {
+            Ok(fd) => fd,
+            Err(e @ (Errno::EPERM | Errno::EINVAL | Errno::ENODEV)) => {
+                eprintln!("SKIPPED: no read-only overlay here ({e}): the memfd is used");
+                return;
+            }
+            Err(e) => panic!("overlay_copy: {e}"),
+        };
+        assert!(matches!(
+            protection_of(copy.as_fd()).unwrap(),
+            Found::Protected(SealStatus::Overlay)
+        ));
+        // The CVE-2019-5736 write: reopen through the magic link for writing.
+        let reopen = sys::fd::open(
+            &sys::fd::proc_fd_path(copy.as_fd()),
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        );
+        assert_eq!(reopen.err(), Some(Errno::EROFS));
+        // Same content as the file we run.
+        let size = |fd: BorrowedFd<'_>| sys::fd::fstat(fd).unwrap().st_size;
+        assert_eq!(size(copy.as_fd()), size(exe.as_fd()));
     }
 
     #[test]

@@ -39,15 +39,31 @@ const SYS_CONNECT: i64 = if cfg!(target_arch = "x86_64") {
 // writes. Two layers each stop it on their own:
 // - nondumpable: the init is not dumpable until execve, so without CAP_SYS_PTRACE the open
 //   of /proc/1/exe fails (EACCES);
-// - selfexe: the init runs from a sealed memfd copy, so the fd is that copy: the write fails
-//   (F_SEAL_WRITE) and the binary on disk is not what the fd names anyway.
+// - selfexe: the init runs from a protected copy, so the fd names that copy: a read-only,
+//   lower-only overlay refuses the reopen for writing (EROFS), a sealed memfd copy refuses
+//   the write (F_SEAL_WRITE, EPERM) and is not the binary on disk anyway.
 // Landlock plays no part here: the attacker comes from the host side, outside the domain.
 
 /// Run route (a) with `layers` off; returns the attack's output and whether the runtime copy
 /// is unchanged.
 fn init_route(layers: &[&str]) -> (String, bool) {
+    init_route_with(layers, false)
+}
+
+/// The test switch that makes the runtime protect itself with the sealed memfd even where the
+/// read-only overlay works (the overlay's fallback).
+fn force_memfd(copy: &mut RuntimeCopy) {
+    copy.env
+        .push(("SEALRUN_UNSAFE_SELFEXE".into(), "memfd".into()));
+}
+
+/// [`init_route`], with the memfd forced when `memfd`.
+fn init_route_with(layers: &[&str], memfd: bool) -> (String, bool) {
     let t = Test::new();
-    let copy = RuntimeCopy::new(&t, "sealrun-copy");
+    let mut copy = RuntimeCopy::new(&t, "sealrun-copy");
+    if memfd {
+        force_memfd(&mut copy);
+    }
     let mut b = t.bundle();
     attack::attack_args(&mut b, &["sleep"]);
     let global = off(layers);
@@ -62,7 +78,7 @@ fn init_route(layers: &[&str]) -> (String, bool) {
         .expect("spawn the attacker");
     t.track_pid(attacker.id() as i32);
     let mut lines = BufReader::new(attacker.stdout.take().expect("stdout")).lines();
-    let mut text = String::new();
+    let mut text = format!("sealed_exe={}\n", sealed_exe(&t, &b.id));
     for line in lines.by_ref() {
         let line = line.expect("read attacker");
         text.push_str(&line);
@@ -86,6 +102,35 @@ fn init_route(layers: &[&str]) -> (String, bool) {
     t.delete_force(&b.id).ok();
     t.assert_nothing_left();
     (text, unchanged)
+}
+
+/// How the runtime protected its executable when it created container `id` (`sealed`,
+/// `read-only-overlay`, `disabled`), from its audit record; `none` for runtimes without one.
+fn sealed_exe(t: &Test, id: &str) -> String {
+    let report = t.report();
+    let record = report
+        .with_msg("container protections")
+        .into_iter()
+        .find(|r| r["id"] == json!(id));
+    match record.and_then(|r| r["sealed_exe"].as_str()) {
+        Some(s) => s.to_string(),
+        None => "none".to_string(),
+    }
+}
+
+/// The write through `/proc/self/fd` failed the way the protection in use makes it fail: the
+/// read-only overlay refuses to open the file for writing (EROFS), the sealed memfd opens but
+/// refuses the write (EPERM).
+#[track_caller]
+fn assert_write_refused(out: &str) {
+    match get(out, "sealed_exe").as_str() {
+        "read-only-overlay" => assert_eq!(get(out, "reopen"), "errno:30", "{out}"),
+        "sealed" => {
+            assert_eq!(get(out, "reopen"), "ok", "{out}");
+            assert_eq!(get(out, "write"), "errno:1", "{out}");
+        }
+        other => panic!("the runtime ran unprotected ({other}):\n{out}"),
+    }
 }
 
 #[test]
@@ -112,11 +157,24 @@ fn cve_2019_5736_init_route_selfexe_alone_blocks() {
     if !attack::can_disable() {
         return skip(&attack::no_disable());
     }
-    // nondumpable off: the open works, but it is the sealed memfd copy: EPERM on write.
+    // nondumpable off: the open works, but it names the protected copy: EROFS on the reopen
+    // for writing (read-only overlay) or EPERM on the write (sealed memfd).
     let (out, unchanged) = init_route(&["nondumpable"]);
     assert_eq!(get(&out, "open"), "ok", "{out}");
-    assert_eq!(get(&out, "reopen"), "ok", "{out}");
-    assert_eq!(get(&out, "write"), "errno:1", "{out}");
+    assert_write_refused(&out);
+    assert!(unchanged, "{out}");
+}
+
+#[test]
+fn cve_2019_5736_init_route_selfexe_memfd_alone_blocks() {
+    if !attack::can_disable() {
+        return skip(&attack::no_disable());
+    }
+    // The overlay's fallback: the sealed memfd refuses the write itself (EPERM).
+    let (out, unchanged) = init_route_with(&["nondumpable"], true);
+    assert_eq!(get(&out, "sealed_exe"), "sealed", "{out}");
+    assert_eq!(get(&out, "open"), "ok", "{out}");
+    assert_write_refused(&out);
     assert!(unchanged, "{out}");
 }
 
@@ -149,13 +207,22 @@ fn cve_2019_5736_init_route_works_with_both_layers_off() {
 // process's exe — the helper is the only other process.
 // Three layers each stop it on their own:
 // - nondumpable: the helper is not dumpable (open fails, EACCES);
-// - selfexe: the helper runs from a sealed memfd (open works, write fails with EPERM);
+// - selfexe: the helper runs from a protected copy (open works; the reopen for writing fails
+//   with EROFS on the read-only overlay, the write with EPERM on a sealed memfd);
 // - Landlock: the runtime binary on disk is outside the container's root (open fails, EACCES;
 //   a memfd is refused too).
 
 fn exec_route(layers: &[&str]) -> (String, bool) {
+    exec_route_with(layers, false)
+}
+
+/// [`exec_route`], with the memfd forced when `memfd`.
+fn exec_route_with(layers: &[&str], memfd: bool) -> (String, bool) {
     let t = Test::new();
-    let copy = RuntimeCopy::new(&t, "sealrun-copy");
+    let mut copy = RuntimeCopy::new(&t, "sealrun-copy");
+    if memfd {
+        force_memfd(&mut copy);
+    }
     let agent = Agent::new(&t.path("agent.sock"));
     let mut b = t.bundle();
     attack::attack_args(&mut b, &["exe-helper", "/gate"]);
@@ -172,6 +239,8 @@ fn exec_route(layers: &[&str]) -> (String, bool) {
     let global = off(layers);
     let (out, stdout) = attack::create(&t, Some(&copy), &strs(&global), &b, &[]);
     out.ok();
+    // `exec` runs the same copy on the same host, so it protects itself as `create` did.
+    let seal = sealed_exe(&t, &b.id);
     t.exec(copy.command(&t, &[], &["start", &b.id])).0.ok();
     let (mut exec, _, exec_err) = attack::spawn(
         &t,
@@ -214,6 +283,7 @@ fn exec_route(layers: &[&str]) -> (String, bool) {
     );
     attack::gate(&fifo, "go");
     let text = attack::wait_file(&stdout, "done=1");
+    let text = format!("sealed_exe={seal}\n{text}");
     let unchanged = copy.unchanged();
     t.delete_force(&b.id).ok();
     t.assert_nothing_left();
@@ -244,7 +314,19 @@ fn cve_2019_5736_exec_route_selfexe_alone_blocks() {
     }
     let (out, unchanged) = exec_route(&["nondumpable", "landlock"]);
     assert_eq!(get(&out, "open"), "ok", "{out}");
-    assert_eq!(get(&out, "write"), "errno:1", "{out}");
+    assert_write_refused(&out);
+    assert!(unchanged, "{out}");
+}
+
+#[test]
+fn cve_2019_5736_exec_route_selfexe_memfd_alone_blocks() {
+    if !attack::can_disable() {
+        return skip(&attack::no_disable());
+    }
+    let (out, unchanged) = exec_route_with(&["nondumpable", "landlock"], true);
+    assert_eq!(get(&out, "sealed_exe"), "sealed", "{out}");
+    assert_eq!(get(&out, "open"), "ok", "{out}");
+    assert_write_refused(&out);
     assert!(unchanged, "{out}");
 }
 
@@ -907,7 +989,10 @@ fn audit_record_says_what_protects_the_container() {
     assert!(reported >= 1 && reported <= abi, "{r} (kernel ABI {abi})");
     assert_eq!(r["landlock"]["policy"]["enabled"], true, "{r}");
     assert_eq!(r["landlock"]["policy"]["fs"], true, "{r}");
-    assert_eq!(r["sealed_exe"], "sealed", "{r}");
+    assert!(
+        r["sealed_exe"] == "read-only-overlay" || r["sealed_exe"] == "sealed",
+        "{r}"
+    );
     assert_eq!(r["disabled_layers"], json!([]), "{r}");
 }
 

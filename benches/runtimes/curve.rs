@@ -231,6 +231,7 @@ fn floor_subject(work: &setup::Work) -> Res<Subject> {
         flags,
         seccomp_in_config: true,
         peer: false,
+        env: vec![],
     })
 }
 
@@ -327,6 +328,7 @@ pub fn run() -> Res<bool> {
         flags: vec![],
         seccomp_in_config: true,
         peer: true,
+        env: vec![],
     }];
     let mut missing = BTreeMap::new();
     for name in ["crun", "runc"] {
@@ -337,6 +339,7 @@ pub fn run() -> Res<bool> {
                 flags: vec![],
                 seccomp_in_config: true,
                 peer: true,
+                env: vec![],
             }),
             Err(why) => {
                 eprintln!("\n!!! bench: {name} is MISSING and is not measured: {why}\n");

@@ -41,6 +41,8 @@ pub struct Job {
     /// The cost-curve tasks' settings (`curve_helper.rs`).
     #[serde(default)]
     pub curve: crate::curve_helper::CurveJob,
+    #[serde(default)]
+    env: Vec<(String, String)>,
 }
 
 /// Entry point; the exit status is 0 whenever a JSON object was printed.
@@ -145,6 +147,7 @@ pub fn timed_tag(job: &Job, cmd: &[&str], tag: &str) -> Res<Done> {
     let mut c = Command::new(&job.argv[0]);
     c.args(&job.argv[1..])
         .args(cmd)
+        .envs(job.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(err);

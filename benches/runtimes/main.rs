@@ -84,6 +84,8 @@ pub struct Subject {
     pub seccomp_in_config: bool,
     /// A peer runtime (full measurement) rather than a layer variant (`run` only).
     pub peer: bool,
+    /// Environment for its commands (`SEALRUN_UNSAFE_SELFEXE=memfd`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Subject {
@@ -137,6 +139,7 @@ fn run() -> Res<bool> {
         flags: vec![],
         seccomp_in_config: true,
         peer: true,
+        env: vec![],
     }];
     for (name, package) in [("crun", "crun"), ("runc", "runc")] {
         match setup::peer(name, package) {
@@ -146,6 +149,7 @@ fn run() -> Res<bool> {
                 flags: vec![],
                 seccomp_in_config: true,
                 peer: true,
+                env: vec![],
             }),
             Err(why) => {
                 eprintln!("\n!!! bench: {name} is MISSING and is not measured: {why}\n");
@@ -161,14 +165,25 @@ fn run() -> Res<bool> {
                 flags: vec!["--unsafe-disable".into(), layer.into()],
                 seccomp_in_config: true,
                 peer: false,
+                env: vec![],
             });
         }
+        // The self-copy's fallback (a sealed memfd) where the read-only overlay works too.
+        subjects.push(Subject {
+            name: "sealrun memfd".into(),
+            bin: sealrun.clone(),
+            flags: vec![],
+            seccomp_in_config: true,
+            peer: false,
+            env: vec![("SEALRUN_UNSAFE_SELFEXE".into(), "memfd".into())],
+        });
         subjects.push(Subject {
             name: "sealrun -seccomp(config)".into(),
             bin: sealrun.clone(),
             flags: vec![],
             seccomp_in_config: false,
             peer: false,
+            env: vec![],
         });
     }
     let work = setup::Work::new()?;
@@ -272,6 +287,7 @@ pub fn job(s: &Settings, subj: &Subject, work: &setup::Work, tag: &str, tasks: &
         "cgroup_parent": work.cgroup_parent(),
         "prefix": format!("{}-{tag}", subj.slug()),
         "tasks": tasks,
+        "env": subj.env,
         "execs": s.execs,
         "tp_n": s.tp_n,
         "tp_par": s.tp_par,

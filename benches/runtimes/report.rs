@@ -249,6 +249,7 @@ fn layer_table(out: &mut String, subjects: &[Subject], samples: &Samples) {
         }
         let what = match s.name.strip_prefix("sealrun ") {
             Some("-seccomp(config)") => "no `linux.seccomp` in the config".to_string(),
+            Some("memfd") => "the sealed memfd instead of the read-only overlay".to_string(),
             Some(flag) => format!("`--unsafe-disable {}`", flag.trim_start_matches('-')),
             None => s.name.clone(),
         };

@@ -499,6 +499,11 @@ impl Cgroup {
                 }
             }
         }
+        // Nothing to signal (the usual `delete`: the init has exited and its pid namespace
+        // took every other process along): skip the freeze and thaw round trip.
+        if self.pids().is_ok_and(|p| p.is_empty()) {
+            return Ok(());
+        }
         let was_frozen = match self.is_frozen() {
             Ok(f) => f,
             Err(e) if is_enoent(&e) => return Ok(()),

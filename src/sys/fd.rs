@@ -122,6 +122,26 @@ pub fn openat2(
     Err(Errno::EAGAIN)
 }
 
+/// Open `/dev/null` on whichever of fds 0, 1 and 2 is closed (`poll` reports `POLLNVAL`), so a
+/// file opened later never becomes the process's stdin, stdout or stderr by accident.
+pub fn reopen_closed_std_fds() -> nix::Result<()> {
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    // SAFETY: `fds` is a writable array of three pollfd structs; a zero timeout never blocks.
+    check(unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) } as libc::c_long)?;
+    for p in fds {
+        if p.revents & libc::POLLNVAL != 0 {
+            // The lowest free descriptor is the closed one: open() returns exactly it.
+            let null = open(Path::new("/dev/null"), OFlag::O_RDWR, Mode::empty())?;
+            let _ = std::os::fd::IntoRawFd::into_raw_fd(null);
+        }
+    }
+    Ok(())
+}
+
 /// `fstat(2)`.
 pub fn fstat(fd: BorrowedFd<'_>) -> nix::Result<libc::stat> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();

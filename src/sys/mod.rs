@@ -7,6 +7,7 @@
 
 pub mod bpf;
 pub mod fd;
+pub mod fsmount;
 pub mod memfd;
 pub mod mount;
 pub mod process;

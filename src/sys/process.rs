@@ -140,6 +140,34 @@ pub fn capbset_drop(cap: u8) -> nix::Result<()> {
     prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong).map(drop)
 }
 
+/// `signal(SIGPIPE, SIG_IGN)`: a write to a closed pipe then fails with `EPIPE` instead of
+/// killing the process.
+pub fn ignore_sigpipe() -> nix::Result<()> {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: installing SIG_IGN runs no handler code, so it cannot break any invariant.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) }.map(drop)
+}
+
+/// `prctl(PR_CAPBSET_READ)`: whether `cap` is in the bounding set.
+pub fn capbset_read(cap: u8) -> nix::Result<bool> {
+    prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong).map(|r| r == 1)
+}
+
+/// `prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET)`: whether `cap` is in the ambient set.
+pub fn cap_ambient_is_set(cap: u8) -> nix::Result<bool> {
+    // SAFETY: integer-only prctl.
+    check(unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_IS_SET as libc::c_ulong,
+            cap as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    } as libc::c_long)
+    .map(|r| r == 1)
+}
+
 /// `prctl(PR_SET_CHILD_SUBREAPER)`.
 pub fn set_child_subreaper() -> nix::Result<()> {
     prctl(libc::PR_SET_CHILD_SUBREAPER, 1).map(drop)
@@ -426,6 +454,43 @@ pub fn read_signalfd(fd: BorrowedFd<'_>) -> nix::Result<Signal> {
     // SAFETY: the kernel filled the whole struct.
     let info = unsafe { info.assume_init() };
     Signal::try_from(info.ssi_signo as i32)
+}
+
+/// `capget(2)` (version 3) of the calling thread: its (effective, permitted, inheritable)
+/// sets as 64-bit masks, in one call.
+pub fn capget() -> nix::Result<(u64, u64, u64)> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut header = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: header and data are correctly laid out v3 capability structs (two data words)
+    // that live for the duration of the call and are writable; pid 0 is the calling thread.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut Header,
+            data.as_mut_ptr(),
+        )
+    })?;
+    let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+    Ok((
+        join(data[0].effective, data[1].effective),
+        join(data[0].permitted, data[1].permitted),
+        join(data[0].inheritable, data[1].inheritable),
+    ))
 }
 
 /// `capset(2)` (version 3): set the effective, permitted and inheritable sets in one call, so

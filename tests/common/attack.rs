@@ -112,6 +112,8 @@ pub struct RuntimeCopy {
     pub path: PathBuf,
     /// Its sha256 when made.
     pub sha: String,
+    /// Environment for every command running the copy.
+    pub env: Vec<(String, String)>,
 }
 
 impl RuntimeCopy {
@@ -121,7 +123,11 @@ impl RuntimeCopy {
         fs::copy(runtime(), &path).expect("copy the runtime binary");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod copy");
         let sha = sha256(&path);
-        RuntimeCopy { path, sha }
+        RuntimeCopy {
+            path,
+            sha,
+            env: Vec::new(),
+        }
     }
 
     /// Whether the copy still has its original content.
@@ -131,7 +137,9 @@ impl RuntimeCopy {
 
     /// A command running the copy with the test's global flags (like `Test::command`).
     pub fn command(&self, t: &Test, global: &[&str], args: &[&str]) -> Command {
-        t.command_with(&self.path, global, args)
+        let mut c = t.command_with(&self.path, global, args);
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
     }
 }
 
