@@ -7,13 +7,15 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::{AsFd, RawFd};
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
-/// Log levels, in increasing severity.
+/// The severity of a log record, in increasing order.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     /// Debug (only with `--debug`).
@@ -27,7 +29,8 @@ pub enum Level {
 }
 
 impl Level {
-    fn name(self) -> &'static str {
+    /// Its name in log lines (`debug`, `info`, `warning`, `error`).
+    pub fn name(self) -> &'static str {
         match self {
             Level::Debug => "debug",
             Level::Info => "info",
@@ -35,9 +38,17 @@ impl Level {
             Level::Error => "error",
         }
     }
+
+    /// The level named `name` in a log line.
+    pub(crate) fn from_name(name: &str) -> Option<Level> {
+        [Level::Debug, Level::Info, Level::Warn, Level::Error]
+            .into_iter()
+            .find(|l| l.name() == name)
+    }
 }
 
-/// Output format.
+/// The format of a runtime process's log lines.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// logfmt-like text.
@@ -47,7 +58,8 @@ pub enum Format {
 }
 
 struct Logger {
-    file: Option<File>,
+    /// Behind a lock so that [`move_above`] can renumber it.
+    file: Option<Mutex<File>>,
     format: Format,
     min: Level,
 }
@@ -58,7 +70,9 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 /// stderr (errors are printed by `main` itself, so they are not duplicated there).
 pub fn init(path: Option<&Path>, format: Format, debug: bool) -> std::io::Result<()> {
     let file = match path {
-        Some(p) => Some(File::options().append(true).create(true).open(p)?),
+        Some(p) => Some(Mutex::new(
+            File::options().append(true).create(true).open(p)?,
+        )),
         None => None,
     };
     let _ = LOGGER.set(Logger {
@@ -88,6 +102,7 @@ pub fn record(level: Level, msg: &str, fields: Map<String, Value>) {
     let line = format_line(l.format, level, msg, fields, &now_rfc3339());
     match &l.file {
         Some(f) => {
+            let f = f.lock().unwrap_or_else(|e| e.into_inner());
             let _ = (&*f).write_all(line.as_bytes());
         }
         None if level >= Level::Warn || l.min == Level::Debug => {
@@ -130,6 +145,17 @@ fn format_line(
             s
         }
     }
+}
+
+/// Renumber the log file's descriptor to `min` or above: for a forked child that is about
+/// to fill the numbers below with descriptors it hands on (the helper's `exec` child).
+pub(crate) fn move_above(min: RawFd) -> nix::Result<()> {
+    let Some(f) = LOGGER.get().and_then(|l| l.file.as_ref()) else {
+        return Ok(());
+    };
+    let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+    *f = File::from(crate::sys::spawn::dup_above(f.as_fd(), min)?);
+    Ok(())
 }
 
 /// Debug record.

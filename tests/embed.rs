@@ -435,3 +435,45 @@ fn bad_input_gets_typed_errors_and_leaves_nothing() {
         .unwrap_or_default();
     assert!(left.is_empty(), "left under the state root: {left:?}");
 }
+
+/// `SandboxBuilder::log_sink`: the helpers' records reach a function of this program, the
+/// audit record among them with its fields.
+#[test]
+fn a_log_sink_receives_the_audit_record() {
+    let _g = shared();
+    let t = Test::new();
+    let (tx, rx) = std::sync::mpsc::channel::<sealrun::LogRecord>();
+    let tx = std::sync::Mutex::new(tx);
+    let sb = Sandbox::builder()
+        .state_root(&t.root)
+        .runtime_binary(env!("CARGO_BIN_EXE_sealrun"))
+        .log_sink(move |r| {
+            let _ = tx.lock().unwrap().send(r.clone());
+        })
+        .build()
+        .unwrap();
+    let b = sh_bundle(&t, t.id(), "exit 0");
+    let c = create(&sb, &b, [Stdio::Null, Stdio::Null, Stdio::Null]);
+    // Written by the helper before create returned; the wait only bounds a broken sink.
+    let audit = loop {
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a record");
+        if r.message == "container protections" {
+            break r;
+        }
+    };
+    assert_eq!(audit.level, sealrun::LogLevel::Info);
+    assert_eq!(audit.fields.get("id"), Some(&json!(t.id())), "{audit:?}");
+    assert!(!audit.time.is_empty());
+    c.start().unwrap();
+    assert!(c.wait().unwrap().success());
+    c.delete().unwrap();
+    assert!(
+        !std::fs::read_to_string(&t.log)
+            .unwrap_or_default()
+            .contains(t.id()),
+        "the records went to the sink only"
+    );
+    t.assert_nothing_left();
+}

@@ -293,13 +293,32 @@ impl ContainerBuilder {
     ) -> Result<Container> {
         let (ours, theirs) = sys::socket::seqpacket_pair().op("socketpair")?;
         let s = &self.settings;
+        // The preserved descriptors at 3.., the control socket right after them, then the
+        // helper's log (which it opens again by that name, as the CLI opens `--log`).
+        let mut passed = std::mem::take(&mut self.preserved);
+        let control_fd = FIRST_FD
+            + i32::try_from(passed.len())
+                .map_err(|_| Error::InvalidArgument("too many preserved descriptors".into()))?;
+        passed.push(theirs);
+        passed.push(match &s.log {
+            Some(fd) => fd.try_clone().op("dup log")?,
+            None => OwnedFd::from(
+                std::fs::File::options()
+                    .append(true)
+                    .open("/dev/null")
+                    .op_path("open", Path::new("/dev/null"))?,
+            ),
+        });
         let mut cmd = std::process::Command::new(&s.binary);
         cmd.arg("--root")
             .arg(&s.root)
             .arg("--log")
-            .arg(s.log.as_deref().unwrap_or(Path::new("/dev/null")))
+            .arg(format!("/proc/self/fd/{}", control_fd + 1))
             .arg("--log-format")
             .arg("json");
+        if s.log_debug {
+            cmd.arg("--debug");
+        }
         if let Some(p) = &s.policy {
             cmd.arg("--policy").arg(p);
         }
@@ -310,12 +329,6 @@ impl ContainerBuilder {
         cmd.stdin(std_stdio(stdin))
             .stdout(std_stdio(stdout))
             .stderr(std_stdio(stderr));
-        // The preserved descriptors at 3.., the control socket right after them.
-        let mut passed = std::mem::take(&mut self.preserved);
-        let control_fd = FIRST_FD
-            + i32::try_from(passed.len())
-                .map_err(|_| Error::InvalidArgument("too many preserved descriptors".into()))?;
-        passed.push(theirs);
         cmd.arg("--control-fd").arg(control_fd.to_string());
         sys::spawn::pass_fds(&mut cmd, passed, FIRST_FD);
         let mut child = cmd.spawn().op_path("spawn", &s.binary)?;

@@ -266,7 +266,18 @@ impl Container {
             cwd: process.cwd,
             user: process.user,
             console_socket: console.as_ref().map(|c| c.path.clone()),
+            caps: process.caps,
+            additional_gids: process.additional_gids,
+            no_new_privs: process.no_new_privs,
         };
+        theirs.extend(process.preserved);
+        if theirs.len() > sys::socket::MAX_FDS {
+            return Err(Error::InvalidArgument(format!(
+                "exec: {} preserved descriptors: at most {}",
+                theirs.len() - 3,
+                sys::socket::MAX_FDS - 3
+            )));
+        }
         let borrowed: Vec<BorrowedFd<'_>> = theirs.iter().map(|f| f.as_fd()).collect();
         let (reply, _) = self.inner.request(&req, &borrowed)?;
         drop(theirs);

@@ -25,16 +25,18 @@ use crate::sys::{self, process::Forked, process::WaitStatus};
 pub(crate) const FIRST_FD: i32 = 3;
 
 /// Run the helper; returns its exit code. Called only by the `sealrun` binary for its hidden
-/// `__helper --control-fd N` command: it claims descriptor N as its control socket and
-/// 3..N as the descriptors the container's process gets (`preserve_fds`).
+/// `__helper --control-fd N` command: it claims descriptor N as its control socket, 3..N as
+/// the descriptors the container's process gets (`preserve_fds`) and N+1 as its log, which
+/// the binary has opened again already (`--log /proc/self/fd/N+1`): that copy is closed here.
 #[doc(hidden)]
 pub fn helper_main(rt: Runtime, control_fd: i32) -> i32 {
     if control_fd < FIRST_FD {
         return 2;
     }
-    let Ok(mut fds) = sys::spawn::claim_inherited_fds(FIRST_FD, control_fd + 1) else {
+    let Ok(mut fds) = sys::spawn::claim_inherited_fds(FIRST_FD, control_fd + 2) else {
         return 2;
     };
+    drop(fds.pop());
     let Some(ctl) = fds.pop() else {
         return 2;
     };
@@ -153,10 +155,20 @@ impl Helper {
             };
             for i in ready.into_iter().rev() {
                 let conn = self.conns.remove(i);
-                // A closed (or broken) connection is forgotten.
-                if let Ok(Some((req, fds))) = wire::recv::<Request>(conn.as_fd()) {
-                    if let Some(code) = self.handle(req, fds, conn) {
-                        return code;
+                match wire::recv::<Request>(conn.as_fd()) {
+                    Ok(Some((req, fds))) => {
+                        if let Some(code) = self.handle(req, fds, conn) {
+                            return code;
+                        }
+                    }
+                    // A closed connection is forgotten.
+                    Ok(None) => {}
+                    // A message we could not take (too many descriptors, say) is refused;
+                    // a connection we cannot answer is forgotten.
+                    Err(e) => {
+                        if reply(&conn, &Reply::Error { error: (&e).into() }).is_ok() {
+                            self.conns.push(conn);
+                        }
                     }
                 }
             }
@@ -274,9 +286,22 @@ impl Helper {
                 cwd,
                 user,
                 console_socket,
-            } => self
-                .exec(args, env, cwd, user, console_socket, fds)
-                .map(|pid| Reply::Pid { pid }),
+                caps,
+                additional_gids,
+                no_new_privs,
+            } => {
+                let process = ExecOverrides {
+                    args,
+                    tty: console_socket.is_some(),
+                    cwd,
+                    env,
+                    user,
+                    additional_gids,
+                    no_new_privs,
+                };
+                self.exec(process, caps, console_socket, fds)
+                    .map(|pid| Reply::Pid { pid })
+            }
             Request::Pidfd { pid } => {
                 let pid = pid.unwrap_or(self.init);
                 match self.tracked.get(&pid) {
@@ -336,20 +361,19 @@ impl Helper {
 
     /// Run `exec` in a child of ours, so the `setns` it makes never touches the helper: the
     /// child starts the process detached and exits, and the process is reparented to us.
+    /// `fds`: the process's stdin, stdout, stderr, then its descriptors 3, 4, ...
     fn exec(
         &mut self,
-        args: Vec<String>,
-        env: Vec<String>,
-        cwd: Option<PathBuf>,
-        user: Option<String>,
+        process: ExecOverrides,
+        caps: Vec<String>,
         console_socket: Option<PathBuf>,
-        stdio: Vec<OwnedFd>,
+        fds: Vec<OwnedFd>,
     ) -> Result<i32> {
-        if stdio.len() != 3 {
-            return Err(Error::Other(
-                "helper: exec needs three stdio descriptors".into(),
-            ));
-        }
+        let preserve_fds = fds
+            .len()
+            .checked_sub(3)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| Error::Other("helper: exec needs three stdio descriptors".into()))?;
         self.execs += 1;
         let pid_file = self.rt.root.path().join(format!(
             "@helper-{}-{}.pid",
@@ -359,40 +383,42 @@ impl Helper {
         let (errors, w) = sys::spawn::pipe().op("pipe")?;
         let opts = ExecOptions {
             id: self.id.clone(),
-            process: ProcessSource::Args(ExecOverrides {
-                args,
-                tty: console_socket.is_some(),
-                cwd,
-                env,
-                user,
-                additional_gids: Vec::new(),
-                no_new_privs: false,
-            }),
-            caps: Vec::new(),
+            process: ProcessSource::Args(process),
+            caps,
             cgroup: Vec::new(),
             detach: true,
             pid_file: Some(pid_file.clone()),
             console_socket,
-            preserve_fds: 0,
+            preserve_fds,
             ignore_paused: false,
             layers: Layers::default(),
         };
         let child = match sys::process::clone3(0, None).op("clone3")? {
             Forked::Child => {
                 drop(errors);
-                let res = (0..3)
-                    .try_for_each(|i| sys::fd::dup3(stdio[i].as_fd(), i as i32).op("dup3"))
-                    .and_then(|_| container::exec(&self.rt, opts).map(drop));
+                // Only this child's table changes: 0..=2 and the preserved range after them
+                // take the process's descriptors; what the child still writes to (the error
+                // pipe, the log) moves above them first.
+                let count = i32::try_from(fds.len()).unwrap_or(i32::MAX);
+                let installed = crate::log::move_above(count)
+                    .and_then(|()| sys::spawn::install_fds(fds, vec![w]))
+                    .op("install descriptors");
+                let (w, res) = match installed {
+                    Ok(mut kept) => (kept.pop(), container::exec(&self.rt, opts).map(drop)),
+                    Err(e) => (None, Err(e)),
+                };
                 if let Err(e) = res {
                     let text = serde_json::to_vec(&WireError::from(&e)).unwrap_or_default();
-                    let _ = std::fs::File::from(w).write_all(&text);
+                    if let Some(w) = w {
+                        let _ = std::fs::File::from(w).write_all(&text);
+                    }
                     sys::process::exit_now(1);
                 }
                 sys::process::exit_now(0);
             }
             Forked::Parent(pid) => pid,
         };
-        drop((w, stdio));
+        drop((w, fds));
         let mut text = Vec::new();
         // The pipe reaches end-of-file when the child (and the process it started) are done
         // with it: the write end is close-on-exec.

@@ -27,6 +27,7 @@ mod builder;
 mod container;
 pub(crate) mod helper;
 mod process;
+mod sink;
 mod wire;
 
 use std::os::fd::OwnedFd;
@@ -35,7 +36,7 @@ use std::sync::Arc;
 
 use crate::audit::AuditRecord;
 use crate::container::{Runtime, StateRoot};
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::selfexe::SealStatus;
 
 pub use builder::ContainerBuilder;
@@ -43,6 +44,7 @@ pub use container::Container;
 #[doc(hidden)]
 pub use helper::helper_main;
 pub use process::{ExecBuilder, Process};
+pub use sink::LogRecord;
 pub use std::process::ExitStatus;
 
 /// The environment variable naming the runtime binary (see the [module docs](self)).
@@ -67,12 +69,17 @@ pub enum Stdio {
 pub(crate) struct Settings {
     pub(crate) root: PathBuf,
     pub(crate) binary: PathBuf,
-    pub(crate) log: Option<PathBuf>,
+    /// Where the helpers log (a copy of it is each helper's log): the log file, or the pipe
+    /// to the log thread; `None`: nowhere.
+    pub(crate) log: Option<OwnedFd>,
+    /// The helpers log debug records too.
+    pub(crate) log_debug: bool,
     pub(crate) policy: Option<PathBuf>,
 }
 
 /// A handle on sealrun configured once: where container state lives, which runtime binary
-/// runs the helpers, where they log. Cheap to clone and safe to share between threads.
+/// runs the helpers, where they log (a file or a function of the program's: a log sink), the
+/// operator policy. Cheap to clone and safe to share between threads.
 ///
 /// ```no_run
 /// # fn main() -> sealrun::Result<()> {
@@ -93,12 +100,27 @@ pub struct Sandbox {
 }
 
 /// Builds a [`Sandbox`]; see [`Sandbox::builder`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct SandboxBuilder {
     root: Option<PathBuf>,
     binary: Option<PathBuf>,
     log: Option<PathBuf>,
+    sink: Option<sink::SinkFn>,
+    log_debug: bool,
     policy: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SandboxBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxBuilder")
+            .field("root", &self.root)
+            .field("binary", &self.binary)
+            .field("log", &self.log)
+            .field("sink", &self.sink.as_ref().map(|_| "fn"))
+            .field("log_debug", &self.log_debug)
+            .field("policy", &self.policy)
+            .finish()
+    }
 }
 
 impl SandboxBuilder {
@@ -114,10 +136,38 @@ impl SandboxBuilder {
         self
     }
 
-    /// A log file the helpers append to (JSON lines, audit records included); by default
-    /// they log nothing.
+    /// A log file the helpers append to (JSON lines, audit records included), opened once
+    /// by [`build`](Self::build); by default they log nothing. Replaces a
+    /// [`log_sink`](Self::log_sink).
     pub fn log_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.log = Some(path.into());
+        self.sink = None;
+        self
+    }
+
+    /// Hand every log record of the helpers to `sink`, in this program: warnings, errors,
+    /// and each container's audit record (message `"container protections"`, the record's
+    /// fields as [`LogRecord::fields`]). `sink` runs on a thread of the library's, one record
+    /// at a time, in the order the helpers wrote them; it should return quickly. Replaces a
+    /// [`log_file`](Self::log_file).
+    ///
+    /// ```no_run
+    /// # fn main() -> sealrun::Result<()> {
+    /// let sandbox = sealrun::Sandbox::builder()
+    ///     .log_sink(|r: &sealrun::LogRecord| eprintln!("sealrun {:?}: {}", r.level, r.message))
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn log_sink(mut self, sink: impl Fn(&LogRecord) + Send + Sync + 'static) -> Self {
+        self.sink = Some(std::sync::Arc::new(sink));
+        self.log = None;
+        self
+    }
+
+    /// Log debug records too (the CLI's `--debug`); default off.
+    pub fn log_debug(mut self, on: bool) -> Self {
+        self.log_debug = on;
         self
     }
 
@@ -128,7 +178,8 @@ impl SandboxBuilder {
         self
     }
 
-    /// Resolve the runtime binary and make the handle (a policy file given is checked now).
+    /// Resolve the runtime binary and make the handle (a policy file given is checked now,
+    /// a log file opened).
     pub fn build(self) -> Result<Sandbox> {
         let binary = find_binary(self.binary)?;
         if let Some(p) = &self.policy {
@@ -141,11 +192,23 @@ impl SandboxBuilder {
                 root.display()
             )));
         }
+        let log = match (self.log, self.sink) {
+            (Some(path), _) => Some(OwnedFd::from(
+                std::fs::File::options()
+                    .append(true)
+                    .create(true)
+                    .open(&path)
+                    .op_path("open log file", &path)?,
+            )),
+            (None, Some(f)) => Some(sink::spawn_reader(f)?),
+            (None, None) => None,
+        };
         Ok(Sandbox {
             settings: Arc::new(Settings {
                 root,
                 binary,
-                log: self.log,
+                log,
+                log_debug: self.log_debug,
                 policy: self.policy,
             }),
         })

@@ -37,7 +37,8 @@ pub(crate) enum Request {
         all: bool,
         pid: Option<i32>,
     },
-    /// Run a process in the container; stdin, stdout, stderr travel with the message.
+    /// Run a process in the container; stdin, stdout, stderr travel with the message, then
+    /// the descriptors it gets as 3, 4, ... (`preserve_fds`).
     Exec {
         args: Vec<String>,
         env: Vec<String>,
@@ -45,6 +46,13 @@ pub(crate) enum Request {
         user: Option<String>,
         /// A pty for the process, its master sent to this socket.
         console_socket: Option<PathBuf>,
+        /// Capabilities added to the process's (`exec --cap`).
+        #[serde(default)]
+        caps: Vec<String>,
+        #[serde(default)]
+        additional_gids: Vec<u32>,
+        #[serde(default)]
+        no_new_privs: bool,
     },
     /// Reply when `pid` (the init when `None`) has exited.
     Wait { pid: Option<i32> },

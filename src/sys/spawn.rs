@@ -1,7 +1,7 @@
 //! What the embedding API needs to start its helper process and to talk to it: an fd placed at
 //! a fixed number in a `std::process::Command` child, claiming that fd in the helper, pipes.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,6 +47,46 @@ pub fn pass_fds(cmd: &mut Command, fds: Vec<OwnedFd>, first: RawFd) {
     unsafe {
         cmd.pre_exec(f);
     }
+}
+
+/// `fcntl(F_DUPFD_CLOEXEC)`: a close-on-exec copy of `fd` numbered `min` or above.
+pub fn dup_above(fd: BorrowedFd<'_>, min: RawFd) -> nix::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor of one the borrow keeps open.
+    let raw =
+        check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) } as libc::c_long)?
+            as RawFd;
+    // SAFETY: `raw` was just returned by fcntl and has no other owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// In a forked, single-threaded child that is about to hand its descriptors on (the
+/// helper's `exec` child): make `fds[i]` its descriptor `i` (without `FD_CLOEXEC`), for every
+/// `i`, and return `keep` moved above that range. Whatever held `0..fds.len()` before is
+/// replaced, so the caller must not use those numbers again except through the result (the
+/// child's own descriptors it still needs go in `keep`). Every source is first copied above
+/// the range, so a source that sits where another one goes survives until it is copied.
+pub fn install_fds(fds: Vec<OwnedFd>, keep: Vec<OwnedFd>) -> nix::Result<Vec<OwnedFd>> {
+    let count = RawFd::try_from(fds.len()).map_err(|_| Errno::EMFILE)?;
+    let temps = fds
+        .iter()
+        .map(|f| dup_above(f.as_fd(), count))
+        .collect::<nix::Result<Vec<_>>>()?;
+    let kept = keep
+        .iter()
+        .map(|f| dup_above(f.as_fd(), count))
+        .collect::<nix::Result<Vec<_>>>()?;
+    for fd in fds.into_iter().chain(keep) {
+        if fd.as_raw_fd() < count {
+            // Its number is replaced below: closing it later would close the new file.
+            std::mem::forget(fd);
+        }
+    }
+    for (i, t) in (0..).zip(&temps) {
+        // SAFETY: dup2 replaces descriptor `i`, which the caller gave up (see above); `t` is
+        // open.
+        check(unsafe { libc::dup2(t.as_raw_fd(), i) } as libc::c_long)?;
+    }
+    Ok(kept)
 }
 
 static CLAIMED: AtomicBool = AtomicBool::new(false);
