@@ -517,3 +517,45 @@ impl Drop for CgroupTree {
         remove_cgroup_tree(&self.0);
     }
 }
+
+/// The uptime (first field of `/proc/uptime`) a probe read.
+fn probe_uptime(facts: &serde_json::Value) -> f64 {
+    facts["read"]["/proc/uptime"]
+        .as_str()
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no /proc/uptime: {facts}"))
+}
+
+/// A time namespace with offsets works rootless: the runtime cannot create one in the
+/// initial user namespace, so it is made in the container's own.
+#[test]
+fn rootless_time_namespace_with_offsets() {
+    let Some(r) = Rootless::new() else { return };
+    let mut b = r.bundle(r.t.id());
+    b.namespace("time", None);
+    let year = 365 * 86400;
+    b.set(
+        "/linux/timeOffsets",
+        json!({"boottime": {"secs": year, "nanosecs": 0},
+               "monotonic": {"secs": year, "nanosecs": 0}}),
+    );
+    b.probe_args(&["read=/proc/uptime"]);
+    let out = r.run_with(&[], &b, &[]);
+    out.ok();
+    let facts = out.probe_facts();
+    assert_ne!(facts["ns"]["time"], host_ns("time"), "{facts}");
+    let host_up: f64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        probe_uptime(&facts) >= host_up + year as f64 - 1.0,
+        "the boottime offset applies: {facts}"
+    );
+    assert_eq!(facts["seccomp"], 2, "{facts}");
+    r.t.assert_nothing_left();
+}
