@@ -257,7 +257,11 @@ fn an_idmapped_rootfs_belongs_to_the_containers_root() {
     assert_eq!(facts["stat"]["/probe"]["gid"], 0, "{facts}");
     assert_eq!(facts["write"]["/idmapped-new"], "ok", "{facts}");
     let meta = std::fs::metadata(b.rootfs().join("idmapped-new")).expect("stat on host");
-    assert_eq!((meta.uid(), meta.gid()), (0, 0), "host owner of the new file");
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (0, 0),
+        "host owner of the new file"
+    );
     let root = std::fs::metadata(b.rootfs()).expect("stat rootfs");
     assert_eq!((root.uid(), root.gid()), (0, 0), "host owner of the rootfs");
     t.assert_nothing_left();

@@ -557,5 +557,34 @@ fn rootless_time_namespace_with_offsets() {
         "the boottime offset applies: {facts}"
     );
     assert_eq!(facts["seccomp"], 2, "{facts}");
+
+    // A process exec'd into a running one joins its time namespace (owned by the container's
+    // user namespace).
+    let id = r.t.new_id("exec");
+    let mut b = r.bundle(&id);
+    b.namespace("time", None);
+    b.set(
+        "/linux/timeOffsets",
+        json!({"boottime": {"secs": year, "nanosecs": 0}}),
+    );
+    b.args(&["sleep", "1000"]);
+    b.write();
+    r.chown();
+    let dir = b.dir.to_string_lossy().into_owned();
+    r.rt(&["run", "--detach", "--bundle", &dir, &id]).ok();
+    let st = r.rt(&["state", &id]).ok().json();
+    r.t.track_pid(st["pid"].as_i64().expect("pid") as i32);
+    let ex = r.rt(&["exec", &id, "cat", "/proc/uptime"]);
+    ex.ok();
+    let up: f64 = ex
+        .stdout
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{ex}"));
+    assert!(up >= year as f64, "exec sees the offset: {ex}");
+    r.rt(&["kill", &id, "KILL"]).ok();
+    r.t.wait_status(&id, "stopped");
+    r.rt(&["delete", &id]).ok();
     r.t.assert_nothing_left();
 }

@@ -62,9 +62,7 @@ pub fn prepare(
                 .op_path("move_mount id-mapped rootfs", &plan.rootfs)?;
         }
         None if plan.rootfs_idmap => {
-            return Err(Error::Other(
-                "the runtime sent no id-mapped rootfs".into(),
-            ))
+            return Err(Error::Other("the runtime sent no id-mapped rootfs".into()))
         }
         None => mount(
             Some(&plan.rootfs),

@@ -177,9 +177,15 @@ mod tests {
         assert!(!rootfs(&ann("false"), &user, &host).unwrap());
         assert!(rootfs(&ann("true"), &user, &host).unwrap());
         let e = rootfs(&ann("yes"), &user, &host).unwrap_err().to_string();
-        assert!(e.contains(ROOTFS_ANNOTATION) && e.contains("\"yes\""), "{e}");
+        assert!(
+            e.contains(ROOTFS_ANNOTATION) && e.contains("\"yes\""),
+            "{e}"
+        );
         let e = rootfs(&ann("true"), &none, &host).unwrap_err().to_string();
-        assert!(e.contains(ROOTFS_ANNOTATION) && e.contains("user namespace"), "{e}");
+        assert!(
+            e.contains(ROOTFS_ANNOTATION) && e.contains("user namespace"),
+            "{e}"
+        );
     }
 
     fn mount(json: serde_json::Value) -> Mount {
