@@ -103,6 +103,43 @@ fn the_operator_policy_holds_embedded_containers() {
     assert!(err.to_string().contains("requireSecomp"), "{err}");
 }
 
+/// `SandboxBuilder::policy`: the operator policy as a value, checked when the sandbox is built
+/// and held to by every container, the message saying where it came from.
+#[test]
+fn the_operator_policy_as_a_value() {
+    let _g = shared();
+    let t = Test::new();
+    let policy = sealrun::policy::Policy::parse(br#"{"requireSeccomp": true}"#).unwrap();
+    let sb = Sandbox::builder()
+        .state_root(&t.root)
+        .runtime_binary(env!("CARGO_BIN_EXE_sealrun"))
+        .policy(policy)
+        .build()
+        .unwrap();
+    let b = sh_bundle(&t, t.id(), "true");
+    let err = sb
+        .container(t.id())
+        .spec_json(serde_json::to_vec(&b.config).unwrap())
+        .rootfs(b.rootfs())
+        .create()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig { field, reason }
+            if field == "linux.seccomp" && reason.contains("given by the embedding program")),
+        "{err}"
+    );
+    t.assert_nothing_left();
+
+    let mut bad = sealrun::policy::Policy::default();
+    bad.forbidden_syscalls = vec!["no_such_syscall".into()];
+    let err = Sandbox::builder()
+        .runtime_binary(env!("CARGO_BIN_EXE_sealrun"))
+        .policy(bad)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("forbiddenSyscalls[0]"), "{err}");
+}
+
 #[test]
 fn run_from_a_bundle_directory() {
     let _g = shared();

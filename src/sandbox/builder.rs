@@ -319,7 +319,7 @@ impl ContainerBuilder {
         if s.log_debug {
             cmd.arg("--debug");
         }
-        if let Some(p) = &s.policy {
+        if let super::PolicySource::File(p) = &s.policy {
             cmd.arg("--policy").arg(p);
         }
         cmd.arg("__helper")
@@ -343,6 +343,10 @@ impl ContainerBuilder {
                     no_pivot: self.no_pivot,
                     no_new_keyring: self.no_new_keyring,
                     console_socket: console.as_ref().map(|c| c.path.clone()),
+                    policy: match &s.policy {
+                        super::PolicySource::Value(p) => Some(p.clone()),
+                        _ => None,
+                    },
                 },
                 &[],
             )?;

@@ -89,6 +89,7 @@ impl Helper {
             no_pivot,
             no_new_keyring,
             console_socket,
+            policy,
         } = req
         else {
             return Err(Error::Other(
@@ -96,7 +97,12 @@ impl Helper {
             ));
         };
         let generated = generated.then(|| bundle.clone());
-        // The operator policy is the helper's `--policy` (Runtime::policy), as for `create`.
+        // The operator policy is the program's value, or the helper's `--policy`
+        // (Runtime::policy), as for `create`.
+        let mut rt = rt;
+        if let Some(p) = policy {
+            rt.policy = *p;
+        }
         let mut opts = CreateOptions::new(id.clone(), bundle);
         opts.console_socket = console_socket;
         opts.no_pivot = no_pivot;

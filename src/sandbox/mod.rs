@@ -74,7 +74,19 @@ pub(crate) struct Settings {
     pub(crate) log: Option<OwnedFd>,
     /// The helpers log debug records too.
     pub(crate) log_debug: bool,
-    pub(crate) policy: Option<PathBuf>,
+    pub(crate) policy: PolicySource,
+}
+
+/// Where the helpers' operator policy comes from.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum PolicySource {
+    /// `/etc/sealrun/policy.json` when it exists, as for the CLI.
+    #[default]
+    Host,
+    /// This file (`--policy`).
+    File(PathBuf),
+    /// This value, sent with each container's create.
+    Value(Box<crate::policy::Policy>),
 }
 
 /// A handle on sealrun configured once: where container state lives, which runtime binary
@@ -107,7 +119,7 @@ pub struct SandboxBuilder {
     log: Option<PathBuf>,
     sink: Option<sink::SinkFn>,
     log_debug: bool,
-    policy: Option<PathBuf>,
+    policy: PolicySource,
 }
 
 impl std::fmt::Debug for SandboxBuilder {
@@ -173,8 +185,25 @@ impl SandboxBuilder {
 
     /// The operator policy file every container is held to (as `sealrun --policy`); by
     /// default the helpers read `/etc/sealrun/policy.json` when it exists, as the CLI does.
+    /// Replaces a [`policy`](Self::policy).
     pub fn policy_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.policy = Some(path.into());
+        self.policy = PolicySource::File(path.into());
+        self
+    }
+
+    /// The operator policy every container is held to, as a value (checked by
+    /// [`build`](Self::build)), instead of a policy file. Replaces a
+    /// [`policy_file`](Self::policy_file).
+    ///
+    /// ```no_run
+    /// # fn main() -> sealrun::Result<()> {
+    /// let policy = sealrun::policy::Policy::parse(br#"{"requireSeccomp": true}"#)?;
+    /// let sandbox = sealrun::Sandbox::builder().policy(policy).build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn policy(mut self, policy: crate::policy::Policy) -> Self {
+        self.policy = PolicySource::Value(Box::new(policy));
         self
     }
 
@@ -182,8 +211,10 @@ impl SandboxBuilder {
     /// a log file opened).
     pub fn build(self) -> Result<Sandbox> {
         let binary = find_binary(self.binary)?;
-        if let Some(p) = &self.policy {
-            crate::policy::Policy::load(Some(p))?;
+        match &self.policy {
+            PolicySource::File(p) => drop(crate::policy::Policy::load(Some(p))?),
+            PolicySource::Value(p) => p.validate()?,
+            PolicySource::Host => {}
         }
         let root = self.root.unwrap_or_else(|| PathBuf::from("/run/sealrun"));
         if !root.is_absolute() {

@@ -27,6 +27,10 @@ pub(crate) enum Request {
         no_new_keyring: bool,
         /// Where the init sends its pty master (`process.terminal`).
         console_socket: Option<PathBuf>,
+        /// The operator policy, when the program gave it as a value (else the helper's own:
+        /// `--policy` or the host's file).
+        #[serde(default)]
+        policy: Option<Box<crate::policy::Policy>>,
     },
     /// Start the created container.
     Start,
