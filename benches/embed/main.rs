@@ -8,6 +8,10 @@
 //! memory of the library's helper processes (sampled from a held-open container). The bundle
 //! is sealrun's hardened default (`sealrun spec`, its default seccomp profile) on a busybox
 //! root. `SEALRUN_BIN` picks the runtime binary (default: the release build of this checkout).
+//! Also reported: the CPU time (user + system, of this process and every process it waited
+//! for) per container, steadier than latency on a shared machine. Everything runs in one
+//! private mount namespace with a tmpfs over a hybrid layout's cgroup2 mount (crun 1.8 refuses
+//! the hybrid layout otherwise), as in `benches/runtimes`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -69,6 +73,7 @@ fn run() -> Res<()> {
     if !nix::unistd::geteuid().is_root() {
         return Err("must run as root".into());
     }
+    private_mounts()?;
     let n = env_num("BENCH_N", 80);
     let threads = env_num("BENCH_THREADS", 8);
     let sealrun = match std::env::var_os("SEALRUN_BIN") {
@@ -90,8 +95,8 @@ fn run() -> Res<()> {
 
     println!("{n} containers of /bin/true from {threads} threads; lifecycle = create to deleted");
     println!(
-        "{:<22} {:>12} {:>10} {:>10}",
-        "driver", "containers/s", "p50 ms", "p99 ms"
+        "{:<22} {:>12} {:>10} {:>10} {:>14}",
+        "driver", "containers/s", "p50 ms", "p99 ms", "CPU ms/cont."
     );
     let cfg = |id: &str| {
         let mut c = config.clone();
@@ -162,12 +167,57 @@ fn run() -> Res<()> {
     Ok(())
 }
 
-/// Run `one(i)` for i in 0..n from `threads` threads; total time and each lifecycle's time.
+/// A private mount namespace for this process and every runtime it starts, with a tmpfs over
+/// the hybrid layout's cgroup2 mount when there is one. Called while single-threaded.
+fn private_mounts() -> Res<()> {
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("unshare: {e}"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("make / private: {e}"))?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    if info.contains(" /sys/fs/cgroup/unified ") {
+        mount(
+            Some("none"),
+            "/sys/fs/cgroup/unified",
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| format!("tmpfs over /sys/fs/cgroup/unified: {e}"))?;
+    }
+    Ok(())
+}
+
+/// CPU time (user + system) of this process and of the children it has waited for.
+fn cpu_time() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    [UsageWho::RUSAGE_SELF, UsageWho::RUSAGE_CHILDREN]
+        .into_iter()
+        .filter_map(|who| getrusage(who).ok())
+        .map(|u| {
+            let t = |tv: nix::sys::time::TimeVal| {
+                Duration::new(tv.tv_sec() as u64, tv.tv_usec() as u32 * 1000)
+            };
+            t(u.user_time()) + t(u.system_time())
+        })
+        .sum()
+}
+
+/// Run `one(i)` for i in 0..n from `threads` threads; total time, CPU time, and each
+/// lifecycle's time.
 fn measure(
     n: usize,
     threads: usize,
     one: impl Fn(usize) -> Res<()> + Sync,
-) -> Res<(Duration, Vec<Duration>)> {
+) -> Res<(Duration, Duration, Vec<Duration>)> {
+    let cpu = cpu_time();
     let next = AtomicUsize::new(0);
     let times = Mutex::new(Vec::with_capacity(n));
     let failure = Mutex::new(None);
@@ -194,26 +244,28 @@ fn measure(
         }
     });
     let total = start.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu);
     if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
         return Err(e);
     }
     let mut times = times.into_inner().unwrap_or_else(|e| e.into_inner());
     times.sort();
-    Ok((total, times))
+    Ok((total, cpu, times))
 }
 
-fn report(name: &str, r: &Res<(Duration, Vec<Duration>)>) {
+fn report(name: &str, r: &Res<(Duration, Duration, Vec<Duration>)>) {
     match r {
-        Ok((total, times)) => {
+        Ok((total, cpu, times)) => {
             let pct = |p: f64| {
                 let i = ((times.len() as f64 - 1.0) * p).round() as usize;
                 times.get(i).map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0)
             };
             println!(
-                "{name:<22} {:>12.1} {:>10.1} {:>10.1}",
+                "{name:<22} {:>12.1} {:>10.1} {:>10.1} {:>14.2}",
                 times.len() as f64 / total.as_secs_f64(),
                 pct(0.5),
-                pct(0.99)
+                pct(0.99),
+                cpu.as_secs_f64() * 1e3 / times.len().max(1) as f64
             );
         }
         Err(e) => println!("{name:<22} failed: {e}"),
