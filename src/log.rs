@@ -58,8 +58,8 @@ pub enum Format {
 }
 
 struct Logger {
-    /// Behind a lock so that [`move_above`] can renumber it.
-    file: Option<Mutex<File>>,
+    /// Behind a lock so that [`set_file`] can give it and [`move_above`] renumber it.
+    file: Mutex<Option<File>>,
     format: Format,
     min: Level,
 }
@@ -70,13 +70,11 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 /// stderr (errors are printed by `main` itself, so they are not duplicated there).
 pub fn init(path: Option<&Path>, format: Format, debug: bool) -> std::io::Result<()> {
     let file = match path {
-        Some(p) => Some(Mutex::new(
-            File::options().append(true).create(true).open(p)?,
-        )),
+        Some(p) => Some(File::options().append(true).create(true).open(p)?),
         None => None,
     };
     let _ = LOGGER.set(Logger {
-        file,
+        file: Mutex::new(file),
         format,
         min: if debug { Level::Debug } else { Level::Info },
     });
@@ -90,7 +88,7 @@ pub fn enabled(level: Level) -> bool {
 
 /// Whether a log file was given.
 pub fn has_file() -> bool {
-    LOGGER.get().is_some_and(|l| l.file.is_some())
+    LOGGER.get().is_some_and(|l| lock(&l.file).is_some())
 }
 
 /// Write one record with extra structured fields.
@@ -100,9 +98,8 @@ pub fn record(level: Level, msg: &str, fields: Map<String, Value>) {
         return;
     }
     let line = format_line(l.format, level, msg, fields, &now_rfc3339());
-    match &l.file {
+    match &*lock(&l.file) {
         Some(f) => {
-            let f = f.lock().unwrap_or_else(|e| e.into_inner());
             let _ = (&*f).write_all(line.as_bytes());
         }
         None if level >= Level::Warn || l.min == Level::Debug => {
@@ -150,12 +147,26 @@ fn format_line(
 /// Renumber the log file's descriptor to `min` or above: for a forked child that is about
 /// to fill the numbers below with descriptors it hands on (the helper's `exec` child).
 pub(crate) fn move_above(min: RawFd) -> nix::Result<()> {
-    let Some(f) = LOGGER.get().and_then(|l| l.file.as_ref()) else {
+    let Some(l) = LOGGER.get() else {
         return Ok(());
     };
-    let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
-    *f = File::from(crate::sys::spawn::dup_above(f.as_fd(), min)?);
+    let mut f = lock(&l.file);
+    if let Some(file) = f.as_ref() {
+        *f = Some(File::from(crate::sys::spawn::dup_above(file.as_fd(), min)?));
+    }
     Ok(())
+}
+
+/// Send the records to `file` from now on (the helper's log, which the library hands it after
+/// the process started); the level and format stay as [`init`] set them.
+pub(crate) fn set_file(file: File) {
+    if let Some(l) = LOGGER.get() {
+        *lock(&l.file) = Some(file);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Debug record.

@@ -6,13 +6,13 @@ use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::{ChildStderr, ChildStdin, ChildStdout};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use oci_spec::runtime::Spec;
 
 use super::container::{Container, Inner};
-use super::helper::FIRST_FD;
 use super::wire::{self, Reply, Request};
 use super::{Settings, Stdio};
 use crate::error::{Context, Error, Result};
@@ -285,21 +285,18 @@ impl ContainerBuilder {
     }
 
     fn launch(
-        mut self,
+        self,
         bundle: &Path,
         generated: bool,
         listener: Option<Listener>,
         console: Option<Listener>,
     ) -> Result<Container> {
-        let (ours, theirs) = sys::socket::seqpacket_pair().op("socketpair")?;
         let s = &self.settings;
-        // The preserved descriptors at 3.., the control socket right after them, then the
-        // helper's log (which it opens again by that name, as the CLI opens `--log`).
-        let mut passed = std::mem::take(&mut self.preserved);
-        let control_fd = FIRST_FD
-            + i32::try_from(passed.len())
-                .map_err(|_| Error::InvalidArgument("too many preserved descriptors".into()))?;
-        passed.push(theirs);
+        // Everything the helper gets travels in the create message: the container's stdio,
+        // the helper's log, the preserved descriptors. Only the control socket is inherited,
+        // as the helper's stdin, so the spawn needs no code between fork and exec and std can
+        // use posix_spawn (no fork of this possibly large, multi-threaded program).
+        let (mine, mut passed) = super::container::stdio_fds(self.stdio)?;
         passed.push(match &s.log {
             Some(fd) => fd.try_clone().op("dup log")?,
             None => OwnedFd::from(
@@ -309,11 +306,19 @@ impl ContainerBuilder {
                     .op_path("open", Path::new("/dev/null"))?,
             ),
         });
+        passed.extend(self.preserved);
+        if passed.len() > sys::socket::MAX_FDS {
+            return Err(Error::InvalidArgument(format!(
+                "container {}: {} preserved descriptors: at most {}",
+                self.id,
+                passed.len() - 4,
+                sys::socket::MAX_FDS - 4
+            )));
+        }
+        let (ours, theirs) = sys::socket::seqpacket_pair().op("socketpair")?;
         let mut cmd = std::process::Command::new(&s.binary);
         cmd.arg("--root")
             .arg(&s.root)
-            .arg("--log")
-            .arg(format!("/proc/self/fd/{}", control_fd + 1))
             .arg("--log-format")
             .arg("json");
         if s.log_debug {
@@ -323,17 +328,17 @@ impl ContainerBuilder {
             cmd.arg("--policy").arg(p);
         }
         cmd.arg("__helper")
+            .arg("--control-fd")
+            .arg("0")
             // Its own process group: a terminal's ^C reaches the caller, which decides.
-            .process_group(0);
-        let [stdin, stdout, stderr] = self.stdio;
-        cmd.stdin(std_stdio(stdin))
-            .stdout(std_stdio(stdout))
-            .stderr(std_stdio(stderr));
-        cmd.arg("--control-fd").arg(control_fd.to_string());
-        sys::spawn::pass_fds(&mut cmd, passed, FIRST_FD);
+            .process_group(0)
+            .stdin(std::process::Stdio::from(theirs))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
         let mut child = cmd.spawn().op_path("spawn", &s.binary)?;
         drop(cmd);
         let created = (|| -> Result<i32> {
+            let borrowed: Vec<_> = passed.iter().map(|f| f.as_fd()).collect();
             wire::send(
                 ours.as_fd(),
                 &Request::Create {
@@ -348,8 +353,9 @@ impl ContainerBuilder {
                         _ => None,
                     },
                 },
-                &[],
+                &borrowed,
             )?;
+            drop(passed);
             match wire::recv::<Reply>(ours.as_fd())? {
                 Some((Reply::Pid { pid }, _)) => Ok(pid),
                 Some((Reply::Error { error }, _)) => Err(error.into()),
@@ -373,14 +379,15 @@ impl ContainerBuilder {
         };
         let notify = listener.as_ref().and_then(|l| l.take_fd());
         let pty = console.as_ref().and_then(|l| l.take_fd());
+        let [stdin, stdout, stderr] = mine;
         let inner = Inner {
             settings: self.settings.clone(),
             id: self.id,
             pid,
             ctl: Mutex::new(Some(ours)),
-            stdin: Mutex::new(child.stdin.take()),
-            stdout: Mutex::new(child.stdout.take()),
-            stderr: Mutex::new(child.stderr.take()),
+            stdin: Mutex::new(stdin.map(ChildStdin::from)),
+            stdout: Mutex::new(stdout.map(ChildStdout::from)),
+            stderr: Mutex::new(stderr.map(ChildStderr::from)),
             helper: Mutex::new(Some(child)),
             notify: Mutex::new(notify),
             pty: Mutex::new(pty),
@@ -389,15 +396,6 @@ impl ContainerBuilder {
         Ok(Container {
             inner: Arc::new(inner),
         })
-    }
-}
-
-fn std_stdio(s: Stdio) -> std::process::Stdio {
-    match s {
-        Stdio::Inherit => std::process::Stdio::inherit(),
-        Stdio::Null => std::process::Stdio::null(),
-        Stdio::Pipe => std::process::Stdio::piped(),
-        Stdio::Fd(fd) => std::process::Stdio::from(fd),
     }
 }
 

@@ -1,9 +1,10 @@
 //! The helper process: the sealed sealrun binary started by the library (`sealrun __helper`)
-//! with its control socket as fd 3. It creates one container, stays its parent (and child
-//! subreaper, so processes `exec` starts are reparented to it), reaps every child, and serves
-//! the library's requests until `Delete`, or until the library's connections are all closed
-//! (then it force-deletes the container). Forking, `setns` and sealing happen here, never in
-//! the library's caller.
+//! with its control socket as its stdin; the first message (create) brings the container's
+//! stdio, the helper's log and the preserved descriptors. It creates one container, stays its
+//! parent (and child subreaper, so processes `exec` starts are reparented to it), reaps every
+//! child, and serves the library's requests until `Delete`, or until the library's
+//! connections are all closed (then it force-deletes the container). Forking, `setns` and
+//! sealing happen here, never in the library's caller.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -20,32 +21,34 @@ use crate::error::{Context, Error, Result};
 use crate::spec::{CreateOptions, ExecOverrides, Layers};
 use crate::sys::{self, process::Forked, process::WaitStatus};
 
-/// The first descriptor the library passes to the helper: the container's preserved ones
-/// from here, then the control socket.
-pub(crate) const FIRST_FD: i32 = 3;
-
 /// Run the helper; returns its exit code. Called only by the `sealrun` binary for its hidden
-/// `__helper --control-fd N` command: it claims descriptor N as its control socket, 3..N as
-/// the descriptors the container's process gets (`preserve_fds`) and N+1 as its log, which
-/// the binary has opened again already (`--log /proc/self/fd/N+1`): that copy is closed here.
+/// `__helper --control-fd N` command (the library passes 0): it claims descriptor N as its
+/// control socket.
 #[doc(hidden)]
 pub fn helper_main(rt: Runtime, control_fd: i32) -> i32 {
-    if control_fd < FIRST_FD {
+    if control_fd < 0 {
         return 2;
     }
-    let Ok(mut fds) = sys::spawn::claim_inherited_fds(FIRST_FD, control_fd + 2) else {
+    let Ok(mut fds) = sys::spawn::claim_inherited_fds(control_fd, control_fd + 1) else {
         return 2;
     };
-    drop(fds.pop());
     let Some(ctl) = fds.pop() else {
         return 2;
     };
-    let preserved = fds;
     // Processes `exec` starts outlive their short-lived parent: they come to us.
     if sys::process::set_child_subreaper().is_err() {
         return 2;
     }
-    let mut helper = match Helper::create(rt, &ctl, preserved) {
+    let (ctl, first) = match receive_create(ctl) {
+        Ok(got) => got,
+        Err((ctl, e)) => {
+            if let Some(ctl) = ctl {
+                let _ = reply(&ctl, &Reply::Error { error: (&e).into() });
+            }
+            return 1;
+        }
+    };
+    let mut helper = match Helper::create(rt, &ctl, first) {
         Ok(h) => h,
         Err(e) => {
             let _ = reply(&ctl, &Reply::Error { error: (&e).into() });
@@ -54,6 +57,40 @@ pub fn helper_main(rt: Runtime, control_fd: i32) -> i32 {
     };
     helper.conns.push(ctl);
     helper.serve()
+}
+
+/// The create request and how many descriptors it preserves (now 3, 4, ...).
+struct First {
+    req: Request,
+    preserved: u32,
+}
+
+/// Receive the create request with its descriptors (stdin, stdout, stderr, the log, then the
+/// preserved ones): the log becomes ours, the others our 0, 1, 2, 3, ... for the init to
+/// inherit; the control socket moves above them. On failure, the control socket if it is
+/// still ours, and the error.
+fn receive_create(ctl: OwnedFd) -> std::result::Result<(OwnedFd, First), (Option<OwnedFd>, Error)> {
+    let (req, mut fds) = match wire::recv::<Request>(ctl.as_fd()) {
+        Ok(Some(got)) => got,
+        Ok(None) => return Err((None, Error::Other("helper: no request".into()))),
+        Err(e) => return Err((Some(ctl), e)),
+    };
+    if fds.len() < 4 {
+        let e = Error::Other("helper: create needs stdio and log descriptors".into());
+        return Err((Some(ctl), e));
+    }
+    crate::log::set_file(std::fs::File::from(fds.remove(3)));
+    let preserved = u32::try_from(fds.len() - 3).unwrap_or(u32::MAX);
+    let count = i32::try_from(fds.len()).unwrap_or(i32::MAX);
+    let placed =
+        crate::log::move_above(count).and_then(|()| sys::spawn::install_fds(fds, vec![ctl]));
+    match placed {
+        Ok(mut kept) => match kept.pop() {
+            Some(ctl) => Ok((ctl, First { req, preserved })),
+            None => Err((None, Error::Other("helper: lost the control socket".into()))),
+        },
+        Err(e) => Err((None, Error::os("install descriptors", None, e))),
+    }
 }
 
 fn reply(conn: &OwnedFd, r: &Reply) -> Result<()> {
@@ -78,10 +115,8 @@ struct Helper {
 impl Helper {
     /// Create the container; `preserved` (descriptors 3..) become its process's 3.. and are
     /// closed here once it has them.
-    fn create(rt: Runtime, ctl: &OwnedFd, preserved: Vec<OwnedFd>) -> Result<Helper> {
-        let Some((req, _)) = wire::recv::<Request>(ctl.as_fd())? else {
-            return Err(Error::Other("helper: no request".into()));
-        };
+    fn create(rt: Runtime, ctl: &OwnedFd, first: First) -> Result<Helper> {
+        let First { req, preserved } = first;
         let Request::Create {
             id,
             bundle,
@@ -107,11 +142,12 @@ impl Helper {
         opts.console_socket = console_socket;
         opts.no_pivot = no_pivot;
         opts.no_new_keyring = no_new_keyring;
-        opts.preserve_fds = u32::try_from(preserved.len())
-            .map_err(|_| Error::InvalidArgument("too many preserved descriptors".into()))?;
+        opts.preserve_fds = preserved;
         let created = container::create(&rt, opts);
         // The init has its copies (cloned with our table); ours go.
-        drop(preserved);
+        for fd in 3..3 + preserved {
+            sys::fd::close_raw(fd as i32);
+        }
         if let Err(e) = created {
             remove_bundle(generated.as_deref());
             return Err(e);
