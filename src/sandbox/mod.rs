@@ -9,7 +9,9 @@
 //! # The caller is never modified
 //! Every container has a *helper process*: the sealrun runtime binary itself, started with
 //! [`std::process::Command`] (safe from multi-threaded programs) with a hidden `__helper`
-//! command. The helper seals itself (it re-executes from a sealed memfd copy, as the CLI
+//! command. Only its control socket is inherited (as its stdin): the container's stdio, the
+//! log and preserved descriptors follow in the first message, so the spawn runs no code
+//! between fork and exec and std uses `posix_spawn` (the caller is never forked). The helper seals itself (it re-executes from a sealed memfd copy, as the CLI
 //! does), creates the container, stays its parent and child subreaper, reaps its processes and
 //! answers the library over a private socket. Forking, `setns`, `chdir`, the non-dumpable flag
 //! and signal handling all happen there: the calling program keeps its working directory,
