@@ -130,8 +130,10 @@ fn the_operator_policy_as_a_value() {
     );
     t.assert_nothing_left();
 
-    let mut bad = sealrun::policy::Policy::default();
-    bad.forbidden_syscalls = vec!["no_such_syscall".into()];
+    let bad = sealrun::policy::Policy {
+        forbidden_syscalls: vec!["no_such_syscall".into()],
+        ..Default::default()
+    };
     let err = Sandbox::builder()
         .runtime_binary(env!("CARGO_BIN_EXE_sealrun"))
         .policy(bad)
