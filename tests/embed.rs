@@ -516,3 +516,24 @@ fn a_log_sink_receives_the_audit_record() {
     );
     t.assert_nothing_left();
 }
+
+/// The helper's entry point is public (the sealrun binary calls it) but does nothing in any
+/// other program: it would take the descriptor it is given and replace the stdio.
+#[test]
+fn the_helper_entry_point_refuses_to_run_in_the_caller() {
+    let _g = shared();
+    let t = Test::new();
+    let rt = sealrun::container::Runtime::new(
+        sealrun::container::StateRoot::new(&t.root),
+        sealrun::selfexe::SealStatus::Disabled,
+    );
+    // A descriptor of ours it would claim, at a number it would accept.
+    let ours = std::fs::File::open("/dev/null").unwrap();
+    let fd = ours.as_raw_fd();
+    assert_eq!(sealrun::sandbox::helper_main(rt, fd), 2);
+    // SAFETY: F_GETFD only reads the flags of a descriptor we own.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    assert_eq!(flags, libc::FD_CLOEXEC, "still ours, unchanged");
+    drop(ours);
+    t.assert_nothing_left();
+}

@@ -23,10 +23,13 @@ use crate::sys::{self, process::Forked, process::WaitStatus};
 
 /// Run the helper; returns its exit code. Called only by the `sealrun` binary for its hidden
 /// `__helper --control-fd N` command (the library passes 0): it claims descriptor N as its
-/// control socket.
+/// control socket and replaces its stdio. It does nothing (returns 2) unless the process runs
+/// from sealrun's sealed copy, so no other program can hand it its descriptors by mistake.
 #[doc(hidden)]
 pub fn helper_main(rt: Runtime, control_fd: i32) -> i32 {
-    if control_fd < 0 {
+    let sealed = matches!(crate::selfexe::current_seals(),
+        Ok(Some(s)) if s & crate::selfexe::REQUIRED_SEALS == crate::selfexe::REQUIRED_SEALS);
+    if control_fd < 0 || !sealed {
         return 2;
     }
     let Ok(mut fds) = sys::spawn::claim_inherited_fds(control_fd, control_fd + 1) else {
