@@ -59,6 +59,21 @@ fn preserved_descriptors_reach_the_container_in_order() {
     assert!(c.wait().unwrap().success());
     c.delete().unwrap();
     t.assert_nothing_left();
+
+    // More than one message carries is refused before anything starts.
+    let mut too_many = sb
+        .container(t.new_id("many"))
+        .spec_json(serde_json::to_vec(&b.config).unwrap())
+        .rootfs(b.rootfs());
+    for _ in 0..250 {
+        too_many = too_many.preserve_fd(OwnedFd::from(std::fs::File::open("/dev/null").unwrap()));
+    }
+    let e = too_many.create().expect_err("too many descriptors");
+    assert!(
+        matches!(e, sealrun::Error::InvalidArgument(ref m) if m.contains("at most 249")),
+        "{e}"
+    );
+    t.assert_nothing_left();
 }
 
 /// Everything the pty's other side wrote, until it closed (EIO on the master).

@@ -368,6 +368,18 @@ fn rootless_idmapped_mounts_are_refused_naming_the_field() {
     r.t.assert_nothing_left();
 }
 
+#[test]
+fn rootless_idmapped_rootfs_is_refused_naming_the_annotation() {
+    let Some(r) = Rootless::new() else { return };
+    let mut b = r.bundle(r.t.id());
+    b.set("/annotations/run.sealrun.rootfs.idmap", json!("true"));
+    r.run_with(&[], &b, &[]).error_line(&[
+        "run.sealrun.rootfs.idmap",
+        "root in the initial user namespace",
+    ]);
+    r.t.assert_nothing_left();
+}
+
 /// A host directory handed to the container as fd 3 (`--preserve-fds 1`): with Landlock on,
 /// reading through it fails; `global` switches layers off.
 fn preserved_dir_fd(r: &Rootless, global: &[&str]) -> String {
