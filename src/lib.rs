@@ -96,8 +96,8 @@ pub(crate) mod test_skip;
 pub use error::{Error, Result, Step};
 pub use log::{Format as LogFormat, Level as LogLevel};
 pub use sandbox::{
-    sandbox_spec, Container, ContainerBuilder, ExecBuilder, ExitStatus, LogRecord, Process,
-    Sandbox, SandboxBuilder, State, Status, Stdio,
+    sandbox_spec, Container, ContainerBuilder, ExecBuilder, ExitStatus, LandlockOptions, LogRecord,
+    Process, Sandbox, SandboxBuilder, State, Status, Stdio,
 };
 
 /// The log of a runtime process: the `sealrun` binary's `--log FILE`, `--log-format` and

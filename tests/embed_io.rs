@@ -403,3 +403,38 @@ fn exec_capabilities_are_typed_values() {
     c.delete().unwrap();
     t.assert_nothing_left();
 }
+
+/// `ContainerBuilder::landlock`: Landlock settings as typed values reach the container: a
+/// read-only path refuses the write that succeeds without them.
+#[test]
+fn landlock_options_are_typed_values() {
+    let t = Test::new();
+    let sb = sandbox(&t);
+    let run = |id: &str, landlock: Option<sealrun::LandlockOptions>| -> String {
+        let mut b = sh_bundle(&t, id, "echo x > /data/f; echo rc=$?");
+        b.writable_root();
+        std::fs::create_dir(b.rootfs().join("data")).unwrap();
+        std::os::unix::fs::chown(b.rootfs().join("data"), Some(0), Some(0)).unwrap();
+        let mut builder = sb
+            .container(id)
+            .spec_json(serde_json::to_vec(&b.config).unwrap())
+            .rootfs(b.rootfs())
+            .stdout(Stdio::Pipe);
+        if let Some(l) = landlock {
+            builder = builder.landlock(l);
+        }
+        let c = builder
+            .create()
+            .unwrap_or_else(|e| panic!("create {id}: {e}"));
+        let out = c.take_stdout().unwrap();
+        c.start().unwrap();
+        let text = String::from_utf8(read_all(out)).unwrap();
+        assert!(c.wait().unwrap().success());
+        c.delete().unwrap();
+        text
+    };
+    assert_eq!(run(&t.new_id("open"), None), "rc=0\n");
+    let ro = sealrun::LandlockOptions::new().read_only("/data");
+    assert_eq!(run(&t.new_id("ro"), Some(ro)), "rc=1\n");
+    t.assert_nothing_left();
+}

@@ -44,6 +44,7 @@ pub struct ContainerBuilder {
     preserved: Vec<OwnedFd>,
     no_pivot: bool,
     no_new_keyring: bool,
+    landlock: Option<super::LandlockOptions>,
 }
 
 /// The directory under the state root for bundles the library writes (`@` is never in an id).
@@ -65,12 +66,20 @@ impl ContainerBuilder {
             preserved: Vec::new(),
             no_pivot: false,
             no_new_keyring: false,
+            landlock: None,
         }
     }
 
+    /// Landlock settings beyond sealrun's default, as values (they replace the config's
+    /// `run.sealrun.landlock*` annotations).
+    pub fn landlock(mut self, options: super::LandlockOptions) -> Self {
+        self.landlock = Some(options);
+        self
+    }
+
     /// Use the bundle directory `dir` (its `config.json` and the rootfs it names). With
-    /// [`rootfs`](Self::rootfs), [`terminal`](Self::terminal) or
-    /// [`seccomp_notify`](Self::seccomp_notify) the library
+    /// [`rootfs`](Self::rootfs), [`terminal`](Self::terminal), [`landlock`](Self::landlock)
+    /// or [`seccomp_notify`](Self::seccomp_notify) the library
     /// writes a changed copy of the config into a bundle of its own: relative paths in it
     /// other than `root.path` (mount sources, say) then resolve against that directory.
     pub fn bundle(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -193,7 +202,10 @@ impl ContainerBuilder {
                 )))
             }
             Source::Bundle(dir)
-                if listener.is_none() && self.rootfs.is_none() && !self.terminal =>
+                if listener.is_none()
+                    && self.rootfs.is_none()
+                    && !self.terminal
+                    && self.landlock.is_none() =>
             {
                 return Ok((dir.clone(), false))
             }
@@ -241,6 +253,11 @@ impl ContainerBuilder {
             let mut process = spec.process().clone().unwrap_or_default();
             process.set_terminal(Some(true));
             spec.set_process(Some(process));
+        }
+        if let Some(options) = &self.landlock {
+            let mut annotations = spec.annotations().clone().unwrap_or_default();
+            options.apply(&mut annotations)?;
+            spec.set_annotations(Some(annotations));
         }
         if let Some(path) = listener {
             let mut linux = spec.linux().clone().unwrap_or_default();

@@ -28,6 +28,7 @@
 mod builder;
 mod container;
 pub(crate) mod helper;
+mod options;
 mod process;
 mod sink;
 mod wire;
@@ -45,6 +46,7 @@ pub use builder::ContainerBuilder;
 pub use container::Container;
 #[doc(hidden)]
 pub use helper::helper_main;
+pub use options::LandlockOptions;
 pub use process::{ExecBuilder, Process};
 pub use sink::LogRecord;
 pub use std::process::ExitStatus;
