@@ -65,7 +65,7 @@ pub mod features;
 pub mod hooks;
 pub(crate) mod init;
 pub mod landlock;
-pub mod log;
+pub(crate) mod log;
 pub mod namespaces;
 pub mod policy;
 pub mod sandbox;
@@ -94,10 +94,42 @@ pub mod worker {
 pub(crate) mod test_skip;
 
 pub use error::{Error, Result, Step};
+pub use log::{Format as LogFormat, Level as LogLevel};
 pub use sandbox::{
-    sandbox_spec, Container, ContainerBuilder, ExecBuilder, ExitStatus, Process, Sandbox,
-    SandboxBuilder, State, Status, Stdio,
+    sandbox_spec, Container, ContainerBuilder, ExecBuilder, ExitStatus, LandlockOptions, LogRecord,
+    Process, Sandbox, SandboxBuilder, State, Status, Stdio,
 };
+
+/// The log of a runtime process: the `sealrun` binary's `--log FILE`, `--log-format` and
+/// `--debug` (runc's flags; containerd reads the last error line of that file). It is
+/// process-wide and set once, so it suits a process that is itself a runtime (the CLI, a
+/// shim's worker). Embedders do not need it: their helpers log to
+/// [`SandboxBuilder::log_file`] or [`SandboxBuilder::log_sink`].
+#[derive(Debug)]
+pub struct ProcessLog(());
+
+impl ProcessLog {
+    /// Send this process's log records to `file` (appended to; created if missing) in
+    /// `format`, debug records included with `debug`. Without a file, warnings and errors go
+    /// to stderr. Only the first call takes effect.
+    pub fn init(
+        file: Option<&std::path::Path>,
+        format: LogFormat,
+        debug: bool,
+    ) -> std::io::Result<()> {
+        log::init(file, format, debug)
+    }
+
+    /// Write an error record to the log file (not to stderr: the caller prints its error).
+    pub fn error(msg: &str) {
+        log::error(msg)
+    }
+
+    /// Write a debug record (only when initialised with `debug`).
+    pub fn debug(msg: &str) {
+        log::debug(msg)
+    }
+}
 
 /// The runtime-spec version sealrun implements.
 pub const OCI_VERSION: &str = "1.2.0";

@@ -7,13 +7,15 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::{AsFd, RawFd};
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
-/// Log levels, in increasing severity.
+/// The severity of a log record, in increasing order.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     /// Debug (only with `--debug`).
@@ -27,7 +29,8 @@ pub enum Level {
 }
 
 impl Level {
-    fn name(self) -> &'static str {
+    /// Its name in log lines (`debug`, `info`, `warning`, `error`).
+    pub fn name(self) -> &'static str {
         match self {
             Level::Debug => "debug",
             Level::Info => "info",
@@ -35,9 +38,17 @@ impl Level {
             Level::Error => "error",
         }
     }
+
+    /// The level named `name` in a log line.
+    pub(crate) fn from_name(name: &str) -> Option<Level> {
+        [Level::Debug, Level::Info, Level::Warn, Level::Error]
+            .into_iter()
+            .find(|l| l.name() == name)
+    }
 }
 
-/// Output format.
+/// The format of a runtime process's log lines.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// logfmt-like text.
@@ -47,7 +58,8 @@ pub enum Format {
 }
 
 struct Logger {
-    file: Option<File>,
+    /// Behind a lock so that [`set_file`] can give it and [`move_above`] renumber it.
+    file: Mutex<Option<File>>,
     format: Format,
     min: Level,
 }
@@ -62,7 +74,7 @@ pub fn init(path: Option<&Path>, format: Format, debug: bool) -> std::io::Result
         None => None,
     };
     let _ = LOGGER.set(Logger {
-        file,
+        file: Mutex::new(file),
         format,
         min: if debug { Level::Debug } else { Level::Info },
     });
@@ -76,7 +88,7 @@ pub fn enabled(level: Level) -> bool {
 
 /// Whether a log file was given.
 pub fn has_file() -> bool {
-    LOGGER.get().is_some_and(|l| l.file.is_some())
+    LOGGER.get().is_some_and(|l| lock(&l.file).is_some())
 }
 
 /// Write one record with extra structured fields.
@@ -86,7 +98,7 @@ pub fn record(level: Level, msg: &str, fields: Map<String, Value>) {
         return;
     }
     let line = format_line(l.format, level, msg, fields, &now_rfc3339());
-    match &l.file {
+    match &*lock(&l.file) {
         Some(f) => {
             let _ = (&*f).write_all(line.as_bytes());
         }
@@ -130,6 +142,31 @@ fn format_line(
             s
         }
     }
+}
+
+/// Renumber the log file's descriptor to `min` or above: for a forked child that is about
+/// to fill the numbers below with descriptors it hands on (the helper's `exec` child).
+pub(crate) fn move_above(min: RawFd) -> nix::Result<()> {
+    let Some(l) = LOGGER.get() else {
+        return Ok(());
+    };
+    let mut f = lock(&l.file);
+    if let Some(file) = f.as_ref() {
+        *f = Some(File::from(crate::sys::spawn::dup_above(file.as_fd(), min)?));
+    }
+    Ok(())
+}
+
+/// Send the records to `file` from now on (the helper's log, which the library hands it after
+/// the process started); the level and format stay as [`init`] set them.
+pub(crate) fn set_file(file: File) {
+    if let Some(l) = LOGGER.get() {
+        *lock(&l.file) = Some(file);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Debug record.

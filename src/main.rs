@@ -79,10 +79,10 @@ fn sealrun_main() {
         return;
     }
     let format = match cli.log_format {
-        LogFormat::Text => sealrun::log::Format::Text,
-        LogFormat::Json => sealrun::log::Format::Json,
+        LogFormat::Text => sealrun::LogFormat::Text,
+        LogFormat::Json => sealrun::LogFormat::Json,
     };
-    if let Err(e) = sealrun::log::init(cli.log.as_deref(), format, cli.debug) {
+    if let Err(e) = sealrun::ProcessLog::init(cli.log.as_deref(), format, cli.debug) {
         fail(&format!("--log: {e}"));
     }
     // As runc: exec's own failures exit 255, so callers tell them from the process's status.
@@ -95,7 +95,7 @@ fn sealrun_main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             let msg = e.to_string();
-            sealrun::log::error(&msg);
+            sealrun::ProcessLog::error(&msg);
             fail_with(&msg, failed);
         }
     }
@@ -117,8 +117,8 @@ fn usage_error(e: clap::Error) -> ! {
         None => usage_message(&e.render().to_string()),
     };
     let (log, format) = raw_log_flags(&args);
-    if sealrun::log::init(log.as_deref(), format, false).is_ok() {
-        sealrun::log::error(&msg);
+    if sealrun::ProcessLog::init(log.as_deref(), format, false).is_ok() {
+        sealrun::ProcessLog::error(&msg);
     }
     fail(&msg)
 }
@@ -149,11 +149,9 @@ fn usage_message(rendered: &str) -> String {
 
 /// `--log` and `--log-format` read from the raw arguments (clap failed, so there is no parsed
 /// command line); the last occurrence wins, as when parsing succeeds.
-fn raw_log_flags(
-    args: &[std::ffi::OsString],
-) -> (Option<std::path::PathBuf>, sealrun::log::Format) {
+fn raw_log_flags(args: &[std::ffi::OsString]) -> (Option<std::path::PathBuf>, sealrun::LogFormat) {
     let mut log = None;
-    let mut format = sealrun::log::Format::Text;
+    let mut format = sealrun::LogFormat::Text;
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
         let Some(a) = a.to_str() else { continue };
@@ -173,9 +171,9 @@ fn raw_log_flags(
         if flag == "--log" {
             log = Some(std::path::PathBuf::from(value));
         } else if value == "json" {
-            format = sealrun::log::Format::Json;
+            format = sealrun::LogFormat::Json;
         } else if value == "text" {
-            format = sealrun::log::Format::Text;
+            format = sealrun::LogFormat::Text;
         }
     }
     (log, format)
@@ -240,7 +238,7 @@ fn exec_options(a: cli::ExecArgs, layers: Layers) -> Result<container::ExecOptio
         ("--apparmor", &a.apparmor),
     ] {
         if value.as_deref().is_some_and(|v| !v.is_empty()) {
-            sealrun::log::debug(&format!("{flag}: not supported on this host, ignored"));
+            sealrun::ProcessLog::debug(&format!("{flag}: not supported on this host, ignored"));
         }
     }
     let process = match a.process {
@@ -496,7 +494,7 @@ mod tests {
 
     #[test]
     fn log_flags_are_found_in_raw_arguments() {
-        use sealrun::log::Format;
+        use sealrun::LogFormat as Format;
         let (log, f) = raw_log_flags(&os(&["sealrun", "--log", "/a", "bogus", "--log=/b"]));
         assert_eq!(log.as_deref(), Some(std::path::Path::new("/b")));
         assert_eq!(f, Format::Text);

@@ -22,6 +22,22 @@ pub fn open_ns(path: &Path) -> Result<std::os::fd::OwnedFd> {
     Ok(fd)
 }
 
+/// Create a time namespace for our children (and for us at our next `execve`) and set its
+/// clock offsets `(clock, secs, nanosecs)`, before any process is in it (the kernel allows
+/// them only then). Needs CAP_SYS_ADMIN and CAP_SYS_TIME in our user namespace, which owns it.
+pub fn unshare_time(offsets: &[(String, i64, u32)]) -> Result<()> {
+    sys::process::unshare(NsKind::Time.clone_flag()).op("unshare time namespace")?;
+    let text: String = offsets
+        .iter()
+        .map(|(clock, s, ns)| format!("{clock} {s} {ns}\n"))
+        .collect();
+    if !text.is_empty() {
+        let path = Path::new("/proc/self/timens_offsets");
+        std::fs::write(path, text).op_path("write", path)?;
+    }
+    Ok(())
+}
+
 /// `setns` into a namespace given by path.
 pub fn join(kind: NsKind, path: &Path) -> Result<()> {
     let fd = open_ns(path)?;

@@ -100,6 +100,14 @@ pub fn current_seals() -> Result<Option<i32>> {
     seals_of(open_self()?.as_fd())
 }
 
+/// Whether this process runs from a protected executable (a sealed memfd, or a read-only
+/// overlay no one can make writable), as [`ensure_sealed`] leaves it.
+pub fn running_protected() -> bool {
+    open_self()
+        .and_then(|exe| protection_of(exe.as_fd()))
+        .is_ok_and(|found| matches!(found, Found::Protected(_)))
+}
+
 /// What protects a running executable.
 enum Found {
     /// It is protected (a sealed memfd, or a read-only overlay no one can make writable).

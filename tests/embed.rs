@@ -103,6 +103,45 @@ fn the_operator_policy_holds_embedded_containers() {
     assert!(err.to_string().contains("requireSecomp"), "{err}");
 }
 
+/// `SandboxBuilder::policy`: the operator policy as a value, checked when the sandbox is built
+/// and held to by every container, the message saying where it came from.
+#[test]
+fn the_operator_policy_as_a_value() {
+    let _g = shared();
+    let t = Test::new();
+    let policy = sealrun::policy::Policy::parse(br#"{"requireSeccomp": true}"#).unwrap();
+    let sb = Sandbox::builder()
+        .state_root(&t.root)
+        .runtime_binary(env!("CARGO_BIN_EXE_sealrun"))
+        .policy(policy)
+        .build()
+        .unwrap();
+    let b = sh_bundle(&t, t.id(), "true");
+    let err = sb
+        .container(t.id())
+        .spec_json(serde_json::to_vec(&b.config).unwrap())
+        .rootfs(b.rootfs())
+        .create()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig { field, reason }
+            if field == "linux.seccomp" && reason.contains("given by the embedding program")),
+        "{err}"
+    );
+    t.assert_nothing_left();
+
+    let bad = sealrun::policy::Policy {
+        forbidden_syscalls: vec!["no_such_syscall".into()],
+        ..Default::default()
+    };
+    let err = Sandbox::builder()
+        .runtime_binary(env!("CARGO_BIN_EXE_sealrun"))
+        .policy(bad)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("forbiddenSyscalls[0]"), "{err}");
+}
+
 #[test]
 fn run_from_a_bundle_directory() {
     let _g = shared();
@@ -434,4 +473,67 @@ fn bad_input_gets_typed_errors_and_leaves_nothing() {
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "left under the state root: {left:?}");
+}
+
+/// `SandboxBuilder::log_sink`: the helpers' records reach a function of this program, the
+/// audit record among them with its fields.
+#[test]
+fn a_log_sink_receives_the_audit_record() {
+    let _g = shared();
+    let t = Test::new();
+    let (tx, rx) = std::sync::mpsc::channel::<sealrun::LogRecord>();
+    let tx = std::sync::Mutex::new(tx);
+    let sb = Sandbox::builder()
+        .state_root(&t.root)
+        .runtime_binary(env!("CARGO_BIN_EXE_sealrun"))
+        .log_sink(move |r| {
+            let _ = tx.lock().unwrap().send(r.clone());
+        })
+        .build()
+        .unwrap();
+    let b = sh_bundle(&t, t.id(), "exit 0");
+    let c = create(&sb, &b, [Stdio::Null, Stdio::Null, Stdio::Null]);
+    // Written by the helper before create returned; the wait only bounds a broken sink.
+    let audit = loop {
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a record");
+        if r.message == "container protections" {
+            break r;
+        }
+    };
+    assert_eq!(audit.level, sealrun::LogLevel::Info);
+    assert_eq!(audit.fields.get("id"), Some(&json!(t.id())), "{audit:?}");
+    assert!(!audit.time.is_empty());
+    c.start().unwrap();
+    assert!(c.wait().unwrap().success());
+    c.delete().unwrap();
+    assert!(
+        !std::fs::read_to_string(&t.log)
+            .unwrap_or_default()
+            .contains(t.id()),
+        "the records went to the sink only"
+    );
+    t.assert_nothing_left();
+}
+
+/// The helper's entry point is public (the sealrun binary calls it) but does nothing in any
+/// other program: it would take the descriptor it is given and replace the stdio.
+#[test]
+fn the_helper_entry_point_refuses_to_run_in_the_caller() {
+    let _g = shared();
+    let t = Test::new();
+    let rt = sealrun::container::Runtime::new(
+        sealrun::container::StateRoot::new(&t.root),
+        sealrun::selfexe::SealStatus::Disabled,
+    );
+    // A descriptor of ours it would claim, at a number it would accept.
+    let ours = std::fs::File::open("/dev/null").unwrap();
+    let fd = ours.as_raw_fd();
+    assert_eq!(sealrun::sandbox::helper_main(rt, fd), 2);
+    // SAFETY: F_GETFD only reads the flags of a descriptor we own.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    assert_eq!(flags, libc::FD_CLOEXEC, "still ours, unchanged");
+    drop(ours);
+    t.assert_nothing_left();
 }

@@ -59,6 +59,21 @@ fn preserved_descriptors_reach_the_container_in_order() {
     assert!(c.wait().unwrap().success());
     c.delete().unwrap();
     t.assert_nothing_left();
+
+    // More than one message carries is refused before anything starts.
+    let mut too_many = sb
+        .container(t.new_id("many"))
+        .spec_json(serde_json::to_vec(&b.config).unwrap())
+        .rootfs(b.rootfs());
+    for _ in 0..250 {
+        too_many = too_many.preserve_fd(OwnedFd::from(std::fs::File::open("/dev/null").unwrap()));
+    }
+    let e = too_many.create().expect_err("too many descriptors");
+    assert!(
+        matches!(e, sealrun::Error::InvalidArgument(ref m) if m.contains("at most 249")),
+        "{e}"
+    );
+    t.assert_nothing_left();
 }
 
 /// Everything the pty's other side wrote, until it closed (EIO on the master).
@@ -259,5 +274,167 @@ fn the_seccomp_notify_fd_reaches_the_caller() {
     drop(c.take_stdin());
     assert!(c.wait().unwrap().success());
     c.delete().unwrap();
+    t.assert_nothing_left();
+}
+
+/// A pipe: (read end as a file, write end).
+fn pipe() -> (std::fs::File, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two new descriptors into `fds`, which we then own.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both were just created for us.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            OwnedFd::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+fn dev_null() -> OwnedFd {
+    OwnedFd::from(std::fs::File::open("/dev/null").unwrap())
+}
+
+/// `ExecBuilder::preserve_fd`: descriptors reach an exec'd process as 3, 4, ... in order, and
+/// nothing else does. Forty of them cover the numbers of the helper's own descriptors (its
+/// log, the error pipe of its exec child): those move out of the way, so a failing exec with
+/// as many still gets its own error back.
+#[test]
+fn exec_passes_preserved_descriptors_in_order() {
+    let t = Test::new();
+    let sb = sandbox(&t);
+    let b = sh_bundle(&t, t.id(), "read x; exit 0");
+    let c = create(&sb, &b, [Stdio::Pipe, Stdio::Null, Stdio::Null]);
+    let stdin = c.take_stdin().unwrap();
+    c.start().unwrap();
+    let (r3, w3) = pipe();
+    let (r4, mut w4) = {
+        let (r, w) = pipe();
+        (OwnedFd::from(r), std::fs::File::from(w))
+    };
+    w4.write_all(b"four\n").unwrap();
+    drop(w4);
+    let mut exec = ExecBuilder::new([
+        "sh",
+        "-c",
+        "echo three >&3; cat <&4 >&3; ls /proc/self/fd >&3",
+    ])
+    .preserve_fd(w3)
+    .preserve_fd(r4);
+    for _ in 0..6 {
+        exec = exec.preserve_fd(dev_null());
+    }
+    let p = c.exec(exec).unwrap();
+    let out = String::from_utf8(read_all(r3)).unwrap();
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("three"), "{out}");
+    assert_eq!(lines.next(), Some("four"), "{out}");
+    let mut fds: Vec<u32> = lines.map(|l| l.parse().unwrap()).collect();
+    fds.sort_unstable();
+    assert_eq!(
+        fds,
+        (0..=11).collect::<Vec<_>>(),
+        "stdio, 3..=10 and ls's own: {out}"
+    );
+    assert!(p.wait().unwrap().success());
+
+    let mut bad = ExecBuilder::new(["/no/such/program"]);
+    for _ in 0..40 {
+        bad = bad.preserve_fd(dev_null());
+    }
+    let e = c.exec(bad).expect_err("no such program").to_string();
+    assert!(
+        e.contains("/no/such/program") || e.contains("not found"),
+        "the exec child's own error came back: {e}"
+    );
+    let mut too_many = ExecBuilder::new(["true"]);
+    for _ in 0..251 {
+        too_many = too_many.preserve_fd(dev_null());
+    }
+    let e = c.exec(too_many).expect_err("more than one message carries");
+    assert!(
+        matches!(e, sealrun::Error::InvalidArgument(ref m) if m.contains("at most 250")),
+        "{e}"
+    );
+    drop(stdin);
+    assert!(c.wait().unwrap().success(), "the container lived on");
+    c.delete().unwrap();
+    t.assert_nothing_left();
+}
+
+/// The effective capability set of `sh` exec'd with `exec`, from /proc/self/status.
+fn cap_eff(c: &sealrun::Container, exec: ExecBuilder) -> u64 {
+    let p = c
+        .exec(exec.stdout(Stdio::Pipe))
+        .unwrap_or_else(|e| panic!("exec: {e}"));
+    let text = String::from_utf8(read_all(p.take_stdout().unwrap())).unwrap();
+    assert!(p.wait().unwrap().success(), "{text}");
+    let hex = text
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap_or_else(|| panic!("no CapEff: {text}"));
+    u64::from_str_radix(hex.trim(), 16).unwrap()
+}
+
+/// `ExecBuilder::capability` adds to the container process's capabilities (runc's
+/// `exec --cap`), for that process only; an unknown name is an error naming it.
+#[test]
+fn exec_capabilities_are_typed_values() {
+    let t = Test::new();
+    let sb = sandbox(&t);
+    let b = sh_bundle(&t, t.id(), "read x; exit 0");
+    let c = create(&sb, &b, [Stdio::Pipe, Stdio::Null, Stdio::Null]);
+    let stdin = c.take_stdin().unwrap();
+    c.start().unwrap();
+    let status = || ExecBuilder::new(["grep", "CapEff", "/proc/self/status"]);
+    let net_raw = 1u64 << 13;
+    let before = cap_eff(&c, status());
+    assert_eq!(before & net_raw, 0, "CAP_NET_RAW is not in the default set");
+    let with = cap_eff(&c, status().capability("CAP_NET_RAW"));
+    assert_eq!(with, before | net_raw, "{with:#x} over {before:#x}");
+    assert_eq!(cap_eff(&c, status()), before, "for that process only");
+    let e = c
+        .exec(status().capability("CAP_NO_SUCH_THING"))
+        .expect_err("unknown capability")
+        .to_string();
+    assert!(e.contains("CAP_NO_SUCH_THING"), "{e}");
+    drop(stdin);
+    assert!(c.wait().unwrap().success());
+    c.delete().unwrap();
+    t.assert_nothing_left();
+}
+
+/// `ContainerBuilder::landlock`: Landlock settings as typed values reach the container: a
+/// read-only path refuses the write that succeeds without them.
+#[test]
+fn landlock_options_are_typed_values() {
+    let t = Test::new();
+    let sb = sandbox(&t);
+    let run = |id: &str, landlock: Option<sealrun::LandlockOptions>| -> String {
+        let mut b = sh_bundle(&t, id, "echo x > /data/f; echo rc=$?");
+        b.writable_root();
+        std::fs::create_dir(b.rootfs().join("data")).unwrap();
+        std::os::unix::fs::chown(b.rootfs().join("data"), Some(0), Some(0)).unwrap();
+        let mut builder = sb
+            .container(id)
+            .spec_json(serde_json::to_vec(&b.config).unwrap())
+            .rootfs(b.rootfs())
+            .stdout(Stdio::Pipe);
+        if let Some(l) = landlock {
+            builder = builder.landlock(l);
+        }
+        let c = builder
+            .create()
+            .unwrap_or_else(|e| panic!("create {id}: {e}"));
+        let out = c.take_stdout().unwrap();
+        c.start().unwrap();
+        let text = String::from_utf8(read_all(out)).unwrap();
+        assert!(c.wait().unwrap().success());
+        c.delete().unwrap();
+        text
+    };
+    assert_eq!(run(&t.new_id("open"), None), "rc=0\n");
+    let ro = sealrun::LandlockOptions::new().read_only("/data");
+    assert_eq!(run(&t.new_id("ro"), Some(ro)), "rc=1\n");
     t.assert_nothing_left();
 }

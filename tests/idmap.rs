@@ -226,3 +226,119 @@ fn features_report_idmap_truthfully() {
     let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
     assert_eq!(idmap_supported(), (major, minor) >= (5, 12), "{release}");
 }
+
+/// A user-namespaced bundle whose root is writable, probing ownership and writes at its root.
+fn rootfs_bundle(t: &Test, idmap: Option<&str>) -> Bundle {
+    let mut b = t.bundle();
+    b.user_namespace(BASE, BASE, 65536);
+    b.writable_root();
+    if let Some(v) = idmap {
+        b.set("/annotations/run.sealrun.rootfs.idmap", json!(v));
+    }
+    b.probe_args(&["stat=/", "stat=/probe", "write=/idmapped-new"]);
+    b
+}
+
+/// `run.sealrun.rootfs.idmap=true`: the rootfs, owned by host root, is mounted id-mapped
+/// through the container's user namespace: its root owns it and writes to it; on the host
+/// everything stays (or is made) root's.
+#[test]
+fn an_idmapped_rootfs_belongs_to_the_containers_root() {
+    if !is_sealrun() {
+        return skip(&sealrun_only("run.sealrun.rootfs.idmap"));
+    }
+    if !idmap_supported() {
+        return skip("no id-mapped mounts on this kernel or runtime");
+    }
+    let t = Test::new();
+    let b = rootfs_bundle(&t, Some("true"));
+    let facts = t.probe(&b);
+    assert_eq!(facts["stat"]["/"]["uid"], 0, "{facts}");
+    assert_eq!(facts["stat"]["/probe"]["gid"], 0, "{facts}");
+    assert_eq!(facts["write"]["/idmapped-new"], "ok", "{facts}");
+    let meta = std::fs::metadata(b.rootfs().join("idmapped-new")).expect("stat on host");
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (0, 0),
+        "host owner of the new file"
+    );
+    let root = std::fs::metadata(b.rootfs()).expect("stat rootfs");
+    assert_eq!((root.uid(), root.gid()), (0, 0), "host owner of the rootfs");
+    t.assert_nothing_left();
+}
+
+/// The twin: without the annotation the same rootfs is nobody's inside and its root cannot
+/// write to it.
+#[test]
+fn without_the_annotation_the_rootfs_is_nobodys() {
+    let t = Test::new();
+    let b = rootfs_bundle(&t, None);
+    let facts = t.probe(&b);
+    assert_eq!(facts["stat"]["/"]["uid"], 65534, "{facts}");
+    assert_eq!(facts["write"]["/idmapped-new"]["errno"], 13, "{facts}");
+    assert!(!b.rootfs().join("idmapped-new").exists());
+    t.assert_nothing_left();
+}
+
+#[test]
+fn an_idmapped_rootfs_without_a_user_namespace_is_one_error() {
+    if !is_sealrun() {
+        return skip(&sealrun_only("the error names the annotation"));
+    }
+    let t = Test::new();
+    let mut b = t.bundle();
+    b.set("/annotations/run.sealrun.rootfs.idmap", json!("true"));
+    t.run(&b)
+        .error_line(&["run.sealrun.rootfs.idmap", "user namespace"]);
+    t.assert_nothing_left();
+}
+
+/// The pod pattern with a time namespace: a container joining the sandbox's user namespace by
+/// path gets a new time namespace with its offsets.
+#[test]
+fn a_container_joining_the_pods_user_namespace_gets_a_time_namespace() {
+    if !is_sealrun() {
+        return skip(&sealrun_only("the time namespace"));
+    }
+    let t = Test::new();
+    let sandbox = t.new_id("sandbox");
+    let mut sb = t.sleeper(&sandbox);
+    sb.user_namespace(BASE, BASE, 65536);
+    t.run_detached(&sb).ok();
+    t.wait_status(&sandbox, "running");
+    let pid = t.pid_of(&sandbox);
+    let userns = PathBuf::from(format!("/proc/{pid}/ns/user"));
+    let mut b = t.bundle();
+    b.namespace("user", Some(&userns));
+    b.set(
+        "/linux/uidMappings",
+        json!([{"containerID": 0, "hostID": BASE, "size": 65536}]),
+    );
+    b.set(
+        "/linux/gidMappings",
+        json!([{"containerID": 0, "hostID": BASE, "size": 65536}]),
+    );
+    b.namespace("time", None);
+    let year = 365 * 86400;
+    b.set(
+        "/linux/timeOffsets",
+        json!({"boottime": {"secs": year, "nanosecs": 0}}),
+    );
+    b.probe_args(&["read=/proc/uptime"]);
+    let facts = t.probe(&b);
+    let up: f64 = facts["read"]["/proc/uptime"]
+        .as_str()
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no uptime: {facts}"));
+    assert!(up >= year as f64, "the boottime offset applies: {facts}");
+    assert_ne!(facts["ns"]["time"], host_ns("time"), "{facts}");
+    let joined = std::fs::read_link(&userns).expect("sandbox userns");
+    assert_eq!(
+        facts["ns"]["user"].as_u64().map(|n| format!("user:[{n}]")),
+        Some(joined.to_string_lossy().into_owned()),
+        "{facts}"
+    );
+    t.delete_force(&sandbox);
+    t.assert_nothing_left();
+}

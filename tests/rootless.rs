@@ -368,6 +368,18 @@ fn rootless_idmapped_mounts_are_refused_naming_the_field() {
     r.t.assert_nothing_left();
 }
 
+#[test]
+fn rootless_idmapped_rootfs_is_refused_naming_the_annotation() {
+    let Some(r) = Rootless::new() else { return };
+    let mut b = r.bundle(r.t.id());
+    b.set("/annotations/run.sealrun.rootfs.idmap", json!("true"));
+    r.run_with(&[], &b, &[]).error_line(&[
+        "run.sealrun.rootfs.idmap",
+        "root in the initial user namespace",
+    ]);
+    r.t.assert_nothing_left();
+}
+
 /// A host directory handed to the container as fd 3 (`--preserve-fds 1`): with Landlock on,
 /// reading through it fails; `global` switches layers off.
 fn preserved_dir_fd(r: &Rootless, global: &[&str]) -> String {
@@ -516,4 +528,75 @@ impl Drop for CgroupTree {
     fn drop(&mut self) {
         remove_cgroup_tree(&self.0);
     }
+}
+
+/// The uptime (first field of `/proc/uptime`) a probe read.
+fn probe_uptime(facts: &serde_json::Value) -> f64 {
+    facts["read"]["/proc/uptime"]
+        .as_str()
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no /proc/uptime: {facts}"))
+}
+
+/// A time namespace with offsets works rootless: the runtime cannot create one in the
+/// initial user namespace, so it is made in the container's own.
+#[test]
+fn rootless_time_namespace_with_offsets() {
+    let Some(r) = Rootless::new() else { return };
+    let mut b = r.bundle(r.t.id());
+    b.namespace("time", None);
+    let year = 365 * 86400;
+    b.set(
+        "/linux/timeOffsets",
+        json!({"boottime": {"secs": year, "nanosecs": 0},
+               "monotonic": {"secs": year, "nanosecs": 0}}),
+    );
+    b.probe_args(&["read=/proc/uptime"]);
+    let out = r.run_with(&[], &b, &[]);
+    out.ok();
+    let facts = out.probe_facts();
+    assert_ne!(facts["ns"]["time"], host_ns("time"), "{facts}");
+    let host_up: f64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        probe_uptime(&facts) >= host_up + year as f64 - 1.0,
+        "the boottime offset applies: {facts}"
+    );
+    assert_eq!(facts["seccomp"], 2, "{facts}");
+
+    // A process exec'd into a running one joins its time namespace (owned by the container's
+    // user namespace).
+    let id = r.t.new_id("exec");
+    let mut b = r.bundle(&id);
+    b.namespace("time", None);
+    b.set(
+        "/linux/timeOffsets",
+        json!({"boottime": {"secs": year, "nanosecs": 0}}),
+    );
+    b.args(&["sleep", "1000"]);
+    b.write();
+    r.chown();
+    let dir = b.dir.to_string_lossy().into_owned();
+    r.rt(&["run", "--detach", "--bundle", &dir, &id]).ok();
+    let st = r.rt(&["state", &id]).ok().json();
+    r.t.track_pid(st["pid"].as_i64().expect("pid") as i32);
+    let ex = r.rt(&["exec", &id, "cat", "/proc/uptime"]);
+    ex.ok();
+    let up: f64 = ex
+        .stdout
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{ex}"));
+    assert!(up >= year as f64, "exec sees the offset: {ex}");
+    r.rt(&["kill", &id, "KILL"]).ok();
+    r.t.wait_status(&id, "stopped");
+    r.rt(&["delete", &id]).ok();
+    r.t.assert_nothing_left();
 }

@@ -150,9 +150,15 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-/// (`YYYY-MM-DD`, `YYYY-MM-DD HH:MM UTC`), from the runtime's own RFC 3339 formatter.
+/// (`YYYY-MM-DD`, `YYYY-MM-DD HH:MM UTC`), from `date -u`.
 pub fn now() -> (String, String) {
-    let now = sealrun::log::now_rfc3339();
+    let now = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .filter(|s| s.len() >= 16)
+        .unwrap_or_else(|| "1970-01-01T00:00".into());
     let date = now[..10].to_string();
     let stamp = format!("{date} {} UTC", &now[11..16]);
     (date, stamp)

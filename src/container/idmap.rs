@@ -18,13 +18,18 @@ use crate::spec::idmap::IdMappedMount;
 use crate::spec::MountPlan;
 use crate::sys::{self, process::Forked};
 
+/// The container's user namespace (the init's, `who`).
+pub(super) fn container_userns(who: Pid) -> Result<OwnedFd> {
+    let path = format!("/proc/{who}/ns/user");
+    sys::fd::open(Path::new(&path), OFlag::O_RDONLY, Mode::empty())
+        .op_path("open", Path::new(&path))
+}
+
 /// The user namespace a mount maps through: the container's own (the init's, `who`) when the
 /// mount has no mappings of its own, else a new one holding exactly its mappings.
 pub(super) fn userns_for(idmap: &IdMappedMount, who: Pid) -> Result<OwnedFd> {
     if idmap.uid_maps.is_empty() {
-        let path = format!("/proc/{who}/ns/user");
-        return sys::fd::open(Path::new(&path), OFlag::O_RDONLY, Mode::empty())
-            .op_path("open", Path::new(&path));
+        return container_userns(who);
     }
     // A child in a new user namespace holds it while we write its maps and open it.
     let child = match sys::process::clone3(libc::CLONE_NEWUSER as u64, None).op("clone")? {
@@ -71,6 +76,27 @@ pub(super) fn mapped_tree(
         ))),
         Err(e) => Err(Error::os(
             format!("{field}: id-map {}", source.display()),
+            None,
+            e,
+        )),
+    }
+}
+
+/// A detached, recursive copy of the rootfs, id-mapped through `userns`
+/// (`run.sealrun.rootfs.idmap`).
+pub(super) fn mapped_rootfs(rootfs: &Path, userns: &OwnedFd) -> Result<OwnedFd> {
+    let field = format!("annotations[\"{}\"]", crate::spec::idmap::ROOTFS_ANNOTATION);
+    let tree = sys::mount::open_tree_clone(rootfs, true).op_path("open_tree", rootfs)?;
+    match sys::mount::mount_setattr_idmap(tree.as_fd(), true, userns.as_fd()) {
+        Ok(()) => Ok(tree),
+        Err(Errno::EINVAL) => Err(Error::Unsupported(format!(
+            "{field}: {}: the {} filesystem (or one mounted beneath) does not support \
+             id-mapped mounts",
+            rootfs.display(),
+            fs_name(rootfs)
+        ))),
+        Err(e) => Err(Error::os(
+            format!("{field}: id-map {}", rootfs.display()),
             None,
             e,
         )),

@@ -124,18 +124,10 @@ impl ForChildren {
                 namespaces::join(kind, path)?;
             }
         }
-        if plan.namespaces.creates(NsKind::Time) {
+        // Without privilege the init makes it, in the container's user namespace.
+        if plan.namespaces.creates(NsKind::Time) && !plan.time_ns_in_userns {
             save(NsKind::Time)?;
-            sys::process::unshare(NsKind::Time.clone_flag()).op("unshare time namespace")?;
-            let offsets: String = plan
-                .time_offsets
-                .iter()
-                .map(|(clock, s, ns)| format!("{clock} {s} {ns}\n"))
-                .collect();
-            if !offsets.is_empty() {
-                let path = Path::new("/proc/self/timens_offsets");
-                std::fs::write(path, offsets).op_path("write", path)?;
-            }
+            namespaces::unshare_time(&plan.time_offsets)?;
         }
         Ok(ForChildren { saved })
     }
@@ -381,8 +373,15 @@ fn send_mount_sources(plan: &Plan, ch: &Channel, who: Pid) -> Result<()> {
         .filter_map(|m| m.idmap.as_ref().map(|i| (m.index, i)))
         .map(|(index, i)| Ok((index, super::idmap::userns_for(i, who)?)))
         .collect::<Result<Vec<_>>>()?;
+    let rootfs_userns = match plan.rootfs_idmap {
+        true => Some(super::idmap::container_userns(who)?),
+        false => None,
+    };
     // Opened in the init's mount namespace, so that the init may bind-mount them there.
     sys::process::setns(theirs.as_fd(), CloneFlags::CLONE_NEWNS).op("setns init mount ns")?;
+    let rootfs = rootfs_userns
+        .map(|ns| super::idmap::mapped_rootfs(&plan.rootfs, &ns))
+        .transpose();
     let opened: Result<Vec<(usize, OwnedFd)>> = plan
         .mounts
         .iter()
@@ -408,6 +407,9 @@ fn send_mount_sources(plan: &Plan, ch: &Channel, who: Pid) -> Result<()> {
     // setns resets the working directory: back to the bundle (hooks and relative paths).
     sys::process::setns(ours.as_fd(), CloneFlags::CLONE_NEWNS).op("setns back")?;
     sys::fd::fchdir(cwd.as_fd()).op("fchdir back")?;
+    if let Some(tree) = rootfs? {
+        ch.send_with(&Msg::MountSource { index: -1 }, &[tree.as_fd()])?;
+    }
     for (index, fd) in &opened? {
         let index = i32::try_from(*index).map_err(|_| Error::Other("too many mounts".into()))?;
         ch.send_with(&Msg::MountSource { index }, &[fd.as_fd()])?;

@@ -155,6 +155,9 @@ fn enter_namespaces(plan: &Plan, ch: &Channels, staged: bool) -> Result<i32> {
                 namespaces::join(*kind, path)?;
             }
         }
+        if plan.time_ns_in_userns {
+            create_time_namespace(plan)?;
+        }
     }
     if plan.namespaces.creates(NsKind::Cgroup) {
         sys::process::unshare(NsKind::Cgroup.clone_flag()).op("unshare cgroup namespace")?;
@@ -195,6 +198,16 @@ fn request_maps(plan: &Plan, sync: &Channel) -> Result<()> {
     crate::selfexe::set_nondumpable(&plan.opts.layers)
 }
 
+/// Create the time namespace in our (the container's) user namespace, for a runtime without
+/// privilege. Writing our `/proc/self/timens_offsets` as root of this namespace needs us
+/// dumpable (else the file is the host root's): for that moment we are, as for the id maps.
+fn create_time_namespace(plan: &Plan) -> Result<()> {
+    sys::process::set_dumpable(true).op("prctl PR_SET_DUMPABLE")?;
+    let made = namespaces::unshare_time(&plan.time_offsets);
+    crate::selfexe::set_nondumpable(&plan.opts.layers)?;
+    made
+}
+
 /// Become uid/gid 0 of our user namespace, if 0 is mapped.
 fn become_root() {
     let _ = sys::process::setresgid(0);
@@ -222,6 +235,9 @@ fn first_stage(plan: &Plan, ch: &Channels) -> StepResult<Infallible> {
             request_maps(plan, &ch.sync)?;
         }
         become_root();
+        if plan.time_ns_in_userns {
+            create_time_namespace(plan)?;
+        }
         let rest = plan
             .namespaces
             .new

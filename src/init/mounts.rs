@@ -29,8 +29,12 @@ const REMOUNT_FLAGS: MsFlags = MsFlags::MS_RDONLY
     .union(MsFlags::MS_RELATIME)
     .union(MsFlags::MS_STRICTATIME);
 
-/// Bind-mount sources opened by the runtime, by `mounts[]` index.
+/// Bind-mount sources opened by the runtime, by `mounts[]` index (the id-mapped rootfs under
+/// [`ROOTFS`]).
 pub type MountSources = BTreeMap<usize, OwnedFd>;
+
+/// The key of the id-mapped rootfs in [`MountSources`] (sent as index -1).
+pub const ROOTFS: usize = usize::MAX;
 
 /// In a user namespace, ask the runtime for the bind-mount sources: it opens them in our mount
 /// namespace with its own privileges (our root may not reach them, as runc's init may not).
@@ -40,7 +44,7 @@ pub fn receive_sources(plan: &Plan, sync: &Channel) -> Result<MountSources> {
         .mounts
         .iter()
         .any(|m| matches!(m.kind, MountKind::Bind { .. }));
-    if !plan.in_user_namespace() || !binds {
+    if !plan.in_user_namespace() || !(binds || plan.rootfs_idmap) {
         return Ok(sources);
     }
     sync.send(&Msg::MountSourcesPlease)?;
@@ -52,8 +56,11 @@ pub fn receive_sources(plan: &Plan, sync: &Channel) -> Result<MountSources> {
                     .fds
                     .pop()
                     .ok_or_else(|| Error::Other("sync: mount source without an fd".into()))?;
-                let index = usize::try_from(index)
-                    .map_err(|_| Error::Other(format!("sync: bad mount index {index}")))?;
+                let index = match index {
+                    -1 => ROOTFS,
+                    i => usize::try_from(i)
+                        .map_err(|_| Error::Other(format!("sync: bad mount index {i}")))?,
+                };
                 sources.insert(index, fd);
             }
             Some(Msg::MountSourcesDone) => return Ok(sources),

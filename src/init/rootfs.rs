@@ -53,14 +53,26 @@ pub fn prepare(
     mount(None, Path::new("/"), None, plan.rootfs_propagation, None)
         .op_path("mount propagation", Path::new("/"))?;
     make_parent_private(&plan.rootfs)?;
-    mount(
-        Some(&plan.rootfs),
-        &plan.rootfs,
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None,
-    )
-    .op_path("bind rootfs", &plan.rootfs)?;
+    match sources.get(&super::mounts::ROOTFS) {
+        // The runtime made the id-mapped copy of the rootfs (only it may): attach it.
+        Some(tree) => {
+            let target = sfd::open(&plan.rootfs, OFlag::O_PATH, Mode::empty())
+                .op_path("open", &plan.rootfs)?;
+            crate::sys::mount::move_mount(tree.as_fd(), target.as_fd())
+                .op_path("move_mount id-mapped rootfs", &plan.rootfs)?;
+        }
+        None if plan.rootfs_idmap => {
+            return Err(Error::Other("the runtime sent no id-mapped rootfs".into()))
+        }
+        None => mount(
+            Some(&plan.rootfs),
+            &plan.rootfs,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )
+        .op_path("bind rootfs", &plan.rootfs)?,
+    }
     let root = sfd::open(
         &plan.rootfs,
         OFlag::O_PATH | OFlag::O_DIRECTORY,

@@ -140,7 +140,7 @@ impl Policy {
     }
 
     /// Check the names in the lists: capabilities, namespace kinds, syscall names.
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if let Some(caps) = &self.allowed_capabilities {
             crate::spec::parse_capabilities(caps, "allowedCapabilities")?;
         }
@@ -170,7 +170,8 @@ impl Policy {
     pub fn describe(&self) -> String {
         match &self.source {
             Some(p) => p.display().to_string(),
-            None => "none (defaults)".to_string(),
+            None if *self == Policy::default() => "none (defaults)".to_string(),
+            None => "given by the embedding program".to_string(),
         }
     }
 }

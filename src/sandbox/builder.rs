@@ -6,13 +6,13 @@ use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::{ChildStderr, ChildStdin, ChildStdout};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use oci_spec::runtime::Spec;
 
 use super::container::{Container, Inner};
-use super::helper::FIRST_FD;
 use super::wire::{self, Reply, Request};
 use super::{Settings, Stdio};
 use crate::error::{Context, Error, Result};
@@ -44,6 +44,7 @@ pub struct ContainerBuilder {
     preserved: Vec<OwnedFd>,
     no_pivot: bool,
     no_new_keyring: bool,
+    landlock: Option<super::LandlockOptions>,
 }
 
 /// The directory under the state root for bundles the library writes (`@` is never in an id).
@@ -65,12 +66,20 @@ impl ContainerBuilder {
             preserved: Vec::new(),
             no_pivot: false,
             no_new_keyring: false,
+            landlock: None,
         }
     }
 
+    /// Landlock settings beyond sealrun's default, as values (they replace the config's
+    /// `run.sealrun.landlock*` annotations).
+    pub fn landlock(mut self, options: super::LandlockOptions) -> Self {
+        self.landlock = Some(options);
+        self
+    }
+
     /// Use the bundle directory `dir` (its `config.json` and the rootfs it names). With
-    /// [`rootfs`](Self::rootfs), [`terminal`](Self::terminal) or
-    /// [`seccomp_notify`](Self::seccomp_notify) the library
+    /// [`rootfs`](Self::rootfs), [`terminal`](Self::terminal), [`landlock`](Self::landlock)
+    /// or [`seccomp_notify`](Self::seccomp_notify) the library
     /// writes a changed copy of the config into a bundle of its own: relative paths in it
     /// other than `root.path` (mount sources, say) then resolve against that directory.
     pub fn bundle(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -193,7 +202,10 @@ impl ContainerBuilder {
                 )))
             }
             Source::Bundle(dir)
-                if listener.is_none() && self.rootfs.is_none() && !self.terminal =>
+                if listener.is_none()
+                    && self.rootfs.is_none()
+                    && !self.terminal
+                    && self.landlock.is_none() =>
             {
                 return Ok((dir.clone(), false))
             }
@@ -242,6 +254,11 @@ impl ContainerBuilder {
             process.set_terminal(Some(true));
             spec.set_process(Some(process));
         }
+        if let Some(options) = &self.landlock {
+            let mut annotations = spec.annotations().clone().unwrap_or_default();
+            options.apply(&mut annotations)?;
+            spec.set_annotations(Some(annotations));
+        }
         if let Some(path) = listener {
             let mut linux = spec.linux().clone().unwrap_or_default();
             let mut seccomp = linux.seccomp().clone().ok_or_else(|| {
@@ -285,42 +302,60 @@ impl ContainerBuilder {
     }
 
     fn launch(
-        mut self,
+        self,
         bundle: &Path,
         generated: bool,
         listener: Option<Listener>,
         console: Option<Listener>,
     ) -> Result<Container> {
-        let (ours, theirs) = sys::socket::seqpacket_pair().op("socketpair")?;
         let s = &self.settings;
+        // Everything the helper gets travels in the create message: the container's stdio,
+        // the helper's log, the preserved descriptors. Only the control socket is inherited,
+        // as the helper's stdin, so the spawn needs no code between fork and exec and std can
+        // use posix_spawn (no fork of this possibly large, multi-threaded program).
+        let (mine, mut passed) = super::container::stdio_fds(self.stdio)?;
+        passed.push(match &s.log {
+            Some(fd) => fd.try_clone().op("dup log")?,
+            None => OwnedFd::from(
+                std::fs::File::options()
+                    .append(true)
+                    .open("/dev/null")
+                    .op_path("open", Path::new("/dev/null"))?,
+            ),
+        });
+        passed.extend(self.preserved);
+        if passed.len() > sys::socket::MAX_FDS {
+            return Err(Error::InvalidArgument(format!(
+                "container {}: {} preserved descriptors: at most {}",
+                self.id,
+                passed.len() - 4,
+                sys::socket::MAX_FDS - 4
+            )));
+        }
+        let (ours, theirs) = sys::socket::seqpacket_pair().op("socketpair")?;
         let mut cmd = std::process::Command::new(&s.binary);
         cmd.arg("--root")
             .arg(&s.root)
-            .arg("--log")
-            .arg(s.log.as_deref().unwrap_or(Path::new("/dev/null")))
             .arg("--log-format")
             .arg("json");
-        if let Some(p) = &s.policy {
+        if s.log_debug {
+            cmd.arg("--debug");
+        }
+        if let super::PolicySource::File(p) = &s.policy {
             cmd.arg("--policy").arg(p);
         }
         cmd.arg("__helper")
+            .arg("--control-fd")
+            .arg("0")
             // Its own process group: a terminal's ^C reaches the caller, which decides.
-            .process_group(0);
-        let [stdin, stdout, stderr] = self.stdio;
-        cmd.stdin(std_stdio(stdin))
-            .stdout(std_stdio(stdout))
-            .stderr(std_stdio(stderr));
-        // The preserved descriptors at 3.., the control socket right after them.
-        let mut passed = std::mem::take(&mut self.preserved);
-        let control_fd = FIRST_FD
-            + i32::try_from(passed.len())
-                .map_err(|_| Error::InvalidArgument("too many preserved descriptors".into()))?;
-        passed.push(theirs);
-        cmd.arg("--control-fd").arg(control_fd.to_string());
-        sys::spawn::pass_fds(&mut cmd, passed, FIRST_FD);
+            .process_group(0)
+            .stdin(std::process::Stdio::from(theirs))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
         let mut child = cmd.spawn().op_path("spawn", &s.binary)?;
         drop(cmd);
         let created = (|| -> Result<i32> {
+            let borrowed: Vec<_> = passed.iter().map(|f| f.as_fd()).collect();
             wire::send(
                 ours.as_fd(),
                 &Request::Create {
@@ -330,9 +365,14 @@ impl ContainerBuilder {
                     no_pivot: self.no_pivot,
                     no_new_keyring: self.no_new_keyring,
                     console_socket: console.as_ref().map(|c| c.path.clone()),
+                    policy: match &s.policy {
+                        super::PolicySource::Value(p) => Some(p.clone()),
+                        _ => None,
+                    },
                 },
-                &[],
+                &borrowed,
             )?;
+            drop(passed);
             match wire::recv::<Reply>(ours.as_fd())? {
                 Some((Reply::Pid { pid }, _)) => Ok(pid),
                 Some((Reply::Error { error }, _)) => Err(error.into()),
@@ -356,14 +396,15 @@ impl ContainerBuilder {
         };
         let notify = listener.as_ref().and_then(|l| l.take_fd());
         let pty = console.as_ref().and_then(|l| l.take_fd());
+        let [stdin, stdout, stderr] = mine;
         let inner = Inner {
             settings: self.settings.clone(),
             id: self.id,
             pid,
             ctl: Mutex::new(Some(ours)),
-            stdin: Mutex::new(child.stdin.take()),
-            stdout: Mutex::new(child.stdout.take()),
-            stderr: Mutex::new(child.stderr.take()),
+            stdin: Mutex::new(stdin.map(ChildStdin::from)),
+            stdout: Mutex::new(stdout.map(ChildStdout::from)),
+            stderr: Mutex::new(stderr.map(ChildStderr::from)),
             helper: Mutex::new(Some(child)),
             notify: Mutex::new(notify),
             pty: Mutex::new(pty),
@@ -372,15 +413,6 @@ impl ContainerBuilder {
         Ok(Container {
             inner: Arc::new(inner),
         })
-    }
-}
-
-fn std_stdio(s: Stdio) -> std::process::Stdio {
-    match s {
-        Stdio::Inherit => std::process::Stdio::inherit(),
-        Stdio::Null => std::process::Stdio::null(),
-        Stdio::Pipe => std::process::Stdio::piped(),
-        Stdio::Fd(fd) => std::process::Stdio::from(fd),
     }
 }
 

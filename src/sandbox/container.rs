@@ -100,6 +100,40 @@ impl Drop for Inner {
     }
 }
 
+/// The descriptors a process's stdin, stdout and stderr are (theirs, in order), and the
+/// caller's ends of the pipes among them (ours).
+pub(super) fn stdio_fds(stdio: [super::Stdio; 3]) -> Result<([Option<OwnedFd>; 3], Vec<OwnedFd>)> {
+    let mut ours: [Option<OwnedFd>; 3] = [None, None, None];
+    let mut theirs = Vec::with_capacity(3);
+    for (i, s) in stdio.into_iter().enumerate() {
+        theirs.push(match s {
+            super::Stdio::Inherit => {
+                let fd = match i {
+                    0 => std::io::stdin().as_fd().try_clone_to_owned(),
+                    1 => std::io::stdout().as_fd().try_clone_to_owned(),
+                    _ => std::io::stderr().as_fd().try_clone_to_owned(),
+                };
+                fd.op("dup")?
+            }
+            super::Stdio::Null => OwnedFd::from(
+                File::options()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+                    .op_path("open", Path::new("/dev/null"))?,
+            ),
+            super::Stdio::Pipe => {
+                let (r, w) = sys::spawn::pipe().op("pipe")?;
+                let (mine, container) = if i == 0 { (w, r) } else { (r, w) };
+                ours[i] = Some(mine);
+                container
+            }
+            super::Stdio::Fd(fd) => fd,
+        });
+    }
+    Ok((ours, theirs))
+}
+
 fn exchange(
     conn: BorrowedFd<'_>,
     req: &Request,
@@ -228,34 +262,7 @@ impl Container {
 
     /// Run another process in the container.
     pub fn exec(&self, process: ExecBuilder) -> Result<Process> {
-        let mut ours: [Option<OwnedFd>; 3] = [None, None, None];
-        let mut theirs = Vec::with_capacity(3);
-        for (i, s) in process.stdio.into_iter().enumerate() {
-            theirs.push(match s {
-                super::Stdio::Inherit => {
-                    let fd = match i {
-                        0 => std::io::stdin().as_fd().try_clone_to_owned(),
-                        1 => std::io::stdout().as_fd().try_clone_to_owned(),
-                        _ => std::io::stderr().as_fd().try_clone_to_owned(),
-                    };
-                    fd.op("dup")?
-                }
-                super::Stdio::Null => OwnedFd::from(
-                    File::options()
-                        .read(true)
-                        .write(true)
-                        .open("/dev/null")
-                        .op_path("open", Path::new("/dev/null"))?,
-                ),
-                super::Stdio::Pipe => {
-                    let (r, w) = sys::spawn::pipe().op("pipe")?;
-                    let (mine, container) = if i == 0 { (w, r) } else { (r, w) };
-                    ours[i] = Some(mine);
-                    container
-                }
-                super::Stdio::Fd(fd) => fd,
-            });
-        }
+        let (ours, mut theirs) = stdio_fds(process.stdio)?;
         let console = match process.terminal {
             true => Some(Listener::bind(&self.inner.settings.root, "console")?),
             false => None,
@@ -266,7 +273,18 @@ impl Container {
             cwd: process.cwd,
             user: process.user,
             console_socket: console.as_ref().map(|c| c.path.clone()),
+            caps: process.caps,
+            additional_gids: process.additional_gids,
+            no_new_privs: process.no_new_privs,
         };
+        theirs.extend(process.preserved);
+        if theirs.len() > sys::socket::MAX_FDS {
+            return Err(Error::InvalidArgument(format!(
+                "exec: {} preserved descriptors: at most {}",
+                theirs.len() - 3,
+                sys::socket::MAX_FDS - 3
+            )));
+        }
         let borrowed: Vec<BorrowedFd<'_>> = theirs.iter().map(|f| f.as_fd()).collect();
         let (reply, _) = self.inner.request(&req, &borrowed)?;
         drop(theirs);

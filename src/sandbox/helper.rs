@@ -1,9 +1,10 @@
 //! The helper process: the sealed sealrun binary started by the library (`sealrun __helper`)
-//! with its control socket as fd 3. It creates one container, stays its parent (and child
-//! subreaper, so processes `exec` starts are reparented to it), reaps every child, and serves
-//! the library's requests until `Delete`, or until the library's connections are all closed
-//! (then it force-deletes the container). Forking, `setns` and sealing happen here, never in
-//! the library's caller.
+//! with its control socket as its stdin; the first message (create) brings the container's
+//! stdio, the helper's log and the preserved descriptors. It creates one container, stays its
+//! parent (and child subreaper, so processes `exec` starts are reparented to it), reaps every
+//! child, and serves the library's requests until `Delete`, or until the library's
+//! connections are all closed (then it force-deletes the container). Forking, `setns` and
+//! sealing happen here, never in the library's caller.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -20,30 +21,36 @@ use crate::error::{Context, Error, Result};
 use crate::spec::{CreateOptions, ExecOverrides, Layers};
 use crate::sys::{self, process::Forked, process::WaitStatus};
 
-/// The first descriptor the library passes to the helper: the container's preserved ones
-/// from here, then the control socket.
-pub(crate) const FIRST_FD: i32 = 3;
-
 /// Run the helper; returns its exit code. Called only by the `sealrun` binary for its hidden
-/// `__helper --control-fd N` command: it claims descriptor N as its control socket and
-/// 3..N as the descriptors the container's process gets (`preserve_fds`).
+/// `__helper --control-fd N` command (the library passes 0): it claims descriptor N as its
+/// control socket and replaces its stdio. It does nothing (returns 2) unless the process runs
+/// from sealrun's protected executable (the read-only overlay or the sealed copy), so no other
+/// program can hand it its descriptors by mistake.
 #[doc(hidden)]
 pub fn helper_main(rt: Runtime, control_fd: i32) -> i32 {
-    if control_fd < FIRST_FD {
+    if control_fd < 0 || !crate::selfexe::running_protected() {
         return 2;
     }
-    let Ok(mut fds) = sys::spawn::claim_inherited_fds(FIRST_FD, control_fd + 1) else {
+    let Ok(mut fds) = sys::spawn::claim_inherited_fds(control_fd, control_fd + 1) else {
         return 2;
     };
     let Some(ctl) = fds.pop() else {
         return 2;
     };
-    let preserved = fds;
     // Processes `exec` starts outlive their short-lived parent: they come to us.
     if sys::process::set_child_subreaper().is_err() {
         return 2;
     }
-    let mut helper = match Helper::create(rt, &ctl, preserved) {
+    let (ctl, first) = match receive_create(ctl) {
+        Ok(got) => got,
+        Err((ctl, e)) => {
+            if let Some(ctl) = ctl {
+                let _ = reply(&ctl, &Reply::Error { error: (&e).into() });
+            }
+            return 1;
+        }
+    };
+    let mut helper = match Helper::create(rt, &ctl, first) {
         Ok(h) => h,
         Err(e) => {
             let _ = reply(&ctl, &Reply::Error { error: (&e).into() });
@@ -52,6 +59,40 @@ pub fn helper_main(rt: Runtime, control_fd: i32) -> i32 {
     };
     helper.conns.push(ctl);
     helper.serve()
+}
+
+/// The create request and how many descriptors it preserves (now 3, 4, ...).
+struct First {
+    req: Request,
+    preserved: u32,
+}
+
+/// Receive the create request with its descriptors (stdin, stdout, stderr, the log, then the
+/// preserved ones): the log becomes ours, the others our 0, 1, 2, 3, ... for the init to
+/// inherit; the control socket moves above them. On failure, the control socket if it is
+/// still ours, and the error.
+fn receive_create(ctl: OwnedFd) -> std::result::Result<(OwnedFd, First), (Option<OwnedFd>, Error)> {
+    let (req, mut fds) = match wire::recv::<Request>(ctl.as_fd()) {
+        Ok(Some(got)) => got,
+        Ok(None) => return Err((None, Error::Other("helper: no request".into()))),
+        Err(e) => return Err((Some(ctl), e)),
+    };
+    if fds.len() < 4 {
+        let e = Error::Other("helper: create needs stdio and log descriptors".into());
+        return Err((Some(ctl), e));
+    }
+    crate::log::set_file(std::fs::File::from(fds.remove(3)));
+    let preserved = u32::try_from(fds.len() - 3).unwrap_or(u32::MAX);
+    let count = i32::try_from(fds.len()).unwrap_or(i32::MAX);
+    let placed =
+        crate::log::move_above(count).and_then(|()| sys::spawn::install_fds(fds, vec![ctl]));
+    match placed {
+        Ok(mut kept) => match kept.pop() {
+            Some(ctl) => Ok((ctl, First { req, preserved })),
+            None => Err((None, Error::Other("helper: lost the control socket".into()))),
+        },
+        Err(e) => Err((None, Error::os("install descriptors", None, e))),
+    }
 }
 
 fn reply(conn: &OwnedFd, r: &Reply) -> Result<()> {
@@ -76,10 +117,8 @@ struct Helper {
 impl Helper {
     /// Create the container; `preserved` (descriptors 3..) become its process's 3.. and are
     /// closed here once it has them.
-    fn create(rt: Runtime, ctl: &OwnedFd, preserved: Vec<OwnedFd>) -> Result<Helper> {
-        let Some((req, _)) = wire::recv::<Request>(ctl.as_fd())? else {
-            return Err(Error::Other("helper: no request".into()));
-        };
+    fn create(rt: Runtime, ctl: &OwnedFd, first: First) -> Result<Helper> {
+        let First { req, preserved } = first;
         let Request::Create {
             id,
             bundle,
@@ -87,6 +126,7 @@ impl Helper {
             no_pivot,
             no_new_keyring,
             console_socket,
+            policy,
         } = req
         else {
             return Err(Error::Other(
@@ -94,16 +134,22 @@ impl Helper {
             ));
         };
         let generated = generated.then(|| bundle.clone());
-        // The operator policy is the helper's `--policy` (Runtime::policy), as for `create`.
+        // The operator policy is the program's value, or the helper's `--policy`
+        // (Runtime::policy), as for `create`.
+        let mut rt = rt;
+        if let Some(p) = policy {
+            rt.policy = *p;
+        }
         let mut opts = CreateOptions::new(id.clone(), bundle);
         opts.console_socket = console_socket;
         opts.no_pivot = no_pivot;
         opts.no_new_keyring = no_new_keyring;
-        opts.preserve_fds = u32::try_from(preserved.len())
-            .map_err(|_| Error::InvalidArgument("too many preserved descriptors".into()))?;
+        opts.preserve_fds = preserved;
         let created = container::create(&rt, opts);
         // The init has its copies (cloned with our table); ours go.
-        drop(preserved);
+        for fd in 3..3 + preserved {
+            sys::fd::close_raw(fd as i32);
+        }
         if let Err(e) = created {
             remove_bundle(generated.as_deref());
             return Err(e);
@@ -153,10 +199,20 @@ impl Helper {
             };
             for i in ready.into_iter().rev() {
                 let conn = self.conns.remove(i);
-                // A closed (or broken) connection is forgotten.
-                if let Ok(Some((req, fds))) = wire::recv::<Request>(conn.as_fd()) {
-                    if let Some(code) = self.handle(req, fds, conn) {
-                        return code;
+                match wire::recv::<Request>(conn.as_fd()) {
+                    Ok(Some((req, fds))) => {
+                        if let Some(code) = self.handle(req, fds, conn) {
+                            return code;
+                        }
+                    }
+                    // A closed connection is forgotten.
+                    Ok(None) => {}
+                    // A message we could not take (too many descriptors, say) is refused;
+                    // a connection we cannot answer is forgotten.
+                    Err(e) => {
+                        if reply(&conn, &Reply::Error { error: (&e).into() }).is_ok() {
+                            self.conns.push(conn);
+                        }
                     }
                 }
             }
@@ -274,9 +330,22 @@ impl Helper {
                 cwd,
                 user,
                 console_socket,
-            } => self
-                .exec(args, env, cwd, user, console_socket, fds)
-                .map(|pid| Reply::Pid { pid }),
+                caps,
+                additional_gids,
+                no_new_privs,
+            } => {
+                let process = ExecOverrides {
+                    args,
+                    tty: console_socket.is_some(),
+                    cwd,
+                    env,
+                    user,
+                    additional_gids,
+                    no_new_privs,
+                };
+                self.exec(process, caps, console_socket, fds)
+                    .map(|pid| Reply::Pid { pid })
+            }
             Request::Pidfd { pid } => {
                 let pid = pid.unwrap_or(self.init);
                 match self.tracked.get(&pid) {
@@ -336,20 +405,19 @@ impl Helper {
 
     /// Run `exec` in a child of ours, so the `setns` it makes never touches the helper: the
     /// child starts the process detached and exits, and the process is reparented to us.
+    /// `fds`: the process's stdin, stdout, stderr, then its descriptors 3, 4, ...
     fn exec(
         &mut self,
-        args: Vec<String>,
-        env: Vec<String>,
-        cwd: Option<PathBuf>,
-        user: Option<String>,
+        process: ExecOverrides,
+        caps: Vec<String>,
         console_socket: Option<PathBuf>,
-        stdio: Vec<OwnedFd>,
+        fds: Vec<OwnedFd>,
     ) -> Result<i32> {
-        if stdio.len() != 3 {
-            return Err(Error::Other(
-                "helper: exec needs three stdio descriptors".into(),
-            ));
-        }
+        let preserve_fds = fds
+            .len()
+            .checked_sub(3)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| Error::Other("helper: exec needs three stdio descriptors".into()))?;
         self.execs += 1;
         let pid_file = self.rt.root.path().join(format!(
             "@helper-{}-{}.pid",
@@ -359,40 +427,42 @@ impl Helper {
         let (errors, w) = sys::spawn::pipe().op("pipe")?;
         let opts = ExecOptions {
             id: self.id.clone(),
-            process: ProcessSource::Args(ExecOverrides {
-                args,
-                tty: console_socket.is_some(),
-                cwd,
-                env,
-                user,
-                additional_gids: Vec::new(),
-                no_new_privs: false,
-            }),
-            caps: Vec::new(),
+            process: ProcessSource::Args(process),
+            caps,
             cgroup: Vec::new(),
             detach: true,
             pid_file: Some(pid_file.clone()),
             console_socket,
-            preserve_fds: 0,
+            preserve_fds,
             ignore_paused: false,
             layers: Layers::default(),
         };
         let child = match sys::process::clone3(0, None).op("clone3")? {
             Forked::Child => {
                 drop(errors);
-                let res = (0..3)
-                    .try_for_each(|i| sys::fd::dup3(stdio[i].as_fd(), i as i32).op("dup3"))
-                    .and_then(|_| container::exec(&self.rt, opts).map(drop));
+                // Only this child's table changes: 0..=2 and the preserved range after them
+                // take the process's descriptors; what the child still writes to (the error
+                // pipe, the log) moves above them first.
+                let count = i32::try_from(fds.len()).unwrap_or(i32::MAX);
+                let installed = crate::log::move_above(count)
+                    .and_then(|()| sys::spawn::install_fds(fds, vec![w]))
+                    .op("install descriptors");
+                let (w, res) = match installed {
+                    Ok(mut kept) => (kept.pop(), container::exec(&self.rt, opts).map(drop)),
+                    Err(e) => (None, Err(e)),
+                };
                 if let Err(e) = res {
                     let text = serde_json::to_vec(&WireError::from(&e)).unwrap_or_default();
-                    let _ = std::fs::File::from(w).write_all(&text);
+                    if let Some(w) = w {
+                        let _ = std::fs::File::from(w).write_all(&text);
+                    }
                     sys::process::exit_now(1);
                 }
                 sys::process::exit_now(0);
             }
             Forked::Parent(pid) => pid,
         };
-        drop((w, stdio));
+        drop((w, fds));
         let mut text = Vec::new();
         // The pipe reaches end-of-file when the child (and the process it started) are done
         // with it: the write end is close-on-exec.

@@ -9,7 +9,9 @@
 //! # The caller is never modified
 //! Every container has a *helper process*: the sealrun runtime binary itself, started with
 //! [`std::process::Command`] (safe from multi-threaded programs) with a hidden `__helper`
-//! command. The helper seals itself (it re-executes from a sealed memfd copy, as the CLI
+//! command. Only its control socket is inherited (as its stdin): the container's stdio, the
+//! log and preserved descriptors follow in the first message, so the spawn runs no code
+//! between fork and exec and std uses `posix_spawn` (the caller is never forked). The helper seals itself (it re-executes from a sealed memfd copy, as the CLI
 //! does), creates the container, stays its parent and child subreaper, reaps its processes and
 //! answers the library over a private socket. Forking, `setns`, `chdir`, the non-dumpable flag
 //! and signal handling all happen there: the calling program keeps its working directory,
@@ -26,7 +28,9 @@
 mod builder;
 mod container;
 pub(crate) mod helper;
+mod options;
 mod process;
+mod sink;
 mod wire;
 
 use std::os::fd::OwnedFd;
@@ -35,14 +39,16 @@ use std::sync::Arc;
 
 use crate::audit::AuditRecord;
 use crate::container::{Runtime, StateRoot};
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::selfexe::SealStatus;
 
 pub use builder::ContainerBuilder;
 pub use container::Container;
 #[doc(hidden)]
 pub use helper::helper_main;
+pub use options::LandlockOptions;
 pub use process::{ExecBuilder, Process};
+pub use sink::LogRecord;
 pub use std::process::ExitStatus;
 
 /// The environment variable naming the runtime binary (see the [module docs](self)).
@@ -67,12 +73,29 @@ pub enum Stdio {
 pub(crate) struct Settings {
     pub(crate) root: PathBuf,
     pub(crate) binary: PathBuf,
-    pub(crate) log: Option<PathBuf>,
-    pub(crate) policy: Option<PathBuf>,
+    /// Where the helpers log (a copy of it is each helper's log): the log file, or the pipe
+    /// to the log thread; `None`: nowhere.
+    pub(crate) log: Option<OwnedFd>,
+    /// The helpers log debug records too.
+    pub(crate) log_debug: bool,
+    pub(crate) policy: PolicySource,
+}
+
+/// Where the helpers' operator policy comes from.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum PolicySource {
+    /// `/etc/sealrun/policy.json` when it exists, as for the CLI.
+    #[default]
+    Host,
+    /// This file (`--policy`).
+    File(PathBuf),
+    /// This value, sent with each container's create.
+    Value(Box<crate::policy::Policy>),
 }
 
 /// A handle on sealrun configured once: where container state lives, which runtime binary
-/// runs the helpers, where they log. Cheap to clone and safe to share between threads.
+/// runs the helpers, where they log (a file or a function of the program's: a log sink), the
+/// operator policy. Cheap to clone and safe to share between threads.
 ///
 /// ```no_run
 /// # fn main() -> sealrun::Result<()> {
@@ -93,12 +116,27 @@ pub struct Sandbox {
 }
 
 /// Builds a [`Sandbox`]; see [`Sandbox::builder`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct SandboxBuilder {
     root: Option<PathBuf>,
     binary: Option<PathBuf>,
     log: Option<PathBuf>,
-    policy: Option<PathBuf>,
+    sink: Option<sink::SinkFn>,
+    log_debug: bool,
+    policy: PolicySource,
+}
+
+impl std::fmt::Debug for SandboxBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxBuilder")
+            .field("root", &self.root)
+            .field("binary", &self.binary)
+            .field("log", &self.log)
+            .field("sink", &self.sink.as_ref().map(|_| "fn"))
+            .field("log_debug", &self.log_debug)
+            .field("policy", &self.policy)
+            .finish()
+    }
 }
 
 impl SandboxBuilder {
@@ -114,25 +152,73 @@ impl SandboxBuilder {
         self
     }
 
-    /// A log file the helpers append to (JSON lines, audit records included); by default
-    /// they log nothing.
+    /// A log file the helpers append to (JSON lines, audit records included), opened once
+    /// by [`build`](Self::build); by default they log nothing. Replaces a
+    /// [`log_sink`](Self::log_sink).
     pub fn log_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.log = Some(path.into());
+        self.sink = None;
+        self
+    }
+
+    /// Hand every log record of the helpers to `sink`, in this program: warnings, errors,
+    /// and each container's audit record (message `"container protections"`, the record's
+    /// fields as [`LogRecord::fields`]). `sink` runs on a thread of the library's, one record
+    /// at a time, in the order the helpers wrote them; it should return quickly. Replaces a
+    /// [`log_file`](Self::log_file).
+    ///
+    /// ```no_run
+    /// # fn main() -> sealrun::Result<()> {
+    /// let sandbox = sealrun::Sandbox::builder()
+    ///     .log_sink(|r: &sealrun::LogRecord| eprintln!("sealrun {:?}: {}", r.level, r.message))
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn log_sink(mut self, sink: impl Fn(&LogRecord) + Send + Sync + 'static) -> Self {
+        self.sink = Some(std::sync::Arc::new(sink));
+        self.log = None;
+        self
+    }
+
+    /// Log debug records too (the CLI's `--debug`); default off.
+    pub fn log_debug(mut self, on: bool) -> Self {
+        self.log_debug = on;
         self
     }
 
     /// The operator policy file every container is held to (as `sealrun --policy`); by
     /// default the helpers read `/etc/sealrun/policy.json` when it exists, as the CLI does.
+    /// Replaces a [`policy`](Self::policy).
     pub fn policy_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.policy = Some(path.into());
+        self.policy = PolicySource::File(path.into());
         self
     }
 
-    /// Resolve the runtime binary and make the handle (a policy file given is checked now).
+    /// The operator policy every container is held to, as a value (checked by
+    /// [`build`](Self::build)), instead of a policy file. Replaces a
+    /// [`policy_file`](Self::policy_file).
+    ///
+    /// ```no_run
+    /// # fn main() -> sealrun::Result<()> {
+    /// let policy = sealrun::policy::Policy::parse(br#"{"requireSeccomp": true}"#)?;
+    /// let sandbox = sealrun::Sandbox::builder().policy(policy).build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn policy(mut self, policy: crate::policy::Policy) -> Self {
+        self.policy = PolicySource::Value(Box::new(policy));
+        self
+    }
+
+    /// Resolve the runtime binary and make the handle (a policy file given is checked now,
+    /// a log file opened).
     pub fn build(self) -> Result<Sandbox> {
         let binary = find_binary(self.binary)?;
-        if let Some(p) = &self.policy {
-            crate::policy::Policy::load(Some(p))?;
+        match &self.policy {
+            PolicySource::File(p) => drop(crate::policy::Policy::load(Some(p))?),
+            PolicySource::Value(p) => p.validate()?,
+            PolicySource::Host => {}
         }
         let root = self.root.unwrap_or_else(|| PathBuf::from("/run/sealrun"));
         if !root.is_absolute() {
@@ -141,11 +227,23 @@ impl SandboxBuilder {
                 root.display()
             )));
         }
+        let log = match (self.log, self.sink) {
+            (Some(path), _) => Some(OwnedFd::from(
+                std::fs::File::options()
+                    .append(true)
+                    .create(true)
+                    .open(&path)
+                    .op_path("open log file", &path)?,
+            )),
+            (None, Some(f)) => Some(sink::spawn_reader(f)?),
+            (None, None) => None,
+        };
         Ok(Sandbox {
             settings: Arc::new(Settings {
                 root,
                 binary,
-                log: self.log,
+                log,
+                log_debug: self.log_debug,
                 policy: self.policy,
             }),
         })

@@ -19,6 +19,10 @@ pub struct ExecBuilder {
     pub(super) user: Option<String>,
     pub(super) stdio: [Stdio; 3],
     pub(super) terminal: bool,
+    pub(super) caps: Vec<String>,
+    pub(super) additional_gids: Vec<u32>,
+    pub(super) no_new_privs: bool,
+    pub(super) preserved: Vec<OwnedFd>,
 }
 
 impl ExecBuilder {
@@ -31,6 +35,10 @@ impl ExecBuilder {
             user: None,
             stdio: [Stdio::Null, Stdio::Null, Stdio::Null],
             terminal: false,
+            caps: Vec::new(),
+            additional_gids: Vec::new(),
+            no_new_privs: false,
+            preserved: Vec::new(),
         }
     }
 
@@ -49,6 +57,33 @@ impl ExecBuilder {
     /// The user, as `uid[:gid]`.
     pub fn user(mut self, user: &str) -> Self {
         self.user = Some(user.to_string());
+        self
+    }
+
+    /// Add capability `name` (`"CAP_NET_RAW"`, or without the `CAP_` prefix) to the ones
+    /// the container's process has (runc's `exec --cap`); the operator policy still applies.
+    pub fn capability(mut self, name: &str) -> Self {
+        self.caps.push(name.to_string());
+        self
+    }
+
+    /// Supplementary groups of the process (runc's `exec --additional-gids`).
+    pub fn additional_gids(mut self, gids: impl IntoIterator<Item = u32>) -> Self {
+        self.additional_gids.extend(gids);
+        self
+    }
+
+    /// Set `no_new_privs` for the process even if the container's process has it off.
+    pub fn no_new_privileges(mut self, on: bool) -> Self {
+        self.no_new_privs = on;
+        self
+    }
+
+    /// Pass `fd` to the process: the first one given becomes its descriptor 3, the next 4,
+    /// and so on (runc's `exec --preserve-fds`, as typed values). It stays open in the
+    /// process only; the library and the helper close their copies.
+    pub fn preserve_fd(mut self, fd: OwnedFd) -> Self {
+        self.preserved.push(fd);
         self
     }
 

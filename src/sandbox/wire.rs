@@ -27,6 +27,10 @@ pub(crate) enum Request {
         no_new_keyring: bool,
         /// Where the init sends its pty master (`process.terminal`).
         console_socket: Option<PathBuf>,
+        /// The operator policy, when the program gave it as a value (else the helper's own:
+        /// `--policy` or the host's file).
+        #[serde(default)]
+        policy: Option<Box<crate::policy::Policy>>,
     },
     /// Start the created container.
     Start,
@@ -37,7 +41,8 @@ pub(crate) enum Request {
         all: bool,
         pid: Option<i32>,
     },
-    /// Run a process in the container; stdin, stdout, stderr travel with the message.
+    /// Run a process in the container; stdin, stdout, stderr travel with the message, then
+    /// the descriptors it gets as 3, 4, ... (`preserve_fds`).
     Exec {
         args: Vec<String>,
         env: Vec<String>,
@@ -45,6 +50,13 @@ pub(crate) enum Request {
         user: Option<String>,
         /// A pty for the process, its master sent to this socket.
         console_socket: Option<PathBuf>,
+        /// Capabilities added to the process's (`exec --cap`).
+        #[serde(default)]
+        caps: Vec<String>,
+        #[serde(default)]
+        additional_gids: Vec<u32>,
+        #[serde(default)]
+        no_new_privs: bool,
     },
     /// Reply when `pid` (the init when `None`) has exited.
     Wait { pid: Option<i32> },

@@ -118,9 +118,75 @@ pub fn check_context(index: usize, ns: &Namespaces, host: &HostFacts) -> Result<
     Ok(())
 }
 
+/// The annotation asking for an id-mapped root filesystem. The runtime-spec has no field for
+/// it (orchestrators usually id-map the rootfs themselves, as podman's `--rootfs PATH:idmap`
+/// does): with `true`, the runtime mounts `root.path` id-mapped through the container's user
+/// namespace, recursively, like a mount with the `ridmap` option and no mappings of its own.
+pub const ROOTFS_ANNOTATION: &str = "run.sealrun.rootfs.idmap";
+
+/// Whether the rootfs is id-mapped ([`ROOTFS_ANNOTATION`]); errors name the annotation.
+pub fn rootfs(
+    annotations: &std::collections::HashMap<String, String>,
+    ns: &Namespaces,
+    host: &HostFacts,
+) -> Result<bool> {
+    let field = format!("annotations[\"{ROOTFS_ANNOTATION}\"]");
+    match annotations.get(ROOTFS_ANNOTATION).map(String::as_str) {
+        None | Some("false") => return Ok(false),
+        Some("true") => {}
+        Some(other) => {
+            return Err(Error::config(
+                field,
+                format!("{other:?}: expected \"true\" or \"false\""),
+            ))
+        }
+    }
+    if !ns.has(NsKind::User) {
+        return Err(Error::config(
+            field,
+            "an id-mapped rootfs needs a user namespace (linux.namespaces has none)",
+        ));
+    }
+    if host.rootless.is_some() || host.in_user_namespace {
+        return Err(Error::Unsupported(format!(
+            "{field}: an id-mapped rootfs needs a runtime that is root in the initial user \
+             namespace (the kernel lets only it id-map a host filesystem)"
+        )));
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rootfs_annotation_is_checked() {
+        use std::collections::HashMap;
+        let host = HostFacts::for_tests("/r");
+        let user: Namespaces = Namespaces::from_config(
+            &serde_json::from_value::<Vec<oci_spec::runtime::LinuxNamespace>>(
+                serde_json::json!([{"type": "mount"}, {"type": "user"}]),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let none = Namespaces::from_config(&[]).unwrap();
+        let ann = |v: &str| HashMap::from([(ROOTFS_ANNOTATION.to_string(), v.to_string())]);
+        assert!(!rootfs(&HashMap::new(), &user, &host).unwrap());
+        assert!(!rootfs(&ann("false"), &user, &host).unwrap());
+        assert!(rootfs(&ann("true"), &user, &host).unwrap());
+        let e = rootfs(&ann("yes"), &user, &host).unwrap_err().to_string();
+        assert!(
+            e.contains(ROOTFS_ANNOTATION) && e.contains("\"yes\""),
+            "{e}"
+        );
+        let e = rootfs(&ann("true"), &none, &host).unwrap_err().to_string();
+        assert!(
+            e.contains(ROOTFS_ANNOTATION) && e.contains("user namespace"),
+            "{e}"
+        );
+    }
 
     fn mount(json: serde_json::Value) -> Mount {
         serde_json::from_value(json).unwrap()

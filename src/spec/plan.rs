@@ -220,6 +220,10 @@ pub struct Plan {
     pub personality: Option<libc::c_ulong>,
     /// Time namespace offsets `(clock, secs, nanosecs)`.
     pub time_offsets: Vec<(String, i64, u32)>,
+    /// The runtime has no privilege (rootless), so the init creates the time namespace once
+    /// it is root of the container's user namespace, which then owns it.
+    #[serde(default)]
+    pub time_ns_in_userns: bool,
     /// The process.
     pub process: ProcessPlan,
     /// Hooks.
@@ -236,6 +240,10 @@ pub struct Plan {
     pub landlock_abi: i32,
     /// Annotations.
     pub annotations: HashMap<String, String>,
+    /// The rootfs is mounted id-mapped through the container's user namespace
+    /// (`run.sealrun.rootfs.idmap`).
+    #[serde(default)]
+    pub rootfs_idmap: bool,
 }
 
 impl Plan {
@@ -667,6 +675,8 @@ pub fn plan(spec: &Spec, opts: CreateOptions, host: &HostFacts) -> Result<Plan> 
     }
     let annotations = spec.annotations().clone().unwrap_or_default();
     check_lsm(spec, host, &annotations)?;
+    let rootfs_idmap = super::idmap::rootfs(&annotations, &namespaces, host)?;
+    let time_ns_in_userns = namespaces.creates(NsKind::Time) && host.rootless.is_some();
     let cgroup = Cgroup::resolve_in(
         &host.cgroup_layout,
         &host.own_cgroups,
@@ -715,6 +725,7 @@ pub fn plan(spec: &Spec, opts: CreateOptions, host: &HostFacts) -> Result<Plan> 
         rootfs_propagation: rootfs_propagation(linux.rootfs_propagation())?,
         personality,
         time_offsets,
+        time_ns_in_userns,
         process,
         hooks,
         cgroup,
@@ -723,6 +734,7 @@ pub fn plan(spec: &Spec, opts: CreateOptions, host: &HostFacts) -> Result<Plan> 
         landlock,
         landlock_abi: host.landlock_abi,
         annotations,
+        rootfs_idmap,
         opts,
     })
 }

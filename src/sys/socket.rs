@@ -63,9 +63,12 @@ pub struct Received {
     pub pid: Option<i32>,
 }
 
-/// `recvmsg(2)` into `buf`, collecting fds and credentials.
+/// The most descriptors one message may carry (the kernel's `SCM_MAX_FD`).
+pub const MAX_FDS: usize = 253;
+
+/// `recvmsg(2)` into `buf`, collecting fds (up to [`MAX_FDS`]) and credentials.
 pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<Received> {
-    let mut cmsg_space = nix::cmsg_space!([RawFd; 4], UnixCredentials);
+    let mut cmsg_space = nix::cmsg_space!([RawFd; MAX_FDS], UnixCredentials);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = loop {
         match socket::recvmsg::<()>(
