@@ -609,3 +609,6 @@ fn device_access_letters_runc_tolerates() {
 
 #[path = "conform/gaps.rs"]
 mod gaps;
+
+#[path = "conform/fixes.rs"]
+mod fixes;

@@ -125,7 +125,8 @@ fn story(plan: &Plan, ch: &Channels, staged: bool) -> StepResult<Infallible> {
             landlock: &plan.landlock.init,
             seccomp: plan.seccomp.as_ref(),
             layers: plan.opts.layers,
-            preserve_fds: plan.opts.preserve_fds,
+            // The socket-activation fds come first, then the preserved ones (runc's order).
+            preserve_fds: plan.opts.listen_fds.saturating_add(plan.opts.preserve_fds),
             ours,
         },
         &ch.sync,

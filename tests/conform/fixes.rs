@@ -1,0 +1,97 @@
+//! Issue 13's remaining gaps: socket activation handed on, relative cgroupsPath inside a
+//! cgroup namespace, device nodes outside /dev.
+
+use std::fs;
+use std::process::Command;
+
+use crate::common::*;
+use serde_json::{json, Value};
+
+/// `cmd` (a runtime command) run by `sh`, which first sets up descriptors and environment
+/// with `prelude` (shell words; `$$` is the runtime's pid, since `sh` execs it).
+fn through_sh(cmd: &Command, prelude: &str) -> Command {
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(format!("{prelude} exec \"$0\" \"$@\""))
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            sh.env(k, v);
+        }
+    }
+    sh.stdin(std::process::Stdio::null());
+    sh
+}
+
+/// The probe's facts from a foreground `run` of `b` started by `sh` with `prelude`.
+fn probe_through_sh(t: &Test, b: &Bundle, prelude: &str, extra: &[&str]) -> Value {
+    b.write();
+    t.track_id(&b.id);
+    let dir = b.dir.to_string_lossy().into_owned();
+    let mut args = vec!["run", "--bundle", &dir];
+    args.extend_from_slice(extra);
+    args.push(&b.id);
+    let out = t.exec(through_sh(&t.command(&[], &args), prelude)).0;
+    out.ok();
+    out.probe_facts()
+}
+
+/// systemd socket activation (`LISTEN_FDS` with `LISTEN_PID` naming the runtime) is handed on
+/// as runc does: the descriptors from 3 on reach the process, before any `--preserve-fds`
+/// ones, with `LISTEN_FDS=N` and `LISTEN_PID=1` in its environment; activation meant for
+/// another process is ignored.
+#[test]
+fn socket_activation_fds_reach_the_container() {
+    let t = Test::new();
+    let listen = t.path("listen");
+    let extra = t.path("extra");
+    fs::write(&listen, "l").unwrap();
+    fs::write(&extra, "e").unwrap();
+    let (l, e) = (listen.display(), extra.display());
+    let b = t.bundle();
+    let f = probe_through_sh(
+        &t,
+        &b,
+        &format!("export LISTEN_PID=$$ LISTEN_FDS=1; exec 3<{l} 4<{e};"),
+        &["--preserve-fds", "1"],
+    );
+    let env = f["env"].to_string();
+    assert!(
+        env.contains("\"LISTEN_FDS=1\"") && env.contains("\"LISTEN_PID=1\""),
+        "{env}"
+    );
+    assert_eq!(f["fds"]["3"], json!(l.to_string()), "{}", f["fds"]);
+    assert_eq!(f["fds"]["4"], json!(e.to_string()), "{}", f["fds"]);
+    t.assert_nothing_left();
+    // LISTEN_PID of another process: nothing is handed on.
+    let b = t.bundle_for(&t.new_id("other"));
+    let f = probe_through_sh(
+        &t,
+        &b,
+        &format!("export LISTEN_PID=1 LISTEN_FDS=1; exec 3<{l};"),
+        &[],
+    );
+    assert!(!f["env"].to_string().contains("LISTEN_FDS"), "{}", f["env"]);
+    assert!(f["fds"].get("3").is_none(), "{}", f["fds"]);
+    t.assert_nothing_left();
+}
+
+/// `rootfsPropagation: unbindable` makes the container's root unbindable (set once it is the
+/// root: set on the host's "/" first, the rootfs's own bind mount failed with EINVAL).
+#[test]
+fn unbindable_rootfs_propagation() {
+    for mode in ["unbindable", "runbindable"] {
+        let t = Test::new();
+        let mut b = t.bundle();
+        b.set("/linux/rootfsPropagation", json!(mode));
+        let f = t.probe(&b);
+        let root = f["mounts"]
+            .as_array()
+            .and_then(|m| m.iter().rev().find(|m| m["mount_point"] == "/"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no / in {}", f["mounts"]));
+        assert_eq!(root["optional"], json!(["unbindable"]), "{mode}: {root}");
+        t.assert_nothing_left();
+    }
+}
