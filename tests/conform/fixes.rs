@@ -95,3 +95,53 @@ fn unbindable_rootfs_propagation() {
         t.assert_nothing_left();
     }
 }
+
+/// A relative `cgroupsPath` given by a caller inside a cgroup namespace whose hierarchies were
+/// mounted outside it (mountinfo shows their root as `/..`): it resolves against the caller's
+/// cgroup as the caller sees it, from the mount point, as runc does (it was refused: "outside
+/// the hierarchy").
+#[test]
+fn relative_cgroups_path_inside_a_cgroup_namespace() {
+    let Some(unshare) = which("unshare") else {
+        return skip("needs unshare(1) to enter a cgroup namespace");
+    };
+    let t = Test::new();
+    let id = t.id().to_string();
+    let mut b = t.sleeper(&id);
+    // The test's own cgroup, relative: from the namespace's root it is the same directory.
+    let rel = t.cgroups_path(&id);
+    b.set("/linux/cgroupsPath", json!(rel.trim_start_matches('/')));
+    b.write();
+    let dir = b.dir.to_string_lossy().into_owned();
+    let pid_file = t.pid_file(&id).to_string_lossy().into_owned();
+    let cmd = t.command(
+        &[],
+        &[
+            "run",
+            "--detach",
+            "--bundle",
+            &dir,
+            "--pid-file",
+            &pid_file,
+            &id,
+        ],
+    );
+    let mut ns = Command::new(unshare);
+    ns.arg("-C").arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            ns.env(k, v);
+        }
+    }
+    ns.stdin(std::process::Stdio::null());
+    t.exec(ns).0.ok();
+    t.wait_status(&id, "running");
+    let pid = t.pid_of(&id);
+    assert!(
+        host::cgroup_pids(&rel).contains(&pid),
+        "{pid} not in {rel}: {:?}",
+        host::cgroup_pids(&rel)
+    );
+    t.delete_force(&id).ok();
+    t.assert_nothing_left();
+}
