@@ -145,3 +145,25 @@ fn relative_cgroups_path_inside_a_cgroup_namespace() {
     t.delete_force(&id).ok();
     t.assert_nothing_left();
 }
+
+/// A device node outside /dev is created where the config says (runc does; the runtime-spec
+/// only asks for an absolute path), parent directories included.
+#[test]
+fn device_nodes_outside_dev() {
+    let t = Test::new();
+    let mut b = t.bundle();
+    b.set(
+        "/linux/devices",
+        json!([{"path": "/mydev/sub/null", "type": "c", "major": 1, "minor": 3,
+                "fileMode": 0o640, "uid": 0, "gid": 0}]),
+    );
+    b.probe_args(&["stat=/mydev/sub/null"]);
+    let f = t.probe(&b);
+    let st = &f["stat"]["/mydev/sub/null"];
+    assert_eq!(
+        (st["type"].clone(), st["major"].clone(), st["minor"].clone()),
+        (json!("char"), json!(1), json!(3)),
+        "{st}"
+    );
+    t.assert_nothing_left();
+}
