@@ -2,6 +2,8 @@
 //! it (issue 13): each test pins one gap that `scripts/runc-suite` found, so CI (which cannot
 //! fetch runc's suite) keeps it closed.
 
+#[path = "common/attack.rs"]
+mod attack;
 mod common;
 
 use std::fs;

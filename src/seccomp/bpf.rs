@@ -1,6 +1,7 @@
-//! Assembly of the one BPF program: our guard prefix, then one seccompiler-generated body per
-//! action group, chained so that a group's "no match" continues with the next group and the
-//! last group's "no match" returns the default action.
+//! Assembly of the one BPF program: the architecture dispatch, then per syscall table a
+//! section with our number guard and one seccompiler-generated body per action group, chained
+//! so that a group's "no match" continues with the next group and the last group's "no match"
+//! returns the default action.
 
 use std::collections::BTreeMap;
 
@@ -48,18 +49,12 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> SockFilter {
     SockFilter { code, jt, jf, k }
 }
 
-/// The guard every program starts with: a foreign syscall table (another `AUDIT_ARCH`, or the
-/// x32 bit on x86_64) gets ENOSYS; when the default is an errno, a syscall numbered above
-/// everything the profile names gets ENOSYS too, so libc falls back to an older call.
-/// Leaves the syscall number in the accumulator.
-fn guard(arch: &NativeArch, newer_than: Option<u32>) -> Vec<SockFilter> {
+/// The start of a table's section: load the syscall number; the x32 bit on x86_64 and, when
+/// the default is an errno, a syscall numbered above everything the profile names get ENOSYS
+/// (so libc falls back to an older call). Leaves the syscall number in the accumulator.
+fn number_guard(arch: &NativeArch, newer_than: Option<u32>) -> Vec<SockFilter> {
     let enosys = stmt(BPF_RET_K, Ret::ENOSYS.0);
-    let mut prog = vec![
-        stmt(BPF_LD_W_ABS, DATA_ARCH),
-        jump(BPF_JMP_JEQ_K, arch.audit_arch, 1, 0),
-        enosys,
-        stmt(BPF_LD_W_ABS, DATA_NR),
-    ];
+    let mut prog = vec![stmt(BPF_LD_W_ABS, DATA_NR)];
     if let Some(bit) = arch.abi_bit {
         // Unsigned: also catches negative numbers (nr -1 is "no syscall" for ptrace).
         prog.push(jump(BPF_JMP_JGE_K, bit, 0, 1));
@@ -155,7 +150,7 @@ fn group_body(group: &Group, arch: &NativeArch) -> Result<Vec<SockFilter>> {
     // already done that (with ENOSYS instead of a kill), so drop it.
     let expected_prefix = [
         (BPF_LD_W_ABS, DATA_ARCH),
-        (BPF_JMP_JEQ_K, arch.audit_arch),
+        (BPF_JMP_JEQ_K, arch.target_audit),
         (BPF_RET_K, libc::SECCOMP_RET_KILL_PROCESS),
     ];
     let prefix_ok = prog.len() > expected_prefix.len()
@@ -177,13 +172,48 @@ fn group_body(group: &Group, arch: &NativeArch) -> Result<Vec<SockFilter>> {
     Ok(body)
 }
 
-/// Assemble the profile's single program.
-pub(crate) fn assemble(model: &Model, arch: &NativeArch) -> Result<Vec<SockFilter>> {
+/// Assemble the profile's single program: the architecture dispatch, the native table's
+/// section and, when the profile addresses it (`companion`, i386 on x86_64), that table's
+/// section. Any other `AUDIT_ARCH` gets ENOSYS.
+pub(crate) fn assemble(
+    model: &Model,
+    arch: &NativeArch,
+    companion: Option<(&Model, &NativeArch)>,
+) -> Result<Vec<SockFilter>> {
+    let mut prog = vec![stmt(BPF_LD_W_ABS, DATA_ARCH)];
+    // `ja` takes a 32-bit offset (conditional jumps only 8 bits): patched below.
+    let to_companion = companion.map(|(_, a)| {
+        prog.push(jump(BPF_JMP_JEQ_K, a.audit_arch, 0, 1));
+        prog.push(stmt(BPF_JMP_JA, 0));
+        prog.len() - 1
+    });
+    prog.push(jump(BPF_JMP_JEQ_K, arch.audit_arch, 1, 0));
+    prog.push(stmt(BPF_RET_K, Ret::ENOSYS.0));
+    prog.extend(section(model, arch)?);
+    if let (Some(at), Some((m, a))) = (to_companion, companion) {
+        prog[at].k = (prog.len() - at - 1) as u32;
+        prog.extend(section(m, a)?);
+    }
+    if prog.len() > MAX_INSNS {
+        return Err(Error::config(
+            "linux.seccomp.syscalls",
+            format!(
+                "the profile needs {} BPF instructions, the kernel takes {MAX_INSNS}",
+                prog.len()
+            ),
+        ));
+    }
+    Ok(prog)
+}
+
+/// One table's section: its number guard, the group bodies chained, the default action.
+/// Jumps stay inside it, so sections can be placed anywhere.
+fn section(model: &Model, arch: &NativeArch) -> Result<Vec<SockFilter>> {
     let newer_than = match model.max_nr {
         Some(max) if model.default.is_errno() && model.default != Ret::ENOSYS => Some(max),
         _ => None,
     };
-    let mut prog = guard(arch, newer_than);
+    let mut prog = number_guard(arch, newer_than);
     let bodies = model
         .groups
         .iter()

@@ -10,11 +10,14 @@
 //! For a call of the native architecture, in this order:
 //! 1. a call through another syscall table — another `AUDIT_ARCH` (i386 through `int 0x80` on
 //!    x86_64, arm32 on aarch64) or the x32 ABI (number with bit `0x40000000`) — fails with
-//!    `ENOSYS`, as on a kernel built without that ABI. seccompiler only knows the native table,
-//!    so a profile cannot say anything about those calls, and a denylist could otherwise be
-//!    bypassed through them. `ENOSYS` rather than a kill: a 32-bit helper that probes fails
-//!    cleanly. `SCMP_ARCH_X86`/`X32`/`ARM` in `architectures` are accepted with a warning;
-//!    other foreign architectures are ignored (this host cannot run them).
+//!    `ENOSYS`, as on a kernel built without that ABI, so a denylist cannot be bypassed
+//!    through them. `ENOSYS` rather than a kill: a 32-bit helper that probes fails cleanly.
+//!    The exception is i386 on x86_64 when `architectures` names `SCMP_ARCH_X86`, as
+//!    libseccomp reads it: its calls get the same rules, by name, from the i386 table (names
+//!    that table lacks, such as `socket` before its direct calls, simply do not apply; the
+//!    multiplexed `socketcall` is matched only by name). `SCMP_ARCH_X32`/`ARM` in
+//!    `architectures` are accepted with a warning; other foreign architectures are ignored
+//!    (this host cannot run them). Rules 2 to 4 apply to each table on its own.
 //! 2. if `defaultAction` is `SCMP_ACT_ERRNO`, a syscall numbered above the highest number the
 //!    profile names fails with `ENOSYS` (not the default errno), so libc falls back to an older
 //!    call (`clone3` → `clone`, `faccessat2` → `faccessat`), as runc does.
@@ -66,8 +69,9 @@
 //! none of whose syscalls appears in a later group (in a denylist: the ALLOW rules).
 //! `USER_NOTIF` and the chaining are patched in after generation: seccompiler is asked for two
 //! sentinel return values, and every `ret` of a body must be one of them (checked).
-//! The prefix (rules 1 and 2) is ours: `ld arch; jeq native; ret ENOSYS; ld nr;
-//! [jge 0x40000000 → ENOSYS]; [jgt max → ENOSYS]`. [`Compiled::filters`] stays a list (load
+//! The prefix (rules 1 and 2) is ours: `ld arch; [jeq i386 → i386 section]; jeq native;
+//! ret ENOSYS; ld nr; [jge 0x40000000 → ENOSYS]; [jgt max → ENOSYS]`; the i386 section
+//! repeats from `ld nr` with its own numbers. [`Compiled::filters`] stays a list (load
 //! order) so that a future split of an over-long profile needs no API change.
 //!
 //! # Errors and warnings
@@ -238,6 +242,7 @@ pub fn compile_with(seccomp: &LinuxSeccomp, deny: &[&str], watch: &[String]) -> 
         })
         .map(|name| name.to_string())
         .collect();
+    let mut hardened = None;
     if !runtime_denies.is_empty() {
         let mut rules = seccomp.syscalls().clone().unwrap_or_default();
         let rule = oci_spec::runtime::LinuxSyscallBuilder::default()
@@ -247,10 +252,25 @@ pub fn compile_with(seccomp: &LinuxSeccomp, deny: &[&str], watch: &[String]) -> 
             .build()
             .map_err(|e| Error::Other(format!("seccomp rule: {e}")))?;
         rules.push(rule);
-        let mut hardened = seccomp.clone();
-        hardened.set_syscalls(Some(rules));
-        model = model::resolve(&hardened, arch)?;
+        let mut h = seccomp.clone();
+        h.set_syscalls(Some(rules));
+        model = model::resolve(&h, arch)?;
+        hardened = Some(h);
     }
+    // The i386 table on x86_64 when `architectures` names it: the same rules by name.
+    let effective = hardened.as_ref().unwrap_or(seccomp);
+    let companion = match arch.companion {
+        Some(c)
+            if effective
+                .architectures()
+                .iter()
+                .flatten()
+                .any(|a| *a == c.oci) =>
+        {
+            Some((model::resolve(effective, c)?, c))
+        }
+        _ => None,
+    };
     let verdicts = RISKY_SYSCALLS
         .iter()
         .copied()
@@ -260,7 +280,7 @@ pub fn compile_with(seccomp: &LinuxSeccomp, deny: &[&str], watch: &[String]) -> 
             Some((name.to_string(), verdict::verdict(&model, nr)))
         })
         .collect();
-    let program = bpf::assemble(&model, arch)?;
+    let program = bpf::assemble(&model, arch, companion.as_ref().map(|(m, c)| (m, *c)))?;
     let canonical = serde_json::to_vec(seccomp)
         .map_err(|e| Error::Other(format!("serialise seccomp profile: {e}")))?;
     let summary = Summary {
@@ -392,7 +412,7 @@ pub fn default_profile_json(caps: &[&str]) -> Result<serde_json::Value> {
 /// and the architectures it has syscall tables for.
 pub fn features_json() -> serde_json::Value {
     let archs: &[&str] = if syscalls::native().is_some() {
-        &["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"]
+        &["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"]
     } else {
         &[]
     };

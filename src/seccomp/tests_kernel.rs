@@ -325,7 +325,7 @@ fn foreign_tables_get_enosys() {
         report("int80_before", errno_of(int80_getpid()));
         let s = spec(json!({
             "defaultAction": "SCMP_ACT_ALLOW",
-            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X32"],
             "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ERRNO"}]
         }));
         if load_or_report(&s).is_none() {
@@ -346,6 +346,33 @@ fn foreign_tables_get_enosys() {
         assert_eq!(r["int80_after"], "ENOSYS");
     }
     assert_eq!(r["x32"], "ENOSYS");
+}
+
+/// With `SCMP_ARCH_X86` named, an i386 call gets the rule its name has in the i386 table.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn i386_table_follows_the_profile_when_named() {
+    fn body() -> i32 {
+        use sys::seccomp::probe::int80_getpid;
+        report("int80_before", errno_of(int80_getpid()));
+        let s = spec(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+            "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 5}]
+        }));
+        if load_or_report(&s).is_none() {
+            return 1;
+        }
+        report("int80_after", errno_of(int80_getpid()));
+        0
+    }
+    let out = child("i386_table_follows_the_profile_when_named", body);
+    let r = results(&out);
+    assert!(out.status.success(), "{}", describe(&out));
+    if r["int80_before"] != "ok" {
+        return crate::test_skip::skip("the kernel runs no i386 calls (no IA32 emulation)");
+    }
+    assert_eq!(r["int80_after"], "EIO");
 }
 
 fn run_busybox(profile_name: &'static str) {

@@ -167,3 +167,44 @@ fn device_nodes_outside_dev() {
     );
     t.assert_nothing_left();
 }
+
+/// `SCMP_ARCH_X86` in `architectures`: i386 calls (`int 0x80`) get the profile's rules from
+/// the i386 table, as libseccomp compiles them, instead of ENOSYS: a denied call gets the
+/// rule's errno, an allowed one runs. Without `SCMP_ARCH_X86` they still get ENOSYS.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn i386_calls_follow_the_profile_when_it_names_x86() {
+    let run_abi = |profile: Value| {
+        let t = Test::new();
+        let mut b = t.bundle();
+        crate::attack::attack_args(&mut b, &["abi"]);
+        b.set("/linux/seccomp", profile);
+        let out = t.run(&b);
+        out.ok();
+        t.assert_nothing_left();
+        out.stdout
+    };
+    let get = crate::attack::get;
+    let both = json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]);
+    // A denylist: getppid refused with errno 1 on both tables.
+    let out = run_abi(
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": both,
+        "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}),
+    );
+    assert_eq!(get(&out, "native"), "errno:1", "{out}");
+    assert_eq!(get(&out, "i386"), "errno:1", "{out}");
+    assert_eq!(get(&out, "x32"), "errno:38", "x32 is still refused: {out}");
+    // A rule on another call: i386 getppid runs (it used to get ENOSYS whatever the rules).
+    let out = run_abi(
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": both,
+        "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}),
+    );
+    let ppid = get(&out, "native");
+    assert!(ppid.parse::<i32>().is_ok(), "{out}");
+    assert_eq!(get(&out, "i386"), ppid, "{out}");
+    // Without SCMP_ARCH_X86 the i386 table stays refused.
+    let out = run_abi(json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}));
+    assert_eq!(get(&out, "i386"), "errno:38", "{out}");
+}
