@@ -208,3 +208,49 @@ fn i386_calls_follow_the_profile_when_it_names_x86() {
         "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}));
     assert_eq!(get(&out, "i386"), "errno:38", "{out}");
 }
+
+/// The value of cgroup file `v1` under controller `ctl` (cgroup v1) or `v2` (cgroup2) for the
+/// container's cgroup `rel`, trimmed; `None` when neither exists.
+fn cgroup_value(rel: &str, ctl: &str, v1: &str, v2: &str) -> Option<String> {
+    let rel = rel.trim_start_matches('/');
+    [
+        format!("/sys/fs/cgroup/{ctl}/{rel}/{v1}"),
+        format!("/sys/fs/cgroup/{rel}/{v2}"),
+    ]
+    .iter()
+    .find_map(|p| fs::read_to_string(p).ok())
+    .map(|s| s.trim().to_string())
+}
+
+/// `update` takes -1 as a value ("unlimited") for `--memory-swap` and `--cpu-quota`, as runc's
+/// suite passes it, instead of reading it as a flag.
+#[test]
+fn update_takes_minus_one_as_unlimited() {
+    let t = Test::new();
+    let id = t.id().to_string();
+    t.run_sleeper(&id);
+    let rel = t.cgroups_path(&id);
+    t.rt(&["update", "--cpu-quota", "20000", &id]).ok();
+    t.rt(&["update", "--cpu-quota", "-1", &id]).ok();
+    match cgroup_value(&rel, "cpu", "cpu.cfs_quota_us", "cpu.max") {
+        Some(v) => assert!(v == "-1" || v.starts_with("max "), "cpu quota {v}"),
+        None => skip_part("no cpu controller here"),
+    }
+    t.rt(&["update", "--memory", "64M", "--memory-swap", "128M", &id])
+        .ok();
+    t.rt(&["update", "--memory-swap", "-1", &id]).ok();
+    match cgroup_value(
+        &rel,
+        "memory",
+        "memory.memsw.limit_in_bytes",
+        "memory.swap.max",
+    ) {
+        Some(v) => assert!(
+            v == "max" || v.parse::<u64>().is_ok_and(|n| n > 1 << 60),
+            "swap limit {v}"
+        ),
+        None => skip_part("no swap accounting here"),
+    }
+    t.delete_force(&id).ok();
+    t.assert_nothing_left();
+}
