@@ -254,3 +254,33 @@ fn update_takes_minus_one_as_unlimited() {
     t.delete_force(&id).ok();
     t.assert_nothing_left();
 }
+
+/// The substrings containerd's shim and podman's conmon match in kill, delete and exec errors
+/// (containerd: "does not exist", "container not running"; podman: "executable file not found
+/// in $PATH" and "no such file or directory" mean exit 127, "permission denied" 126).
+#[test]
+fn errors_carry_the_substrings_clients_match() {
+    let t = Test::new();
+    let gone = t.new_id("gone");
+    for args in [
+        vec!["kill", gone.as_str(), "KILL"],
+        vec!["delete", gone.as_str()],
+        vec!["exec", gone.as_str(), "true"],
+        vec!["state", gone.as_str()],
+    ] {
+        t.rt(&args).error_line(&["does not exist"]);
+    }
+    let id = t.id().to_string();
+    t.run_sleeper(&id);
+    t.rt(&["exec", &id, "no-such-binary"])
+        .error_line(&["executable file not found in $PATH"]);
+    t.rt(&["exec", &id, "/no/such/file"])
+        .error_line(&["no such file or directory"]);
+    t.rt(&["exec", &id, "/etc/passwd"])
+        .error_line(&["permission denied"]);
+    t.kill(&id, "KILL").ok();
+    t.wait_status(&id, "stopped");
+    t.kill(&id, "KILL").error_line(&["container not running"]);
+    t.delete(&id).ok();
+    t.assert_nothing_left();
+}
