@@ -40,7 +40,7 @@ fn probe_through_sh(t: &Test, b: &Bundle, prelude: &str, extra: &[&str]) -> Valu
 /// systemd socket activation (`LISTEN_FDS` with `LISTEN_PID` naming the runtime) is handed on
 /// as runc does: the descriptors from 3 on reach the process, before any `--preserve-fds`
 /// ones, with `LISTEN_FDS=N` and `LISTEN_PID=1` in its environment; activation meant for
-/// another process is ignored.
+/// another process, or counting descriptors that are not open, is ignored.
 #[test]
 fn socket_activation_fds_reach_the_container() {
     let t = Test::new();
@@ -74,6 +74,22 @@ fn socket_activation_fds_reach_the_container() {
     );
     assert!(!f["env"].to_string().contains("LISTEN_FDS"), "{}", f["env"]);
     assert!(f["fds"].get("3").is_none(), "{}", f["fds"]);
+    t.assert_nothing_left();
+    // A count past the open descriptors: ignored with a warning (the runtime's own would
+    // follow).
+    let b = t.bundle_for(&t.new_id("short"));
+    let f = probe_through_sh(
+        &t,
+        &b,
+        &format!("export LISTEN_PID=$$ LISTEN_FDS=3; exec 3<{l};"),
+        &[],
+    );
+    assert!(!f["env"].to_string().contains("LISTEN_FDS"), "{}", f["env"]);
+    assert!(f["fds"].get("3").is_none(), "{}", f["fds"]);
+    if is_sealrun() {
+        let warned = t.report().messages("warning").join("\n");
+        assert!(warned.contains("LISTEN_FDS=3"), "{warned}");
+    }
     t.assert_nothing_left();
 }
 
