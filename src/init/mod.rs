@@ -265,9 +265,10 @@ fn create_hooks(plan: &Plan, ch: &Channels, pid: i32) -> Result<()> {
         ch.sync.send(&Msg::RunHooks)?;
         ch.sync.expect(&Msg::HooksDone)?;
     }
+    // `created`, as for prestart and createRuntime (see container::launch).
     let state = hooks::state_json(
         &plan.id,
-        "creating",
+        "created",
         pid,
         &plan.opts.bundle,
         &plan.annotations,

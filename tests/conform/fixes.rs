@@ -300,3 +300,34 @@ fn errors_carry_the_substrings_clients_match() {
     t.delete(&id).ok();
     t.assert_nothing_left();
 }
+
+/// The hooks `create` runs (prestart, createRuntime, createContainer) get the state with
+/// status `created`: the runtime-spec runs them after the environment is created (lifecycle
+/// step 2), which is what `created` names (runc 1.1.5 says `creating`).
+#[test]
+fn create_hooks_see_status_created() {
+    if !is_sealrun() {
+        return skip(&sealrun_only(
+            "runc 1.1.5 gives create's hooks status creating",
+        ));
+    }
+    let t = Test::new();
+    let dir = t.path("hook-states");
+    fs::create_dir_all(&dir).unwrap();
+    let d = dir.display();
+    let mut b = t.bundle();
+    let hook = |name: &str| json!([{"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {d}/{name}")]}]);
+    b.set(
+        "/hooks",
+        json!({"prestart": hook("prestart"), "createRuntime": hook("createRuntime"),
+               "createContainer": hook("createContainer")}),
+    );
+    t.probe(&b);
+    for name in ["prestart", "createRuntime", "createContainer"] {
+        let text = fs::read_to_string(dir.join(name)).unwrap_or_default();
+        let state: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{name}: state is not JSON ({e}): {text:?}"));
+        assert_eq!(state["status"], "created", "{name}: {state}");
+    }
+    t.assert_nothing_left();
+}
