@@ -1,5 +1,5 @@
-//! seccomp: the runtime-spec seccomp object compiled to classic BPF (seccompiler generates the
-//! rule code), the loader, the listener hand-off for `SCMP_ACT_NOTIFY`, and the shipped
+//! seccomp: the runtime-spec seccomp object compiled to classic BPF (sealrun's own generator),
+//! the loader, the listener hand-off for `SCMP_ACT_NOTIFY`, and the shipped
 //! profiles.
 //!
 //! [`compile`] runs in the parent before cloning and does all the work; [`load`] in the
@@ -43,18 +43,15 @@
 //! `(arg & value) == valueTwo`; a datum with bits outside the mask can never match, so such a
 //! rule is skipped with a warning.
 //!
-//! # Construction: one program, groups chained
+//! # Construction: one program, the rules in chain order
 //!
-//! seccompiler builds one "match → action A, else → action B" program per filter. The rules are
-//! grouped by exact return value (action plus errno/trace data); each group becomes one body:
-//! range checks for the syscalls the group takes unconditionally (a run of consecutive numbers
-//! shares one `jge`/`jgt` pair; seccompiler would spend five instructions on each), then
-//! seccompiler's code for the syscalls with argument conditions. The bodies are placed one after the other in the order of rule 3 —
-//! strongest rank first, ties by first appearance — and every "no match" return of a body is
-//! rewritten into a jump to the next body; the last falls through to `ret defaultAction`.
-//! A first-match walk over groups sorted by kernel rank yields exactly the strongest matching
-//! action, which is what the same groups loaded as stacked filters would yield under the
-//! kernel's precedence — but in one filter:
+//! sealrun generates the classic BPF itself (bpf.rs). The rules are grouped by exact return
+//! value (action plus errno/trace data) and the groups ordered as rule 3 ranks them —
+//! strongest rank first, ties by first appearance. For each syscall number the program walks
+//! that syscall's rules in this order and returns the value of the first whose conditions
+//! hold, else the default: exactly the strongest matching action, which is what the same
+//! groups loaded as stacked filters would yield under the kernel's precedence — but in one
+//! filter:
 //!
 //! * one `seccomp(2)` call: with stacked filters every filter after the first must let the
 //!   loader's own `seccomp(2)` through, so a profile that denies `seccomp` (not rare for
@@ -63,15 +60,24 @@
 //!   and the dispatch on the syscall number), and at most one `USER_NOTIF` listener, which the
 //!   kernel requires anyway;
 //! * calls whose answer is a constant ALLOW still hit the kernel's per-syscall action cache
-//!   (the emulator follows `ja`), so most syscalls never run the program at all.
+//!   (the emulator follows the `jge` tree on the number), so most syscalls never run the
+//!   program at all.
+//!
+//! The syscall number is dispatched once, by a balanced tree of `jge` over runs of numbers
+//! (a run of numbers with one constant answer costs one comparison); a syscall with argument
+//! conditions gets its own block, where equalities on one argument that share the high word
+//! test it once and then cost one `jeq` each, as libseccomp's do. The cost-curve profiles
+//! (the default plus 50, 300, 1000 one-argument rules) compile to 92, 326, 1175 and 1883
+//! instructions (seccompiler's bodies took 167, 602, 2352 and 7087; libseccomp 321, 565,
+//! 1409, 2113).
 //!
 //! Groups that cannot change a result are left out: a group with the default's return value
-//! none of whose syscalls appears in a later group (in a denylist: the ALLOW rules).
-//! `USER_NOTIF` and the chaining are patched in after generation: seccompiler is asked for two
-//! sentinel return values, and every `ret` of a body must be one of them (checked).
-//! The prefix (rules 1 and 2) is ours: `ld arch; [jeq i386 → i386 section]; jeq native;
-//! ret ENOSYS; ld nr; [jge 0x40000000 → ENOSYS]; [jgt max → ENOSYS]`; the i386 section
-//! repeats from `ld nr` with its own numbers. [`Compiled::filters`] stays a list (load
+//! none of whose syscalls appears in a later group (in a denylist: the ALLOW rules), and a
+//! syscall's last rules whose value is what no match returns anyway.
+//! Rules 1 and 2: `ld arch; jeq native → native section; [jeq i386 → i386 section]; ret
+//! ENOSYS`; in a section, the x32 numbers (from 0x40000000, unsigned) and, by rule 2, the
+//! numbers above the profile's highest are runs of the tree answering ENOSYS; the i386
+//! section has its own numbers. [`Compiled::filters`] stays a list (load
 //! order) so that a future split of an over-long profile needs no API change.
 //!
 //! # Errors and warnings
@@ -95,6 +101,8 @@ mod verdict;
 mod interp;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_bpf;
 #[cfg(test)]
 mod tests_kernel;
 #[cfg(test)]

@@ -47,11 +47,6 @@ pub(crate) struct NativeArch {
     /// The other table a profile can address when `architectures` names it (i386 on
     /// x86_64): its calls then get the profile's rules, compiled from the same names.
     pub companion: Option<&'static NativeArch>,
-    /// seccompiler's name for the architecture whose code generator builds the rules (the
-    /// native one, also for the companion: only the syscall numbers differ).
-    pub target: seccompiler::TargetArch,
-    /// The `AUDIT_ARCH_*` seccompiler's programs for `target` check first.
-    pub target_audit: u32,
     table: &'static [(&'static str, u32)],
 }
 
@@ -80,8 +75,6 @@ static NATIVE: NativeArch = NativeArch {
     compat: &[Arch::ScmpArchX32],
     compat_audit: &[AUDIT_ARCH_I386],
     companion: Some(&I386),
-    target: seccompiler::TargetArch::x86_64,
-    target_audit: AUDIT_ARCH_X86_64,
     table: x86_64::TABLE,
 };
 
@@ -95,8 +88,6 @@ static I386: NativeArch = NativeArch {
     compat: &[],
     compat_audit: &[],
     companion: None,
-    target: seccompiler::TargetArch::x86_64,
-    target_audit: AUDIT_ARCH_X86_64,
     table: i386::TABLE,
 };
 
@@ -109,13 +100,10 @@ static NATIVE: NativeArch = NativeArch {
     compat: &[Arch::ScmpArchArm],
     compat_audit: &[AUDIT_ARCH_ARM],
     companion: None,
-    target: seccompiler::TargetArch::aarch64,
-    target_audit: AUDIT_ARCH_AARCH64,
     table: aarch64::TABLE,
 };
 
-/// The native architecture, or `None` where sealrun has no syscall table (seccompiler
-/// generates x86_64, aarch64 and riscv64; sealrun carries the first two).
+/// The native architecture, or `None` where sealrun has no syscall table .
 pub(crate) fn native() -> Option<&'static NativeArch> {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     {
