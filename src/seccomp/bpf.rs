@@ -139,8 +139,10 @@ impl Rev {
         let at = self.insns.len();
         let off = |t: To| {
             // Resolved above: every target now exists and is in reach.
-            let i = self.resolve(t).unwrap_or(at);
-            (at - i - 1) as u8
+            self.resolve(t).map_or(0, |i| {
+                debug_assert!(at - i - 1 <= REACH, "jump out of reach");
+                (at - i - 1) as u8
+            })
         };
         let (t, f) = (off(targets[0]), off(targets[1]));
         self.push(code, t, f, k)
