@@ -341,7 +341,7 @@ fn foreign_tables_get_enosys() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(r["getpid"], "-1", "the native call is denied");
     // On a kernel with IA32 emulation the i386 getpid works without the filter: the guard is
-    // what stops it (seccompiler alone would kill the process).
+    // what stops it (a generator's plain architecture check would kill the process).
     if r["int80_before"] == "ok" {
         assert_eq!(r["int80_after"], "ENOSYS");
     }
