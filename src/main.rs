@@ -227,8 +227,31 @@ fn create_options(a: cli::CreateArgs, layers: Layers) -> Result<CreateOptions> {
     o.no_pivot = a.no_pivot;
     o.no_new_keyring = a.no_new_keyring;
     o.preserve_fds = a.preserve_fds;
+    o.listen_fds = listen_fds();
     o.layers = layers;
     Ok(o)
+}
+
+/// systemd socket activation addressed to this process (`LISTEN_PID` is our pid): how many
+/// descriptors from 3 on to hand to the container, as runc does for `create` and `run`. Only
+/// when every one of them is open: a count past them would hand on whatever the runtime
+/// itself opens there.
+fn listen_fds() -> u32 {
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
+    let n = match (var("LISTEN_PID"), var("LISTEN_FDS")) {
+        (Some(pid), Some(n)) if pid == std::process::id() => n,
+        _ => return 0,
+    };
+    let open = |fd: u32| std::fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_ok();
+    if (3..3u32.saturating_add(n)).all(open) {
+        n
+    } else {
+        sealrun::log::warn(&format!(
+            "LISTEN_FDS={n}: not all of descriptors 3 to {} are open; socket activation ignored",
+            2u32.saturating_add(n)
+        ));
+        0
+    }
 }
 
 fn exec_options(a: cli::ExecArgs, layers: Layers) -> Result<container::ExecOptions> {

@@ -2,6 +2,8 @@
 //! it (issue 13): each test pins one gap that `scripts/runc-suite` found, so CI (which cannot
 //! fetch runc's suite) keeps it closed.
 
+#[path = "common/attack.rs"]
+mod attack;
 mod common;
 
 use std::fs;
@@ -609,3 +611,6 @@ fn device_access_letters_runc_tolerates() {
 
 #[path = "conform/gaps.rs"]
 mod gaps;
+
+#[path = "conform/fixes.rs"]
+mod fixes;

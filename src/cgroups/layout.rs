@@ -237,7 +237,11 @@ pub fn dir_in(
     } else {
         mine
     };
-    let below_root = mine.strip_prefix(&h.root).map_err(|_| {
+    // In a cgroup namespace, a hierarchy mounted from outside it shows a root above the
+    // namespace's (`/..`, `/../..`): cleaned like runc's (`/`), the caller's cgroup as it
+    // sees it (`/` or below) is taken from the mount point.
+    let root = PathBuf::from(clean_path(&h.root.to_string_lossy()));
+    let below_root = mine.strip_prefix(&root).map_err(|_| {
         Error::Unsupported(format!(
             "this process's cgroup {} is outside the hierarchy mounted at {}",
             mine.display(),
@@ -420,5 +424,20 @@ mod tests {
         );
         let outside = parse_proc_cgroup("4:memory:/elsewhere\n");
         assert!(dir_in(&h, Mode::V1, "c1", &outside).is_err());
+    }
+
+    #[test]
+    fn relative_paths_in_a_cgroup_namespace_start_at_its_root() {
+        let h = Mounted {
+            controllers: vec!["memory".into()],
+            v2: false,
+            mount_point: PathBuf::from("/sys/fs/cgroup/memory"),
+            root: PathBuf::from("/../.."),
+        };
+        let own = parse_proc_cgroup("4:memory:/\n");
+        assert_eq!(
+            dir_in(&h, Mode::V1, "x/c1", &own).unwrap(),
+            Path::new("/sys/fs/cgroup/memory/x/c1")
+        );
     }
 }

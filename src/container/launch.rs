@@ -242,11 +242,14 @@ pub(super) fn restrict_cgroup(plan: &mut Plan) -> Result<()> {
     Ok(())
 }
 
-/// The container's state as hooks and the seccomp agent see it while it is being created.
-fn creating_state(plan: &Plan, pid: Pid) -> serde_json::Value {
+/// The container's state as hooks and the seccomp agent see it while `create` runs: `status`
+/// is `creating` for the agent (the process is being set up) and `created` for the prestart
+/// and createRuntime hooks (the runtime-spec's lifecycle runs them after step 2, the
+/// environment's creation, which is what `created` means; runc 1.1 says `creating`).
+fn creating_state(plan: &Plan, pid: Pid, status: &str) -> serde_json::Value {
     hooks::state_json(
         &plan.id,
-        "creating",
+        status,
         pid.as_raw(),
         &plan.opts.bundle,
         &plan.annotations,
@@ -293,7 +296,7 @@ fn converse(
                 ch.send(&Msg::Go { pid: pid.as_raw() })?;
             }
             Msg::RunHooks => {
-                let state = creating_state(plan, pid);
+                let state = creating_state(plan, pid, "created");
                 hooks::run(HookKind::Prestart, &plan.hooks, &state)?;
                 hooks::run(HookKind::CreateRuntime, &plan.hooks, &state)?;
                 ch.send(&Msg::HooksDone)?;
@@ -307,7 +310,7 @@ fn converse(
                     .seccomp
                     .as_ref()
                     .ok_or_else(|| Error::Other("sync: unexpected seccomp listener".into()))?;
-                let state = creating_state(plan, pid);
+                let state = creating_state(plan, pid, "creating");
                 crate::seccomp::forward_listener(compiled, &state, fd.as_fd())?;
                 ch.send(&Msg::SeccompListenerSent)?;
             }

@@ -125,7 +125,8 @@ fn story(plan: &Plan, ch: &Channels, staged: bool) -> StepResult<Infallible> {
             landlock: &plan.landlock.init,
             seccomp: plan.seccomp.as_ref(),
             layers: plan.opts.layers,
-            preserve_fds: plan.opts.preserve_fds,
+            // The socket-activation fds come first, then the preserved ones (runc's order).
+            preserve_fds: plan.opts.listen_fds.saturating_add(plan.opts.preserve_fds),
             ours,
         },
         &ch.sync,
@@ -280,9 +281,10 @@ fn create_hooks(plan: &Plan, ch: &Channels, pid: i32) -> Result<()> {
         ch.sync.send(&Msg::RunHooks)?;
         ch.sync.expect(&Msg::HooksDone)?;
     }
+    // `created`, as for prestart and createRuntime (see container::launch).
     let state = hooks::state_json(
         &plan.id,
-        "creating",
+        "created",
         pid,
         &plan.opts.bundle,
         &plan.annotations,

@@ -50,8 +50,14 @@ pub fn prepare(
             "/proc is not procfs: refusing to set up".into(),
         ));
     }
-    mount(None, Path::new("/"), None, plan.rootfs_propagation, None)
-        .op_path("mount propagation", Path::new("/"))?;
+    // An unbindable "/" now would make the rootfs's own bind fail (EINVAL): it is applied to
+    // the new root after pivot_root, like shared (which would leak mounts to the host here).
+    let before = if after_pivot(plan.rootfs_propagation) {
+        MsFlags::MS_SLAVE | MsFlags::MS_REC
+    } else {
+        plan.rootfs_propagation
+    };
+    mount(None, Path::new("/"), None, before, None).op_path("mount propagation", Path::new("/"))?;
     make_parent_private(&plan.rootfs)?;
     match sources.get(&super::mounts::ROOTFS) {
         // The runtime made the id-mapped copy of the rootfs (only it may): attach it.
@@ -132,6 +138,13 @@ fn make_parent_private(rootfs: &Path) -> Result<()> {
         mount(None, &mp, None, MsFlags::MS_PRIVATE, None).op_path("make private", &mp)?;
     }
     Ok(())
+}
+
+/// Propagation modes set on the container's root once it is "/" rather than on the host's
+/// "/" before the rootfs is bound: shared (after pivot_root, as runc) and unbindable (after
+/// the last bind mount from the root, in `finalize`).
+fn after_pivot(flags: MsFlags) -> bool {
+    flags.intersects(MsFlags::MS_SHARED | MsFlags::MS_UNBINDABLE)
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
@@ -280,6 +293,11 @@ pub fn finalize(plan: &Plan) -> Result<()> {
             | MsFlags::MS_RDONLY
             | current_flags(root.as_fd())?;
         mount(None, Path::new("/"), None, flags, None).op("remount read-only /")?;
+    }
+    // Last: masks, read-only paths and device nodes on the root are bind mounts from it.
+    if plan.rootfs_propagation.contains(MsFlags::MS_UNBINDABLE) {
+        mount(None, Path::new("/"), None, plan.rootfs_propagation, None)
+            .op("mount propagation /")?;
     }
     Ok(())
 }

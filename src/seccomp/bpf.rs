@@ -1,21 +1,27 @@
-//! Assembly of the one BPF program: our guard prefix, then one seccompiler-generated body per
-//! action group, chained so that a group's "no match" continues with the next group and the
-//! last group's "no match" returns the default action.
+//! Assembly of the one BPF program (sealrun's own generator): the architecture dispatch, then
+//! per syscall table a section: load the syscall number, a balanced tree of `jge` on it whose
+//! leaves are either a return (a run of numbers with one constant answer, including our
+//! ENOSYS guards for x32 and for numbers newer than the profile) or the argument checks of one
+//! syscall, its rules in chain order ([`Model::groups`]), each one's "no match" continuing
+//! with the next, the last one's with the default action.
+//!
+//! Compactness, as libseccomp's generator achieves it: each syscall is dispatched once (not
+//! once per action group); conditions that only differ in the datum of an equality (the
+//! usual "any of these values" list) test the argument's high word once and then cost one
+//! `jeq` each; returns are shared (a jump to an existing `ret`); unconditional jumps to the
+//! next instruction are not emitted. The program is built back to front, so every jump
+//! target exists when the jump is emitted; a conditional jump (8-bit offsets) to a target out
+//! of reach goes through a `ja` or a copy of the `ret` placed right after it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use seccompiler::{
-    SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
-};
-
-use super::model::{Cond, Group, Matcher, Model, Op, Ret};
+use super::model::{Cond, Matcher, Model, Op, Ret};
 use super::syscalls::NativeArch;
 use crate::error::{Error, Result};
 use crate::sys::seccomp::SockFilter;
 
 // Classic BPF opcodes (linux/bpf_common.h).
 pub(crate) const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-#[cfg(test)]
 pub(crate) const BPF_ALU_AND_K: u16 = 0x04 | 0x50;
 pub(crate) const BPF_JMP_JA: u16 = 0x05;
 pub(crate) const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
@@ -23,202 +29,378 @@ pub(crate) const BPF_JMP_JGT_K: u16 = 0x05 | 0x20;
 pub(crate) const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
 pub(crate) const BPF_RET_K: u16 = 0x06;
 
-/// `offsetof(struct seccomp_data, nr)` and `arch`.
+/// `offsetof(struct seccomp_data, nr)`, `arch` and `args`.
 const DATA_NR: u32 = 0;
 const DATA_ARCH: u32 = 4;
+const DATA_ARGS: u32 = 16;
 
 /// The kernel's limit on a program's length (`BPF_MAXINSNS`).
 pub(crate) const MAX_INSNS: usize = 4096;
 
-/// Return values seccompiler is asked to emit for "rule matched" and "no rule matched"; we
-/// rewrite every such `ret` afterwards (seccompiler has no USER_NOTIF and no "continue").
-const MATCH_SENTINEL: SeccompAction = SeccompAction::Trace(0xa5a5);
-const MISS_SENTINEL: SeccompAction = SeccompAction::Trace(0x5a5a);
+/// Longest forward reach of a conditional jump.
+const REACH: usize = u8::MAX as usize;
 
-fn stmt(code: u16, k: u32) -> SockFilter {
-    SockFilter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
+/// Offset in `seccomp_data` of the low or high 32 bits of argument `index`.
+fn arg_word(index: u8, high: bool) -> u32 {
+    let base = DATA_ARGS + 8 * u32::from(index);
+    // The u64 is stored in the host's byte order.
+    if high == cfg!(target_endian = "little") {
+        base + 4
+    } else {
+        base
     }
 }
 
-fn jump(code: u16, k: u32, jt: u8, jf: u8) -> SockFilter {
-    SockFilter { code, jt, jf, k }
+fn hi(v: u64) -> u32 {
+    (v >> 32) as u32
 }
 
-/// The guard every program starts with: a foreign syscall table (another `AUDIT_ARCH`, or the
-/// x32 bit on x86_64) gets ENOSYS; when the default is an errno, a syscall numbered above
-/// everything the profile names gets ENOSYS too, so libc falls back to an older call.
-/// Leaves the syscall number in the accumulator.
-fn guard(arch: &NativeArch, newer_than: Option<u32>) -> Vec<SockFilter> {
-    let enosys = stmt(BPF_RET_K, Ret::ENOSYS.0);
-    let mut prog = vec![
-        stmt(BPF_LD_W_ABS, DATA_ARCH),
-        jump(BPF_JMP_JEQ_K, arch.audit_arch, 1, 0),
-        enosys,
-        stmt(BPF_LD_W_ABS, DATA_NR),
-    ];
-    if let Some(bit) = arch.abi_bit {
-        // Unsigned: also catches negative numbers (nr -1 is "no syscall" for ptrace).
-        prog.push(jump(BPF_JMP_JGE_K, bit, 0, 1));
-        prog.push(enosys);
-    }
-    if let Some(max) = newer_than {
-        prog.push(jump(BPF_JMP_JGT_K, max, 0, 1));
-        prog.push(enosys);
-    }
-    prog
+fn lo(v: u64) -> u32 {
+    v as u32
 }
 
-fn condition(c: &Cond) -> Result<SeccompCondition> {
-    let op = match c.op {
-        Op::Eq => SeccompCmpOp::Eq,
-        Op::Ne => SeccompCmpOp::Ne,
-        Op::Lt => SeccompCmpOp::Lt,
-        Op::Le => SeccompCmpOp::Le,
-        Op::Gt => SeccompCmpOp::Gt,
-        Op::Ge => SeccompCmpOp::Ge,
-        Op::MaskedEq(mask) => SeccompCmpOp::MaskedEq(mask),
-    };
-    // Always the full 64 bits, as libseccomp compares.
-    SeccompCondition::new(c.index, SeccompCmpArgLen::Qword, op, c.value).map_err(generator)
+/// Where control goes: an emitted instruction (its index counted from the program's end) or
+/// "return this value" (a shared `ret`, placed where needed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum To {
+    At(usize),
+    Ret(u32),
 }
 
-fn generator(e: seccompiler::BackendError) -> Error {
-    Error::Other(format!("seccomp BPF generator: {e}"))
+/// A program under construction, back to front: `insns` holds it reversed, so the index of an
+/// instruction is its distance from the end and stays valid while code is put before it.
+#[derive(Default)]
+struct Rev {
+    insns: Vec<SockFilter>,
+    /// The `ret` nearest the front for each value (the one later jumps reach best).
+    rets: BTreeMap<u32, usize>,
 }
 
-/// Checks returning `k` for every number in `nrs` (sorted), the accumulator holding the
-/// syscall number: a run of consecutive numbers shares one range check (`jge lo; jgt hi; ret`),
-/// a lone number gets `jeq; ret`. A number outside every run falls through past the checks.
-fn returns_for(nrs: &[u32], k: u32) -> Vec<SockFilter> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < nrs.len() {
-        let lo = nrs[i];
-        let mut hi = lo;
-        while i + 1 < nrs.len() && nrs[i + 1] == hi + 1 {
-            i += 1;
-            hi = nrs[i];
+impl Rev {
+    fn push(&mut self, code: u16, jt: u8, jf: u8, k: u32) -> To {
+        self.insns.push(SockFilter { code, jt, jf, k });
+        if code == BPF_RET_K {
+            self.rets.insert(k, self.insns.len() - 1);
         }
-        i += 1;
-        if lo == hi {
-            out.push(jump(BPF_JMP_JEQ_K, lo, 0, 1));
-        } else {
-            out.push(jump(BPF_JMP_JGE_K, lo, 0, 2));
-            out.push(jump(BPF_JMP_JGT_K, hi, 1, 0));
-        }
-        out.push(stmt(BPF_RET_K, k));
+        To::At(self.insns.len() - 1)
     }
-    out
-}
 
-/// One group's body: load the syscall number, return the group's value for the syscalls it
-/// takes unconditionally (range checks, see [`returns_for`]), then seccompiler's program for
-/// the syscalls with argument conditions (arch check stripped), which ends in the "no match"
-/// return. seccompiler spends five instructions on each unconditional syscall; the range
-/// checks need two or fewer, and the kernel's load time (conversion to eBPF, JIT) and the walk
-/// of every filtered call grow with the program's length.
-fn group_body(group: &Group, arch: &NativeArch) -> Result<Vec<SockFilter>> {
-    let unconditional: Vec<u32> = group
-        .syscalls
-        .iter()
-        .filter(|(_, m)| matches!(m, Matcher::All))
-        .map(|(nr, _)| *nr)
-        .collect();
-    let mut body = vec![stmt(BPF_LD_W_ABS, DATA_NR)];
-    body.extend(returns_for(&unconditional, u32::from(MATCH_SENTINEL)));
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    for (nr, matcher) in &group.syscalls {
-        let Matcher::Any(lists) = matcher else {
-            continue;
-        };
-        let chain = lists
-            .iter()
-            .map(|conds| {
-                let conds = conds.iter().map(condition).collect::<Result<Vec<_>>>()?;
-                SeccompRule::new(conds).map_err(generator)
+    /// The instruction `to` means, if it exists.
+    fn resolve(&self, to: To) -> Option<usize> {
+        match to {
+            To::At(i) => Some(i),
+            To::Ret(k) => self.rets.get(&k).copied(),
+        }
+    }
+
+    /// Put an unconditional transfer to `to` at the front, unless `to` is already the front.
+    fn goto(&mut self, to: To) -> To {
+        let front = self.insns.len().checked_sub(1);
+        match (to, self.resolve(to)) {
+            (_, Some(i)) if Some(i) == front => To::At(i),
+            (To::Ret(k), _) => self.push(BPF_RET_K, 0, 0, k),
+            (To::At(i), _) => {
+                let at = self.insns.len();
+                self.push(BPF_JMP_JA, 0, 0, (at - i - 1) as u32)
+            }
+        }
+    }
+
+    /// Put a statement (load, and) at the front, continuing with `next`.
+    fn stmt(&mut self, code: u16, k: u32, next: To) -> To {
+        self.goto(next);
+        self.push(code, 0, 0, k)
+    }
+
+    /// Put `if (A <code> k) goto jt else goto jf` at the front. A target out of reach (with a
+    /// margin for the at most two instructions put in between) gets a trampoline right after
+    /// the jump: a copy of the `ret`, or a `ja`.
+    fn jump(&mut self, code: u16, k: u32, jt: To, jf: To) -> To {
+        if jt == jf {
+            return self.goto(jt);
+        }
+        let mut targets = [jt, jf];
+        for t in &mut targets {
+            let near = self
+                .resolve(*t)
+                .is_some_and(|i| self.insns.len() + 2 - i - 1 <= REACH);
+            if !near {
+                // Not `goto`: the trampoline must be an instruction of its own even if the
+                // target is the front (the other target may have been placed there).
+                *t = match *t {
+                    To::Ret(v) => self.push(BPF_RET_K, 0, 0, v),
+                    To::At(i) => {
+                        let at = self.insns.len();
+                        self.push(BPF_JMP_JA, 0, 0, (at - i - 1) as u32)
+                    }
+                };
+            }
+        }
+        let at = self.insns.len();
+        let off = |t: To| {
+            // Resolved above: every target now exists and is in reach.
+            self.resolve(t).map_or(0, |i| {
+                debug_assert!(at - i - 1 <= REACH, "jump out of reach");
+                (at - i - 1) as u8
             })
-            .collect::<Result<Vec<_>>>()?;
-        rules.insert(i64::from(*nr), chain);
+        };
+        let (t, f) = (off(targets[0]), off(targets[1]));
+        self.push(code, t, f, k)
     }
-    if rules.is_empty() {
-        body.push(stmt(BPF_RET_K, u32::from(MISS_SENTINEL)));
-        return Ok(body);
+
+    fn finish(self) -> Vec<SockFilter> {
+        let mut prog = self.insns;
+        prog.reverse();
+        prog
     }
-    let filter =
-        SeccompFilter::new(rules, MISS_SENTINEL, MATCH_SENTINEL, arch.target).map_err(generator)?;
-    let prog: seccompiler::BpfProgram = filter.try_into().map_err(generator)?;
-    // seccompiler starts with `ld arch; jeq native, 1, 0; ret KILL_PROCESS`: our guard has
-    // already done that (with ENOSYS instead of a kill), so drop it.
-    let expected_prefix = [
-        (BPF_LD_W_ABS, DATA_ARCH),
-        (BPF_JMP_JEQ_K, arch.audit_arch),
-        (BPF_RET_K, libc::SECCOMP_RET_KILL_PROCESS),
-    ];
-    let prefix_ok = prog.len() > expected_prefix.len()
-        && prog
-            .iter()
-            .zip(expected_prefix)
-            .all(|(insn, (code, k))| insn.code == code && insn.k == k);
-    if !prefix_ok {
-        return Err(Error::Other(
-            "seccomp BPF generator: unexpected program prefix".into(),
-        ));
-    }
-    body.extend(prog[expected_prefix.len()..].iter().map(|i| SockFilter {
-        code: i.code,
-        jt: i.jt,
-        jf: i.jf,
-        k: i.k,
-    }));
-    Ok(body)
 }
 
-/// Assemble the profile's single program.
-pub(crate) fn assemble(model: &Model, arch: &NativeArch) -> Result<Vec<SockFilter>> {
-    let newer_than = match model.max_nr {
-        Some(max) if model.default.is_errno() && model.default != Ret::ENOSYS => Some(max),
-        _ => None,
+/// `if (args[index] & mask) == datum for one of `data` goto t else goto f`, the data
+/// sharing their high word (one high test, then one `jeq` per low word).
+fn masked_eq(
+    b: &mut Rev,
+    index: u8,
+    mask: u64,
+    data_hi: u32,
+    data_lo: &BTreeSet<u32>,
+    t: To,
+    f: To,
+) -> To {
+    let low = if lo(mask) == 0 {
+        // Every datum is inside the mask (the model drops the others): the low half holds.
+        t
+    } else {
+        let mut next = f;
+        for &d in data_lo.iter().rev() {
+            next = b.jump(BPF_JMP_JEQ_K, d, t, next);
+        }
+        if lo(mask) != u32::MAX {
+            next = b.stmt(BPF_ALU_AND_K, lo(mask), next);
+        }
+        b.stmt(BPF_LD_W_ABS, arg_word(index, false), next)
     };
-    let mut prog = guard(arch, newer_than);
-    let bodies = model
-        .groups
-        .iter()
-        .map(|g| group_body(g, arch))
-        .collect::<Result<Vec<_>>>()?;
-    let total = prog.len() + bodies.iter().map(Vec::len).sum::<usize>() + 1;
-    if total > MAX_INSNS {
+    if hi(mask) == 0 {
+        return low;
+    }
+    let mut next = b.jump(BPF_JMP_JEQ_K, data_hi, low, f);
+    if hi(mask) != u32::MAX {
+        next = b.stmt(BPF_ALU_AND_K, hi(mask), next);
+    }
+    b.stmt(BPF_LD_W_ABS, arg_word(index, true), next)
+}
+
+/// `if args[c.index] <op> c.value goto t else goto f` for the ordering operators and `!=`,
+/// on 64 bits: the high words decide unless equal, then the low words (unsigned).
+fn ordered(b: &mut Rev, c: &Cond, t: To, f: To) -> To {
+    let (v_hi, v_lo) = (hi(c.value), lo(c.value));
+    // (low test, high greater goes to, high equal → low, high less goes to)
+    let (low, above, below) = match c.op {
+        Op::Ne => (b.jump(BPF_JMP_JEQ_K, v_lo, f, t), t, t),
+        Op::Gt => (b.jump(BPF_JMP_JGT_K, v_lo, t, f), t, f),
+        Op::Ge => (b.jump(BPF_JMP_JGE_K, v_lo, t, f), t, f),
+        Op::Lt => (b.jump(BPF_JMP_JGE_K, v_lo, f, t), f, t),
+        Op::Le => (b.jump(BPF_JMP_JGT_K, v_lo, f, t), f, t),
+        Op::Eq | Op::MaskedEq(_) => unreachable!("equalities go through masked_eq"),
+    };
+    let low = b.stmt(BPF_LD_W_ABS, arg_word(c.index, false), low);
+    let mut next = b.jump(BPF_JMP_JEQ_K, v_hi, low, below);
+    if above != below {
+        next = b.jump(BPF_JMP_JGT_K, v_hi, above, next);
+    }
+    b.stmt(BPF_LD_W_ABS, arg_word(c.index, true), next)
+}
+
+/// An equality as (mask, datum).
+fn as_masked(c: &Cond) -> Option<(u64, u64)> {
+    match c.op {
+        Op::Eq => Some((u64::MAX, c.value)),
+        Op::MaskedEq(mask) => Some((mask, c.value)),
+        _ => None,
+    }
+}
+
+/// `if c goto t else goto f`.
+fn condition(b: &mut Rev, c: &Cond, t: To, f: To) -> To {
+    match as_masked(c) {
+        Some((mask, datum)) => masked_eq(
+            b,
+            c.index,
+            mask,
+            hi(datum),
+            &BTreeSet::from([lo(datum)]),
+            t,
+            f,
+        ),
+        None => ordered(b, c, t, f),
+    }
+}
+
+/// `if any list of conditions holds entirely goto t else goto f`. Lists of one condition are
+/// merged per argument: equalities with the same mask and high word test it once.
+fn any_of(b: &mut Rev, lists: &[Vec<Cond>], t: To, f: To) -> To {
+    if lists.iter().any(Vec::is_empty) {
+        return t;
+    }
+    // (index, mask, datum high word) → low words.
+    let mut eqs: BTreeMap<(u8, u64, u32), BTreeSet<u32>> = BTreeMap::new();
+    let mut others: Vec<&[Cond]> = Vec::new();
+    for list in lists {
+        match list.as_slice() {
+            [c] => match as_masked(c) {
+                Some((mask, datum)) => {
+                    eqs.entry((c.index, mask, hi(datum)))
+                        .or_default()
+                        .insert(lo(datum));
+                }
+                None => others.push(list),
+            },
+            _ => others.push(list),
+        }
+    }
+    // Each alternative's miss continues with the next one; the last one's goes to f.
+    let mut next = f;
+    for list in others.iter().rev() {
+        let mut pass = t;
+        for c in list.iter().rev() {
+            pass = condition(b, c, pass, next);
+        }
+        next = pass;
+    }
+    for ((index, mask, data_hi), data_lo) in eqs.iter().rev() {
+        next = masked_eq(b, *index, *mask, *data_hi, data_lo, t, next);
+    }
+    next
+}
+
+/// What the tree's leaf for a run of syscall numbers does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Leaf<'a> {
+    Ret(u32),
+    /// A syscall's rules in chain order (return value and matcher), then what a call
+    /// matching none of them gets.
+    Check(Vec<(u32, &'a [Vec<Cond>])>, u32),
+}
+
+/// The syscall number space as runs with one leaf each: (first number, leaf), sorted.
+fn runs<'a>(model: &'a Model, arch: &NativeArch) -> Vec<(u32, Leaf<'a>)> {
+    let mut plans: BTreeMap<u32, Vec<(u32, &Matcher)>> = BTreeMap::new();
+    for group in &model.groups {
+        for (nr, matcher) in &group.syscalls {
+            plans.entry(*nr).or_default().push((group.ret.0, matcher));
+        }
+    }
+    let default = model.default.0;
+    let mut runs: Vec<(u32, Leaf)> = Vec::new();
+    let mut put = |start: u32, leaf: Leaf<'a>| {
+        if runs.last().is_some_and(|(s, _)| *s == start) {
+            runs.pop();
+        }
+        if matches!(leaf, Leaf::Ret(_)) && runs.last().is_some_and(|(_, l)| *l == leaf) {
+            return;
+        }
+        runs.push((start, leaf));
+    };
+    put(0, Leaf::Ret(default));
+    for (nr, plan) in plans {
+        // The first rule that takes every call ends the chain.
+        let mut checks = Vec::new();
+        let mut otherwise = default;
+        for (ret, matcher) in plan {
+            match matcher {
+                Matcher::All => {
+                    otherwise = ret;
+                    break;
+                }
+                Matcher::Any(lists) => checks.push((ret, lists.as_slice())),
+            }
+        }
+        // A last rule answering what no match answers anyway changes nothing.
+        while checks.last().is_some_and(|(ret, _)| *ret == otherwise) {
+            checks.pop();
+        }
+        let leaf = if checks.is_empty() {
+            Leaf::Ret(otherwise)
+        } else {
+            Leaf::Check(checks, otherwise)
+        };
+        put(nr, leaf);
+        if let Some(next) = nr.checked_add(1) {
+            put(next, Leaf::Ret(default));
+        }
+    }
+    // Numbers above every one the profile names: ENOSYS when the default is an errno, so
+    // libc falls back to an older call.
+    if let Some(max) = model.max_nr {
+        if model.default.is_errno() && model.default != Ret::ENOSYS {
+            put(max + 1, Leaf::Ret(Ret::ENOSYS.0));
+        }
+    }
+    // The x32 ABI (and, unsigned, negative numbers: nr -1 is "no syscall" for ptrace).
+    if let Some(bit) = arch.abi_bit {
+        put(bit, Leaf::Ret(Ret::ENOSYS.0));
+    }
+    runs
+}
+
+/// A balanced tree of `jge` over `runs`, the syscall number in the accumulator.
+fn tree(b: &mut Rev, runs: &[(u32, Leaf)]) -> To {
+    match runs {
+        [] => To::Ret(Ret::ENOSYS.0),
+        [(_, Leaf::Ret(k))] => To::Ret(*k),
+        [(_, Leaf::Check(checks, otherwise))] => {
+            let mut next = To::Ret(*otherwise);
+            for (ret, lists) in checks.iter().rev() {
+                next = any_of(b, lists, To::Ret(*ret), next);
+            }
+            next
+        }
+        _ => {
+            let mid = runs.len() / 2;
+            // Back to front: the upper half ends up after the lower one.
+            let upper = tree(b, &runs[mid..]);
+            let lower = tree(b, &runs[..mid]);
+            b.jump(BPF_JMP_JGE_K, runs[mid].0, upper, lower)
+        }
+    }
+}
+
+/// One table's section: load the syscall number, then the tree.
+fn section(b: &mut Rev, model: &Model, arch: &NativeArch) -> To {
+    let runs = runs(model, arch);
+    let entry = tree(b, &runs);
+    b.stmt(BPF_LD_W_ABS, DATA_NR, entry)
+}
+
+/// Assemble the profile's single program: the architecture dispatch, the native table's
+/// section and, when the profile addresses it (`companion`, i386 on x86_64), that table's
+/// section. Any other `AUDIT_ARCH` gets ENOSYS.
+pub(crate) fn assemble(
+    model: &Model,
+    arch: &NativeArch,
+    companion: Option<(&Model, &NativeArch)>,
+) -> Result<Vec<SockFilter>> {
+    let mut b = Rev::default();
+    let enosys = To::Ret(Ret::ENOSYS.0);
+    let other = match companion {
+        Some((m, a)) => {
+            let entry = section(&mut b, m, a);
+            // Placed between the two sections; no path of the native one falls into it.
+            b.jump(BPF_JMP_JEQ_K, a.audit_arch, entry, enosys)
+        }
+        None => enosys,
+    };
+    let native = section(&mut b, model, arch);
+    let entry = b.jump(BPF_JMP_JEQ_K, arch.audit_arch, native, other);
+    b.stmt(BPF_LD_W_ABS, DATA_ARCH, entry);
+    let prog = b.finish();
+    if prog.len() > MAX_INSNS {
         return Err(Error::config(
             "linux.seccomp.syscalls",
-            format!("the profile needs {total} BPF instructions, the kernel takes {MAX_INSNS}"),
+            format!(
+                "the profile needs {} BPF instructions, the kernel takes at most {MAX_INSNS}",
+                prog.len()
+            ),
         ));
     }
-    let match_k = u32::from(MATCH_SENTINEL);
-    let miss_k = u32::from(MISS_SENTINEL);
-    for (group, body) in model.groups.iter().zip(bodies) {
-        let start = prog.len();
-        let next = start + body.len();
-        for (offset, mut insn) in body.into_iter().enumerate() {
-            if insn.code == BPF_RET_K {
-                if insn.k == match_k {
-                    insn.k = group.ret.0;
-                } else if insn.k == miss_k {
-                    // Continue with the next group (which reloads the syscall number), or
-                    // fall through to the default action after the last one.
-                    insn = stmt(BPF_JMP_JA, (next - (start + offset) - 1) as u32);
-                } else {
-                    return Err(Error::Other(format!(
-                        "seccomp BPF generator: unexpected return value {:#x}",
-                        insn.k
-                    )));
-                }
-            }
-            prog.push(insn);
-        }
-    }
-    prog.push(stmt(BPF_RET_K, model.default.0));
     Ok(prog)
 }

@@ -171,7 +171,20 @@ fn action(action: oci_spec::runtime::LinuxSeccompAction, data: Option<u32>) -> R
 /// What the profile means for `data` (module doc, rules 1–4), straight from the spec object.
 pub(crate) fn expected(seccomp: &LinuxSeccomp, arch: &NativeArch, data: &Data) -> u32 {
     if data.arch != arch.audit_arch {
-        return Ret::ENOSYS.0;
+        // The companion table (i386 on x86_64) follows the same rules by name when named.
+        return match arch.companion {
+            Some(c)
+                if data.arch == c.audit_arch
+                    && seccomp
+                        .architectures()
+                        .iter()
+                        .flatten()
+                        .any(|a| *a == c.oci) =>
+            {
+                expected(seccomp, c, data)
+            }
+            _ => Ret::ENOSYS.0,
+        };
     }
     let nr = data.nr as u32;
     if arch.abi_bit.is_some_and(|bit| nr >= bit) {
@@ -368,6 +381,15 @@ pub(crate) fn assert_meaning(seccomp: &LinuxSeccomp, seed: u64, samples: usize) 
                 };
             }
             compare(Data::call(a, n, args));
+        }
+    }
+    if let Some(c) = a.companion {
+        let max = c.table().iter().map(|e| e.1).max().unwrap_or(0);
+        for n in 0..=max + 3 {
+            compare(Data {
+                arch: c.audit_arch,
+                ..Data::call(a, n, A0)
+            });
         }
     }
     for &foreign in a.compat_audit.iter().chain(&[0, 0x4000_003e, 0xc000_00b7]) {

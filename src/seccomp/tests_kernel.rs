@@ -325,7 +325,7 @@ fn foreign_tables_get_enosys() {
         report("int80_before", errno_of(int80_getpid()));
         let s = spec(json!({
             "defaultAction": "SCMP_ACT_ALLOW",
-            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X32"],
             "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ERRNO"}]
         }));
         if load_or_report(&s).is_none() {
@@ -341,11 +341,38 @@ fn foreign_tables_get_enosys() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(r["getpid"], "-1", "the native call is denied");
     // On a kernel with IA32 emulation the i386 getpid works without the filter: the guard is
-    // what stops it (seccompiler alone would kill the process).
+    // what stops it (a generator's plain architecture check would kill the process).
     if r["int80_before"] == "ok" {
         assert_eq!(r["int80_after"], "ENOSYS");
     }
     assert_eq!(r["x32"], "ENOSYS");
+}
+
+/// With `SCMP_ARCH_X86` named, an i386 call gets the rule its name has in the i386 table.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn i386_table_follows_the_profile_when_named() {
+    fn body() -> i32 {
+        use sys::seccomp::probe::int80_getpid;
+        report("int80_before", errno_of(int80_getpid()));
+        let s = spec(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+            "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 5}]
+        }));
+        if load_or_report(&s).is_none() {
+            return 1;
+        }
+        report("int80_after", errno_of(int80_getpid()));
+        0
+    }
+    let out = child("i386_table_follows_the_profile_when_named", body);
+    let r = results(&out);
+    assert!(out.status.success(), "{}", describe(&out));
+    if r["int80_before"] != "ok" {
+        return crate::test_skip::skip("the kernel runs no i386 calls (no IA32 emulation)");
+    }
+    assert_eq!(r["int80_after"], "EIO");
 }
 
 fn run_busybox(profile_name: &'static str) {
@@ -412,4 +439,89 @@ fn default_profile_runs_busybox() {
 #[test]
 fn strict_profile_runs_busybox() {
     run_busybox("strict");
+}
+
+/// The default profile with the cost-curve benchmark's 1000 generated rules (too long before
+/// sealrun had its own generator) and rules on `getppid` using every operator on 64-bit
+/// values: the kernel loads it and decides each probe call as the reference meaning says.
+fn large_profile() -> LinuxSeccomp {
+    let mut v = super::tests_bpf::with_generated_rules(1000);
+    let extra = [
+        json!({"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EIO,
+               "args": [{"index": 0, "value": 0x1_0000_0007u64, "op": "SCMP_CMP_EQ"}]}),
+        json!({"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENXIO,
+               "args": [{"index": 1, "value": 0xffff_ffff_0000_0000u64, "op": "SCMP_CMP_GT"}]}),
+        json!({"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::E2BIG,
+               "args": [{"index": 2, "value": 0xff00_0000_0000_00ffu64,
+                         "valueTwo": 0x1200_0000_0000_0034u64, "op": "SCMP_CMP_MASKED_EQ"}]}),
+        json!({"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOEXEC,
+               "args": [{"index": 3, "value": 5, "op": "SCMP_CMP_LT"},
+                        {"index": 4, "value": 0x1_0000_0000u64, "op": "SCMP_CMP_GE"}]}),
+        json!({"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EBADF,
+               "args": [{"index": 5, "value": 1, "op": "SCMP_CMP_EQ"},
+                        {"index": 5, "value": 0x2_0000_0001u64, "op": "SCMP_CMP_EQ"}]}),
+        json!({"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ECHILD,
+               "args": [{"index": 0, "value": 3, "op": "SCMP_CMP_NE"},
+                        {"index": 1, "value": 0x1_0000_0000u64, "op": "SCMP_CMP_LE"}]}),
+    ];
+    if let Some(rules) = v["syscalls"].as_array_mut() {
+        rules.extend(extra);
+    }
+    spec(v)
+}
+
+/// Argument vectors for `getppid`: each rule's boundary, its high-half twin, both sides.
+const LARGE_CASES: [[u64; 6]; 14] = [
+    [3, 0, 0, 9, 0, 0],
+    [0x1_0000_0007, 0, 0, 9, 0, 0],
+    [0x7, 0, 0, 9, 0, 0],
+    [3, 0xffff_ffff_0000_0001, 0, 9, 0, 0],
+    [3, 0xffff_fffe_ffff_ffff, 0, 9, 0, 0],
+    [3, 0x1_0000_0001, 0x1234_5678_0000_1234, 9, 0, 0],
+    [3, 0x1_0000_0001, 0x1334_5678_0000_1234, 9, 0, 0],
+    [3, 0x1_0000_0001, 0, 4, 0x1_0000_0000, 0],
+    [3, 0x1_0000_0001, 0, 4, 0xffff_ffff, 0],
+    [3, 0x1_0000_0001, 0, 9, 0, 0x2_0000_0001],
+    [3, 0x1_0000_0001, 0, 9, 0, 0x1_0000_0001],
+    [3, 0x1_0000_0001, 0, 9, 0, 1],
+    [4, 0x1_0000_0000, 0, 9, 0, 0],
+    [4, 0x1_0000_0001, 0, 9, 0, 0],
+];
+
+#[test]
+fn large_profile_loads_and_decides_as_the_reference() {
+    fn body() -> i32 {
+        if load_or_report(&large_profile()).is_none() {
+            return 1;
+        }
+        for (i, args) in LARGE_CASES.iter().enumerate() {
+            let code = match sys::seccomp::probe::getppid_with_args(*args) {
+                Ok(_) => 0,
+                Err(e) => e as i32,
+            };
+            report(&format!("case{i}"), code);
+        }
+        0
+    }
+    let out = child("large_profile_loads_and_decides_as_the_reference", body);
+    let r = results(&out);
+    assert!(out.status.success(), "{}", describe(&out));
+    let arch = super::interp::arch();
+    let mut errnos = std::collections::BTreeSet::new();
+    for (i, args) in LARGE_CASES.iter().enumerate() {
+        let data = super::interp::Data::call(arch, super::interp::nr("getppid"), *args);
+        let want = super::interp::expected(&large_profile(), arch, &data);
+        let want = match want {
+            libc::SECCOMP_RET_ALLOW => 0,
+            w => (w & libc::SECCOMP_RET_DATA) as i32,
+        };
+        errnos.insert(want);
+        assert_eq!(
+            r[&format!("case{i}")],
+            want.to_string(),
+            "case {i}: {args:x?}"
+        );
+    }
+    // The cases reach every rule and the allowed path.
+    assert_eq!(errnos.len(), 7, "{errnos:?}");
 }

@@ -6,7 +6,7 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
 
 use crate::error::{Error, Result};
 
-/// One device node to create in the container's /dev.
+/// One device node to create in the container (in its /dev, or where the config says).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceNode {
     /// Absolute container path (`/dev/null`).
@@ -61,10 +61,13 @@ pub(super) fn plan_devices(config: &[LinuxDevice]) -> Result<Vec<DeviceNode>> {
     for (i, d) in config.iter().enumerate() {
         let field = |f: &str| format!("linux.devices[{i}].{f}");
         let path = d.path();
-        if !path.is_absolute() || !path.starts_with("/dev") {
+        // Anywhere in the rootfs, as runc (the runtime-spec only asks for an absolute path):
+        // the node is created through the same safe resolution as /dev's.
+        let clean = super::mounts::clean_container_path(path);
+        if !path.is_absolute() || clean == Path::new("/") {
             return Err(Error::config(
                 field("path"),
-                format!("{} must be an absolute path under /dev", path.display()),
+                format!("{} must be an absolute path below /", path.display()),
             ));
         }
         let kind = match d.typ() {
@@ -79,7 +82,7 @@ pub(super) fn plan_devices(config: &[LinuxDevice]) -> Result<Vec<DeviceNode>> {
             return Err(Error::config(field("major"), "must not be negative"));
         }
         let node = DeviceNode {
-            path: super::mounts::clean_container_path(path),
+            path: clean,
             kind,
             major: d.major() as u64,
             minor: d.minor() as u64,
@@ -208,11 +211,22 @@ mod tests {
     }
 
     #[test]
-    fn device_outside_dev_is_rejected() {
-        let dev: LinuxDevice =
-            serde_json::from_str(r#"{"path":"/etc/x","type":"c","major":1,"minor":3}"#).unwrap();
-        let err = plan_devices(&[dev]).unwrap_err();
-        assert!(err.to_string().contains("linux.devices[0].path"), "{err}");
+    fn device_paths_must_be_absolute_and_below_the_root() {
+        let dev = |p: &str| -> LinuxDevice {
+            serde_json::from_str(&format!(
+                r#"{{"path":"{p}","type":"c","major":1,"minor":3}}"#
+            ))
+            .unwrap()
+        };
+        for bad in ["dev/x", "/", "/.."] {
+            let err = plan_devices(&[dev(bad)]).unwrap_err();
+            assert!(
+                err.to_string().contains("linux.devices[0].path"),
+                "{bad}: {err}"
+            );
+        }
+        let nodes = plan_devices(&[dev("/etc/../mydev/x")]).unwrap();
+        assert!(nodes.iter().any(|n| n.path == Path::new("/mydev/x")));
     }
 
     fn rules(json: &str) -> Vec<LinuxDeviceCgroup> {

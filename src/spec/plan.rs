@@ -2,6 +2,7 @@
 //! cloned. The init only executes it.
 
 use std::collections::HashMap;
+use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
@@ -133,6 +134,11 @@ pub struct CreateOptions {
     pub no_new_keyring: bool,
     /// `--preserve-fds`.
     pub preserve_fds: u32,
+    /// Socket-activation descriptors handed on (systemd's `LISTEN_FDS` for this process, as
+    /// runc): fds 3.. of the caller, before the `preserve_fds` ones, and `LISTEN_FDS`/
+    /// `LISTEN_PID=1` added to the process's environment.
+    #[serde(default)]
+    pub listen_fds: u32,
     /// The caller will proxy a terminal itself (foreground `run` without a console socket).
     pub proxy_terminal: bool,
     /// Layers switched off for testing.
@@ -594,6 +600,16 @@ pub fn plan(spec: &Spec, opts: CreateOptions, host: &HostFacts) -> Result<Plan> 
     };
     let mut process = process;
     process.setgroups_denied = id_map_writers.setgroups_denied;
+    if opts.listen_fds > 0 {
+        for var in [
+            format!("LISTEN_FDS={}", opts.listen_fds),
+            "LISTEN_PID=1".into(),
+        ] {
+            process
+                .env
+                .push(CString::new(var).map_err(|e| Error::InvalidArgument(e.to_string()))?);
+        }
+    }
     let mut mounts = Vec::new();
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         mounts.push(plan_mount(i, m, &opts.bundle)?);

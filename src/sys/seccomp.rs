@@ -242,6 +242,15 @@ pub(crate) mod probe {
         }
     }
 
+    /// `getppid` with six arbitrary 64-bit arguments (the kernel ignores them; a filter sees
+    /// them).
+    pub(crate) fn getppid_with_args(args: [u64; 6]) -> nix::Result<i64> {
+        let [a, b, c, d, e, f] = args;
+        // SAFETY: getppid reads no argument and touches no memory, whatever their values.
+        let ret = unsafe { libc::syscall(libc::SYS_getppid, a, b, c, d, e, f) };
+        super::check(ret)
+    }
+
     static SIGSYS_COUNT: AtomicU32 = AtomicU32::new(0);
     static SIGSYS_SYSCALL: AtomicI32 = AtomicI32::new(-1);
     static SIGSYS_CODE: AtomicI32 = AtomicI32::new(-1);

@@ -1,10 +1,13 @@
 //! The native architecture: its syscall table (name → number), its `AUDIT_ARCH_*` value, and
-//! the other syscall tables a process on it can reach, which every filter refuses.
+//! the other syscall tables a process on it can reach: i386 on x86_64, which a profile naming
+//! `SCMP_ARCH_X86` addresses with the same rules, and the others, which every filter refuses.
 
 use oci_spec::runtime::Arch;
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+#[cfg(target_arch = "x86_64")]
+mod i386;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
@@ -35,14 +38,15 @@ pub(crate) struct NativeArch {
     pub audit_arch: u32,
     /// Bit that selects another ABI inside the native table (x32), refused by every filter.
     pub abi_bit: Option<u32>,
-    /// Other syscall tables this host can run (i386 and x32 on x86_64, arm on aarch64):
-    /// listed in `architectures` they are accepted, but their calls are refused.
+    /// Other syscall tables this host can run without a table here (x32 on x86_64, arm on
+    /// aarch64): listed in `architectures` they are accepted, but their calls are refused.
     pub compat: &'static [Arch],
     /// `AUDIT_ARCH_*` values of those other tables (what their calls carry).
     #[cfg_attr(not(test), allow(dead_code))]
     pub compat_audit: &'static [u32],
-    /// seccompiler's name for it.
-    pub target: seccompiler::TargetArch,
+    /// The other table a profile can address when `architectures` names it (i386 on
+    /// x86_64): its calls then get the profile's rules, compiled from the same names.
+    pub companion: Option<&'static NativeArch>,
     table: &'static [(&'static str, u32)],
 }
 
@@ -68,10 +72,23 @@ static NATIVE: NativeArch = NativeArch {
     oci: Arch::ScmpArchX86_64,
     audit_arch: AUDIT_ARCH_X86_64,
     abi_bit: Some(X32_SYSCALL_BIT),
-    compat: &[Arch::ScmpArchX86, Arch::ScmpArchX32],
+    compat: &[Arch::ScmpArchX32],
     compat_audit: &[AUDIT_ARCH_I386],
-    target: seccompiler::TargetArch::x86_64,
+    companion: Some(&I386),
     table: x86_64::TABLE,
+};
+
+/// i386 through `int 0x80` (or a 32-bit binary) on x86_64.
+#[cfg(target_arch = "x86_64")]
+static I386: NativeArch = NativeArch {
+    name: "i386",
+    oci: Arch::ScmpArchX86,
+    audit_arch: AUDIT_ARCH_I386,
+    abi_bit: None,
+    compat: &[],
+    compat_audit: &[],
+    companion: None,
+    table: i386::TABLE,
 };
 
 #[cfg(target_arch = "aarch64")]
@@ -82,12 +99,11 @@ static NATIVE: NativeArch = NativeArch {
     abi_bit: None,
     compat: &[Arch::ScmpArchArm],
     compat_audit: &[AUDIT_ARCH_ARM],
-    target: seccompiler::TargetArch::aarch64,
+    companion: None,
     table: aarch64::TABLE,
 };
 
-/// The native architecture, or `None` where sealrun has no syscall table (seccompiler
-/// generates x86_64, aarch64 and riscv64; sealrun carries the first two).
+/// The native architecture, or `None` where sealrun has no syscall table .
 pub(crate) fn native() -> Option<&'static NativeArch> {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     {
@@ -113,6 +129,22 @@ mod tests {
         numbers.sort_unstable();
         numbers.dedup();
         assert_eq!(numbers.len(), arch.table().len(), "duplicate numbers");
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn i386_table_is_sorted_and_unique() {
+        let arch = native().and_then(|a| a.companion).expect("i386 table");
+        for pair in arch.table().windows(2) {
+            assert!(pair[0].0 < pair[1].0, "{} !< {}", pair[0].0, pair[1].0);
+        }
+        let mut numbers: Vec<u32> = arch.table().iter().map(|e| e.1).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), arch.table().len(), "duplicate numbers");
+        assert_eq!(arch.lookup("getpid"), Some(20));
+        assert_eq!(arch.lookup("socketcall"), Some(102));
+        assert_eq!(arch.lookup("arch_prctl"), Some(384));
     }
 
     #[test]
