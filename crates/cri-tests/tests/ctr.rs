@@ -307,3 +307,56 @@ fn exec_with_a_terminal() {
     c.ok(&["containers", "delete", "exectty"]);
     c.assert_nothing_left();
 }
+
+/// Every native shim's worker (the process whose clones enter containers) runs from one sealed
+/// memfd copy of the shim binary shared by the node, not from a copy per shim: two shims, one
+/// copy, sealed against writes, resizing, exec-bit changes and further seals, byte for byte
+/// the binary containerd started.
+#[test]
+fn workers_share_one_sealed_copy() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    // F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_EXEC
+    const SEALS: i32 = 0x1 | 0x2 | 0x4 | 0x8 | 0x20;
+    let mut c = Ctr::start();
+    for id in ["share1", "share2"] {
+        let r = run(c.run_cmd(id, &["--detach"], &["sleep", "3600"]));
+        assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+        c.wait_status(id, "RUNNING");
+    }
+    let top: Vec<i32> = c.d.top_shims().into_iter().map(|(pid, _)| pid).collect();
+    assert_eq!(top.len(), 2, "one shim per container: {top:?}");
+    let workers: Vec<i32> =
+        c.d.shims()
+            .into_iter()
+            .filter(|p| !top.contains(p))
+            .collect();
+    assert_eq!(workers.len(), 2, "one worker per shim: {workers:?}");
+
+    let binary = std::fs::read(daemon::workspace_bin("containerd-shim-sealrun-v2")).unwrap();
+    let mut copies = Vec::new();
+    for pid in &workers {
+        let exe = std::fs::File::open(format!("/proc/{pid}/exe")).unwrap();
+        let seals = nix::fcntl::fcntl(exe.as_raw_fd(), nix::fcntl::FcntlArg::F_GET_SEALS)
+            .unwrap_or_else(|e| panic!("worker {pid} does not run from a memfd: {e}"));
+        assert_eq!(seals & SEALS, SEALS, "worker {pid}: seals {seals:#x}");
+        let content = std::fs::read(format!("/proc/{pid}/exe")).unwrap();
+        assert!(content == binary, "worker {pid} runs another binary");
+        let m = exe.metadata().unwrap();
+        copies.push((m.dev(), m.ino()));
+    }
+    copies.dedup();
+    assert_eq!(
+        copies.len(),
+        1,
+        "the workers run from {} copies",
+        copies.len()
+    );
+    for id in ["share1", "share2"] {
+        c.ok(&["task", "kill", "--signal", "SIGKILL", id]);
+        c.wait_status(id, "STOPPED");
+        c.ok(&["task", "delete", id]);
+        c.ok(&["containers", "delete", id]);
+    }
+    c.assert_nothing_left();
+}

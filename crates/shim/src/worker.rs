@@ -114,26 +114,19 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Forks the worker. Call before the process has other threads. Returns the shim's handle
-    /// and the stream the worker writes exits to.
-    pub fn fork(seal: SealStatus) -> std::io::Result<(Worker, UnixStream)> {
+    /// Forks the worker, which executes `exe` (the node's sealed copy of this binary) with
+    /// [`WORKER_ARG`]. Call before the process has other threads. Returns the shim's handle and
+    /// the stream the worker writes exits to.
+    pub fn fork(exe: OwnedFd) -> std::io::Result<(Worker, UnixStream)> {
         let (req_shim, req_worker) = seqpacket_pair()?;
         let (exits_shim, exits_worker) = UnixStream::pair()?;
         match sp::clone3(0, None).map_err(std::io::Error::from)? {
             Forked::Child => {
                 drop(req_shim);
                 drop(exits_shim);
-                // stdout is the pipe `start` reads the shim's address from until EOF: the
-                // worker must not hold it open.
-                let _ = dup2(2, 1);
-                let code = match serve(req_worker, exits_worker, seal) {
-                    Ok(()) => 0,
-                    Err(e) => {
-                        eprintln!("containerd-shim-sealrun-v2 worker: {e}");
-                        1
-                    }
-                };
-                sp::exit_now(code)
+                let e = exec_worker(&exe, req_worker.as_fd(), exits_worker.as_fd());
+                eprintln!("containerd-shim-sealrun-v2: execute the worker: {e}");
+                sp::exit_now(1)
             }
             Forked::Parent(_) => Ok((
                 Worker {
@@ -160,6 +153,79 @@ impl Worker {
     }
 }
 
+/// The worker's first argument (the shim's own arguments always start with a flag).
+pub const WORKER_ARG: &str = "sealrun-shim-worker";
+/// The worker's descriptors: requests, then exits.
+const REQ_FD: RawFd = 3;
+const EXITS_FD: RawFd = 4;
+
+/// In the forked child: the sockets on fds 3 and 4, stdout off the pipe `start` reads the
+/// shim's address from until EOF, then `exe` with the shim's own arguments after
+/// [`WORKER_ARG`] (so that `ps` shows whose worker it is). Returns only on failure.
+fn exec_worker(exe: &OwnedFd, req: BorrowedFd<'_>, exits: BorrowedFd<'_>) -> nix::Error {
+    use std::ffi::CString;
+    let run = || -> nix::Result<std::convert::Infallible> {
+        // Out of the way first, so that neither lands on the other's target.
+        let r = fcntl(req.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(10))?;
+        let x = fcntl(exits.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(10))?;
+        dup2(r, REQ_FD)?;
+        dup2(x, EXITS_FD)?;
+        dup2(2, 1)?;
+        let cstring = |b: Vec<u8>| CString::new(b).map_err(|_| nix::errno::Errno::EINVAL);
+        let mut argv = std::env::args_os().map(|a| a.into_encoded_bytes());
+        let argv: Vec<CString> = [argv.next().unwrap_or_default(), WORKER_ARG.into()]
+            .into_iter()
+            .chain(argv)
+            .map(cstring)
+            .collect::<nix::Result<_>>()?;
+        let env: Vec<CString> = std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut kv = k.into_encoded_bytes();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_encoded_bytes());
+                CString::new(kv).ok()
+            })
+            .collect();
+        nix::unistd::fexecve(exe.as_raw_fd(), &argv, &env)
+    };
+    match run() {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+/// The worker process (`WORKER_ARG`): serves the shim on fds 3 and 4 until it goes away.
+pub fn worker_main() -> ! {
+    let code = match worker_setup().and_then(|(req, exits)| serve(req, exits)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("containerd-shim-sealrun-v2 worker: {e}");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+fn worker_setup() -> Result<(UnixStream, UnixStream), String> {
+    // Containers' inits and exec helpers are this process's clones: never from anything but
+    // a sealed copy (the shim checked it; this holds whoever started us).
+    let exe = File::open("/proc/self/exe").map_err(|e| format!("/proc/self/exe: {e}"))?;
+    if !crate::sealed::is_sealed(&exe) {
+        return Err("not running from a sealed copy".into());
+    }
+    let mut own = Vec::new();
+    for fd in [REQ_FD, EXITS_FD] {
+        // Not for the containers: the library's clones must not inherit them.
+        fcntl(fd, FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+            .map_err(|e| format!("fd {fd}: {e}"))?;
+        // SAFETY: the shim put these descriptors here for this process, which owns them now.
+        own.push(UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) }));
+    }
+    let exits = own.pop().ok_or("no exits socket")?;
+    let req = own.pop().ok_or("no request socket")?;
+    Ok((req, exits))
+}
+
 fn seqpacket_pair() -> std::io::Result<(UnixStream, UnixStream)> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     let (a, b) = socketpair(
@@ -171,6 +237,7 @@ fn seqpacket_pair() -> std::io::Result<(UnixStream, UnixStream)> {
     Ok((UnixStream::from(a), UnixStream::from(b)))
 }
 
+/// The largest message either side accepts.
 const MAX_MSG: usize = 1 << 20;
 
 fn send_msg(sock: BorrowedFd<'_>, data: &[u8], fd: Option<RawFd>) -> nix::Result<()> {
@@ -182,7 +249,26 @@ fn send_msg(sock: BorrowedFd<'_>, data: &[u8], fd: Option<RawFd>) -> nix::Result
 }
 
 fn recv_msg(sock: BorrowedFd<'_>) -> nix::Result<(Vec<u8>, Option<OwnedFd>)> {
-    let mut buf = vec![0u8; MAX_MSG];
+    // The next message's length first (MSG_TRUNC: its whole length, whatever the buffer): a
+    // buffer of the largest size for every message would keep a megabyte of heap touched in
+    // both processes for good.
+    use nix::sys::socket::recv;
+    let len = loop {
+        match recv(
+            sock.as_raw_fd(),
+            &mut [],
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => break other?,
+        }
+    };
+    if len > MAX_MSG {
+        // Consumed, so that the next message is read next.
+        let _ = recv(sock.as_raw_fd(), &mut [], MsgFlags::empty());
+        return Err(nix::errno::Errno::EMSGSIZE);
+    }
+    let mut buf = vec![0u8; len];
     let mut space = nix::cmsg_space!([RawFd; 1]);
     let (n, fd) = {
         let mut iov = [IoSliceMut::new(&mut buf)];
@@ -211,7 +297,9 @@ fn recv_msg(sock: BorrowedFd<'_>) -> nix::Result<(Vec<u8>, Option<OwnedFd>)> {
 }
 
 /// The worker's loop: requests in order; exits reported as they are reaped.
-fn serve(req: UnixStream, mut exits: UnixStream, seal: SealStatus) -> Result<(), String> {
+fn serve(req: UnixStream, mut exits: UnixStream) -> Result<(), String> {
+    // `worker_setup` checked it.
+    let seal = SealStatus::Sealed;
     // The shim's signal handlers (signal-hook's pipe) must not run here; SIGCHLD comes through
     // a signalfd instead.
     sp::reset_signals().map_err(|e| format!("reset signals: {e}"))?;
@@ -264,6 +352,11 @@ fn serve(req: UnixStream, mut exits: UnixStream, seal: SealStatus) -> Result<(),
         let out = serde_json::to_vec(&reply).map_err(|e| e.to_string())?;
         send_msg(req.as_fd(), &out, fd.as_ref().map(|f| f.as_raw_fd()))
             .map_err(|e| format!("send: {e}"))?;
+        drop((out, fd, data));
+        // The library's work (configs, seccomp programs) leaves free heap behind: give it
+        // back, the worker idles for the container's lifetime.
+        // SAFETY: malloc_trim only releases free memory of this single-threaded process.
+        unsafe { libc::malloc_trim(0) };
         reap(&mut exits)?;
     }
 }
