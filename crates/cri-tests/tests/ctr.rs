@@ -360,3 +360,105 @@ fn workers_share_one_sealed_copy() {
     }
     c.assert_nothing_left();
 }
+
+/// stdin from a pipe: the container reads it to its end (EOF once the client closes it, which
+/// containerd passes on with CloseIO), for the init and for an exec.
+#[test]
+fn stdin_reaches_its_end() {
+    let mut c = Ctr::start();
+    let cmd = c.run_cmd("stdin", &["--rm"], &["sh", "-c", "cat; echo end-of-stdin"]);
+    let r = run::run_with_input(cmd, Some(b"through-the-pipe\n"));
+    assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+    assert_eq!(
+        r.stdout.lines().collect::<Vec<_>>(),
+        ["through-the-pipe", "end-of-stdin"],
+        "{r}"
+    );
+
+    let r = run(c.run_cmd("stdinexec", &["--detach"], &["sleep", "3600"]));
+    assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+    c.wait_status("stdinexec", "RUNNING");
+    let cmd = c.cmd(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "in",
+        "stdinexec",
+        "sh",
+        "-c",
+        "cat; echo end-of-stdin",
+    ]);
+    let r = run::run_with_input(cmd, Some(b"into-the-exec\n"));
+    assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+    assert_eq!(
+        r.stdout.lines().collect::<Vec<_>>(),
+        ["into-the-exec", "end-of-stdin"],
+        "{r}"
+    );
+    c.ok(&["task", "kill", "--signal", "SIGKILL", "stdinexec"]);
+    c.wait_status("stdinexec", "STOPPED");
+    c.ok(&["task", "delete", "stdinexec"]);
+    c.ok(&["containers", "delete", "stdinexec"]);
+    c.assert_nothing_left();
+}
+
+/// A process of a container over its memory limit is OOM-killed while the init lives on:
+/// containerd hears TaskOOM then, not only when the init exits.
+#[test]
+fn oom_while_the_init_lives() {
+    use std::io::BufRead;
+    let mut c = Ctr::start();
+    let mut events = c
+        .cmd(&["events"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = events.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let r = run(c.run_cmd(
+        "oomlive",
+        &["--detach", "--memory-limit", &(32u64 << 20).to_string()],
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/dev/null bs=64M count=1; sleep 3600",
+        ],
+    ));
+    assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+    let mut seen = Vec::new();
+    let mut oom = false;
+    for _ in 0..600 {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                oom |= line.contains("/tasks/oom") && line.contains("oomlive");
+                seen.push(line);
+            }
+            Err(_) => c.d.check_alive(),
+        }
+        if oom {
+            break;
+        }
+    }
+    let _ = events.kill();
+    let _ = events.wait();
+    assert!(
+        oom,
+        "no TaskOOM while the container runs:\n{}",
+        seen.join("\n")
+    );
+    assert_eq!(c.status("oomlive").as_deref(), Some("RUNNING"));
+    c.ok(&["task", "kill", "--signal", "SIGKILL", "oomlive"]);
+    c.wait_status("oomlive", "STOPPED");
+    c.ok(&["task", "delete", "oomlive"]);
+    c.ok(&["containers", "delete", "oomlive"]);
+    c.assert_nothing_left();
+}

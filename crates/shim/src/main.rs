@@ -11,6 +11,7 @@
 mod bundle;
 mod io;
 mod metrics;
+mod oom;
 mod sealed;
 mod service;
 mod state;
