@@ -15,6 +15,7 @@ mod oom;
 mod sealed;
 mod service;
 mod state;
+mod stdio;
 mod worker;
 
 use std::os::unix::net::UnixStream;
