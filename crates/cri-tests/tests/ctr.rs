@@ -462,3 +462,43 @@ fn oom_while_the_init_lives() {
     c.ok(&["containers", "delete", "oomlive"]);
     c.assert_nothing_left();
 }
+
+/// `binary://` stdio, as the runc v2 shim runs it: the logging binary gets the process's
+/// stdout and stderr on fds 3 and 4, the URI's query as arguments, the container's id and
+/// namespace in its environment, and fd 5 to close once it is ready.
+#[test]
+fn binary_log_uri() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut c = Ctr::start();
+    let logger = c.d.dir.join("logger.sh");
+    std::fs::write(
+        &logger,
+        "#!/bin/sh\nexec 5>&-\n{ echo \"id=$CONTAINER_ID ns=$CONTAINER_NAMESPACE args=$1\"; \
+         cat <&3; cat <&4; } > \"$2.part\" && mv \"$2.part\" \"$2\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&logger, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = c.d.dir.join("logged.txt");
+    let uri = format!("binary://{}?out={}", logger.display(), log.display());
+    let cmd = c.run_cmd(
+        "logged",
+        &["--rm", "--log-uri", &uri],
+        &["sh", "-c", "echo to-stdout; echo to-stderr >&2"],
+    );
+    let r = run(cmd);
+    assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+    let mut text = None;
+    for _ in 0..3000 {
+        if let Ok(t) = std::fs::read_to_string(&log) {
+            text = Some(t);
+            break;
+        }
+        sleep(Duration::from_millis(20));
+    }
+    let text = text.expect("the logging binary wrote nothing");
+    assert_eq!(
+        text,
+        format!("id=logged ns={NAMESPACE} args=out\nto-stdout\nto-stderr\n"),
+    );
+    c.assert_nothing_left();
+}

@@ -412,7 +412,7 @@ fn handle(req: Request, seal: SealStatus) -> (Reply, Option<OwnedFd>) {
             id,
             bundle,
             stdio,
-        } => with_stdio(&bundle, &id, &stdio, |console| {
+        } => with_stdio(&namespace_of(&root), &id, &stdio, |console| {
             let pid_file = bundle.join("init.pid");
             let mut opts = CreateOptions::new(id.clone(), bundle.clone());
             opts.console_socket = console;
@@ -431,7 +431,7 @@ fn handle(req: Request, seal: SealStatus) -> (Reply, Option<OwnedFd>) {
             stdio,
         } => {
             let dir = process.parent().map(Path::to_path_buf).unwrap_or_default();
-            with_stdio(&dir, &exec_id, &stdio, |console| {
+            with_stdio(&namespace_of(&root), &exec_id, &stdio, |console| {
                 let pid_file = dir.join(format!("{exec_id}.pid"));
                 let mut opts = ExecOptions::new(id.clone(), ProcessSource::File(process.clone()));
                 opts.detach = true;
@@ -479,6 +479,13 @@ fn handle(req: Request, seal: SealStatus) -> (Reply, Option<OwnedFd>) {
             Err(e) => (Reply::Err(e.to_string()), None),
         },
     }
+}
+
+/// The containerd namespace a state root belongs to (`<Root>/<namespace>`, see `bundle`).
+fn namespace_of(root: &Path) -> String {
+    root.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn read_pid(path: &Path) -> Result<i32, String> {
