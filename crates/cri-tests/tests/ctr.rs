@@ -307,3 +307,198 @@ fn exec_with_a_terminal() {
     c.ok(&["containers", "delete", "exectty"]);
     c.assert_nothing_left();
 }
+
+/// Every native shim's worker (the process whose clones enter containers) runs from one sealed
+/// memfd copy of the shim binary shared by the node, not from a copy per shim: two shims, one
+/// copy, sealed against writes, resizing, exec-bit changes and further seals, byte for byte
+/// the binary containerd started.
+#[test]
+fn workers_share_one_sealed_copy() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    // F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_EXEC
+    const SEALS: i32 = 0x1 | 0x2 | 0x4 | 0x8 | 0x20;
+    let mut c = Ctr::start();
+    for id in ["share1", "share2"] {
+        let r = run(c.run_cmd(id, &["--detach"], &["sleep", "3600"]));
+        assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+        c.wait_status(id, "RUNNING");
+    }
+    let top: Vec<i32> = c.d.top_shims().into_iter().map(|(pid, _)| pid).collect();
+    assert_eq!(top.len(), 2, "one shim per container: {top:?}");
+    let workers: Vec<i32> =
+        c.d.shims()
+            .into_iter()
+            .filter(|p| !top.contains(p))
+            .collect();
+    assert_eq!(workers.len(), 2, "one worker per shim: {workers:?}");
+
+    let binary = std::fs::read(daemon::workspace_bin("containerd-shim-sealrun-v2")).unwrap();
+    let mut copies = Vec::new();
+    for pid in &workers {
+        let exe = std::fs::File::open(format!("/proc/{pid}/exe")).unwrap();
+        let seals = nix::fcntl::fcntl(exe.as_raw_fd(), nix::fcntl::FcntlArg::F_GET_SEALS)
+            .unwrap_or_else(|e| panic!("worker {pid} does not run from a memfd: {e}"));
+        assert_eq!(seals & SEALS, SEALS, "worker {pid}: seals {seals:#x}");
+        let content = std::fs::read(format!("/proc/{pid}/exe")).unwrap();
+        assert!(content == binary, "worker {pid} runs another binary");
+        let m = exe.metadata().unwrap();
+        copies.push((m.dev(), m.ino()));
+    }
+    copies.dedup();
+    assert_eq!(
+        copies.len(),
+        1,
+        "the workers run from {} copies",
+        copies.len()
+    );
+    for id in ["share1", "share2"] {
+        c.ok(&["task", "kill", "--signal", "SIGKILL", id]);
+        c.wait_status(id, "STOPPED");
+        c.ok(&["task", "delete", id]);
+        c.ok(&["containers", "delete", id]);
+    }
+    c.assert_nothing_left();
+}
+
+/// stdin from a pipe: the container reads it to its end (EOF once the client closes it, which
+/// containerd passes on with CloseIO), for the init and for an exec.
+#[test]
+fn stdin_reaches_its_end() {
+    let mut c = Ctr::start();
+    let cmd = c.run_cmd("stdin", &["--rm"], &["sh", "-c", "cat; echo end-of-stdin"]);
+    let r = run::run_with_input(cmd, Some(b"through-the-pipe\n"));
+    assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+    assert_eq!(
+        r.stdout.lines().collect::<Vec<_>>(),
+        ["through-the-pipe", "end-of-stdin"],
+        "{r}"
+    );
+
+    let r = run(c.run_cmd("stdinexec", &["--detach"], &["sleep", "3600"]));
+    assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+    c.wait_status("stdinexec", "RUNNING");
+    let cmd = c.cmd(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "in",
+        "stdinexec",
+        "sh",
+        "-c",
+        "cat; echo end-of-stdin",
+    ]);
+    let r = run::run_with_input(cmd, Some(b"into-the-exec\n"));
+    assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+    assert_eq!(
+        r.stdout.lines().collect::<Vec<_>>(),
+        ["into-the-exec", "end-of-stdin"],
+        "{r}"
+    );
+    c.ok(&["task", "kill", "--signal", "SIGKILL", "stdinexec"]);
+    c.wait_status("stdinexec", "STOPPED");
+    c.ok(&["task", "delete", "stdinexec"]);
+    c.ok(&["containers", "delete", "stdinexec"]);
+    c.assert_nothing_left();
+}
+
+/// A process of a container over its memory limit is OOM-killed while the init lives on:
+/// containerd hears TaskOOM then, not only when the init exits.
+#[test]
+fn oom_while_the_init_lives() {
+    use std::io::BufRead;
+    let mut c = Ctr::start();
+    let mut events = c
+        .cmd(&["events"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = events.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let r = run(c.run_cmd(
+        "oomlive",
+        &["--detach", "--memory-limit", &(32u64 << 20).to_string()],
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/dev/null bs=64M count=1; sleep 3600",
+        ],
+    ));
+    assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+    let mut seen = Vec::new();
+    let mut oom = false;
+    for _ in 0..600 {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                oom |= line.contains("/tasks/oom") && line.contains("oomlive");
+                seen.push(line);
+            }
+            Err(_) => c.d.check_alive(),
+        }
+        if oom {
+            break;
+        }
+    }
+    let _ = events.kill();
+    let _ = events.wait();
+    assert!(
+        oom,
+        "no TaskOOM while the container runs:\n{}",
+        seen.join("\n")
+    );
+    assert_eq!(c.status("oomlive").as_deref(), Some("RUNNING"));
+    c.ok(&["task", "kill", "--signal", "SIGKILL", "oomlive"]);
+    c.wait_status("oomlive", "STOPPED");
+    c.ok(&["task", "delete", "oomlive"]);
+    c.ok(&["containers", "delete", "oomlive"]);
+    c.assert_nothing_left();
+}
+
+/// `binary://` stdio, as the runc v2 shim runs it: the logging binary gets the process's
+/// stdout and stderr on fds 3 and 4, the URI's query as arguments, the container's id and
+/// namespace in its environment, and fd 5 to close once it is ready.
+#[test]
+fn binary_log_uri() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut c = Ctr::start();
+    let logger = c.d.dir.join("logger.sh");
+    std::fs::write(
+        &logger,
+        "#!/bin/sh\nexec 5>&-\n{ echo \"id=$CONTAINER_ID ns=$CONTAINER_NAMESPACE args=$1\"; \
+         cat <&3; cat <&4; } > \"$2.part\" && mv \"$2.part\" \"$2\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&logger, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = c.d.dir.join("logged.txt");
+    let uri = format!("binary://{}?out={}", logger.display(), log.display());
+    let cmd = c.run_cmd(
+        "logged",
+        &["--rm", "--log-uri", &uri],
+        &["sh", "-c", "echo to-stdout; echo to-stderr >&2"],
+    );
+    let r = run(cmd);
+    assert!(r.ok(), "{r}\n{}", c.d.log_tail());
+    let mut text = None;
+    for _ in 0..3000 {
+        if let Ok(t) = std::fs::read_to_string(&log) {
+            text = Some(t);
+            break;
+        }
+        sleep(Duration::from_millis(20));
+    }
+    let text = text.expect("the logging binary wrote nothing");
+    assert_eq!(
+        text,
+        format!("id=logged ns={NAMESPACE} args=out\nto-stdout\nto-stderr\n"),
+    );
+    c.assert_nothing_left();
+}

@@ -3,20 +3,24 @@
 //! per operation.
 //!
 //! One shim serves a pod (containers with the CRI's `io.kubernetes.cri.sandbox-id` annotation
-//! join their sandbox's shim) or one container. At start-up the serving shim seals itself (a
-//! sealed memfd copy, once per shim), then forks its worker (see `worker`) before containerd's
-//! shim crate starts any thread; every library call runs there, one at a time.
+//! join their sandbox's shim) or one container. At start-up the serving shim forks its worker
+//! (see `worker`) before containerd's shim crate starts any thread; every library call runs
+//! there, one at a time. The shim runs from its binary; the worker, whose clones enter
+//! containers, from the node's one sealed copy of it (see `sealed`).
 
 mod bundle;
 mod io;
 mod metrics;
+mod oom;
+mod sealed;
 mod service;
 mod state;
+mod stdio;
 mod worker;
 
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{api, Config, DeleteResponse, ExitSignal, Flags, StartOpts};
@@ -31,8 +35,6 @@ use worker::Worker;
 
 /// The CRI's annotation naming a container's pod sandbox.
 const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
-
-static SEAL: OnceLock<SealStatus> = OnceLock::new();
 
 struct Shim {
     id: String,
@@ -55,8 +57,7 @@ impl containerd_shim::Shim for Shim {
         };
         // Serving (no action): fork the worker now, while this process has a single thread.
         if args.action.is_empty() {
-            let seal = *SEAL.get().unwrap_or(&SealStatus::Sealed);
-            match Worker::fork(seal) {
+            match sealed::worker_exe().and_then(Worker::fork) {
                 Ok((w, exits)) => {
                     shim.worker = Some(Arc::new(w));
                     shim.exits = Mutex::new(Some(exits));
@@ -142,23 +143,26 @@ fn sandbox_of_bundle() -> Option<String> {
     v["annotations"][SANDBOX_ID].as_str().map(str::to_string)
 }
 
+/// Keeps the allocator's free memory small in both processes: one arena (the shim's ttrpc
+/// and IO threads allocate little; an arena per thread keeps free memory in each), and fixed
+/// mmap and trim thresholds (glibc otherwise raises them after the first large free, and a
+/// large temporary buffer then stays in the heap, touched, for the process's lifetime).
+fn small_heap() {
+    for (param, value) in [
+        (libc::M_ARENA_MAX, 1),
+        (libc::M_MMAP_THRESHOLD, 64 << 10),
+        (libc::M_TRIM_THRESHOLD, 128 << 10),
+    ] {
+        // SAFETY: mallopt only sets an allocator parameter; called before any thread exists.
+        unsafe { libc::mallopt(param, value) };
+    }
+}
+
 fn main() {
+    small_heap();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let action = args
-        .iter()
-        .any(|a| a == "start" || a == "delete" || a == "-v" || a == "-info");
-    if !action {
-        // The serving shim: from a sealed copy of itself, as the sealrun binary for create, run
-        // and exec; the copy is made once per shim.
-        match sealrun::selfexe::ensure_sealed(false) {
-            Ok(s) => {
-                let _ = SEAL.set(s);
-            }
-            Err(e) => {
-                eprintln!("containerd-shim-sealrun-v2: seal: {e}");
-                std::process::exit(1);
-            }
-        }
+    if args.first().map(String::as_str) == Some(worker::WORKER_ARG) {
+        worker::worker_main();
     }
     containerd_shim::run::<Shim>("io.containerd.sealrun.v2", None);
 }

@@ -118,9 +118,13 @@ impl Task for Service {
                 root,
                 init,
                 execs: Default::default(),
-                oom,
+                oom: oom.clone(),
+                oom_reported: false,
             },
         );
+        if let Some((file, _)) = oom {
+            crate::oom::watch(&self.shared, &req.id, file);
+        }
         self.shared.publish(
             topics::TASK_CREATE_EVENT_TOPIC,
             Box::new(TaskCreate {

@@ -57,6 +57,8 @@ pub struct Container {
     pub execs: HashMap<String, Proc>,
     /// The memory cgroup file that counts OOM kills, and the count at create.
     pub oom: Option<(PathBuf, u64)>,
+    /// A TaskOOM was published for this container.
+    pub oom_reported: bool,
 }
 
 pub struct Shared {
@@ -116,7 +118,9 @@ impl Shared {
                 if c.init.pid == pid && c.init.exit.is_none() {
                     found = true;
                     if let Some((file, before)) = &c.oom {
-                        if oom_kills(file) > *before {
+                        // Unless the OOM notifier (see `oom`) has reported one already.
+                        if oom_kills(file) > *before && !c.oom_reported {
+                            c.oom_reported = true;
                             events.push((
                                 topics::TASK_OOM_EVENT_TOPIC,
                                 Box::new(TaskOOM {

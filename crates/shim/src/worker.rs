@@ -8,20 +8,19 @@
 //! orphan) and reports each exit to the shim over a second socket pair.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::fcntl::{fcntl, FcntlArg};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{dup, dup2, Pid};
+use nix::unistd::{dup2, Pid};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -29,6 +28,8 @@ use sealrun::container::{self, ExecOptions, ProcessSource, Runtime, StateRoot};
 use sealrun::selfexe::SealStatus;
 use sealrun::spec::CreateOptions;
 use sealrun::worker::{self as sp, Forked};
+
+use crate::stdio::with_stdio;
 
 /// Where a process's stdio goes: containerd's paths (FIFOs, or `file://` URIs), empty for none.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -114,26 +115,19 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Forks the worker. Call before the process has other threads. Returns the shim's handle
-    /// and the stream the worker writes exits to.
-    pub fn fork(seal: SealStatus) -> std::io::Result<(Worker, UnixStream)> {
+    /// Forks the worker, which executes `exe` (the node's sealed copy of this binary) with
+    /// [`WORKER_ARG`]. Call before the process has other threads. Returns the shim's handle and
+    /// the stream the worker writes exits to.
+    pub fn fork(exe: OwnedFd) -> std::io::Result<(Worker, UnixStream)> {
         let (req_shim, req_worker) = seqpacket_pair()?;
         let (exits_shim, exits_worker) = UnixStream::pair()?;
         match sp::clone3(0, None).map_err(std::io::Error::from)? {
             Forked::Child => {
                 drop(req_shim);
                 drop(exits_shim);
-                // stdout is the pipe `start` reads the shim's address from until EOF: the
-                // worker must not hold it open.
-                let _ = dup2(2, 1);
-                let code = match serve(req_worker, exits_worker, seal) {
-                    Ok(()) => 0,
-                    Err(e) => {
-                        eprintln!("containerd-shim-sealrun-v2 worker: {e}");
-                        1
-                    }
-                };
-                sp::exit_now(code)
+                let e = exec_worker(&exe, req_worker.as_fd(), exits_worker.as_fd());
+                eprintln!("containerd-shim-sealrun-v2: execute the worker: {e}");
+                sp::exit_now(1)
             }
             Forked::Parent(_) => Ok((
                 Worker {
@@ -160,6 +154,79 @@ impl Worker {
     }
 }
 
+/// The worker's first argument (the shim's own arguments always start with a flag).
+pub const WORKER_ARG: &str = "sealrun-shim-worker";
+/// The worker's descriptors: requests, then exits.
+const REQ_FD: RawFd = 3;
+const EXITS_FD: RawFd = 4;
+
+/// In the forked child: the sockets on fds 3 and 4, stdout off the pipe `start` reads the
+/// shim's address from until EOF, then `exe` with the shim's own arguments after
+/// [`WORKER_ARG`] (so that `ps` shows whose worker it is). Returns only on failure.
+fn exec_worker(exe: &OwnedFd, req: BorrowedFd<'_>, exits: BorrowedFd<'_>) -> nix::Error {
+    use std::ffi::CString;
+    let run = || -> nix::Result<std::convert::Infallible> {
+        // Out of the way first, so that neither lands on the other's target.
+        let r = fcntl(req.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(10))?;
+        let x = fcntl(exits.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(10))?;
+        dup2(r, REQ_FD)?;
+        dup2(x, EXITS_FD)?;
+        dup2(2, 1)?;
+        let cstring = |b: Vec<u8>| CString::new(b).map_err(|_| nix::errno::Errno::EINVAL);
+        let mut argv = std::env::args_os().map(|a| a.into_encoded_bytes());
+        let argv: Vec<CString> = [argv.next().unwrap_or_default(), WORKER_ARG.into()]
+            .into_iter()
+            .chain(argv)
+            .map(cstring)
+            .collect::<nix::Result<_>>()?;
+        let env: Vec<CString> = std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut kv = k.into_encoded_bytes();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_encoded_bytes());
+                CString::new(kv).ok()
+            })
+            .collect();
+        nix::unistd::fexecve(exe.as_raw_fd(), &argv, &env)
+    };
+    match run() {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+/// The worker process (`WORKER_ARG`): serves the shim on fds 3 and 4 until it goes away.
+pub fn worker_main() -> ! {
+    let code = match worker_setup().and_then(|(req, exits)| serve(req, exits)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("containerd-shim-sealrun-v2 worker: {e}");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+fn worker_setup() -> Result<(UnixStream, UnixStream), String> {
+    // Containers' inits and exec helpers are this process's clones: never from anything but
+    // a sealed copy (the shim checked it; this holds whoever started us).
+    let exe = File::open("/proc/self/exe").map_err(|e| format!("/proc/self/exe: {e}"))?;
+    if !crate::sealed::is_sealed(&exe) {
+        return Err("not running from a sealed copy".into());
+    }
+    let mut own = Vec::new();
+    for fd in [REQ_FD, EXITS_FD] {
+        // Not for the containers: the library's clones must not inherit them.
+        fcntl(fd, FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+            .map_err(|e| format!("fd {fd}: {e}"))?;
+        // SAFETY: the shim put these descriptors here for this process, which owns them now.
+        own.push(UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) }));
+    }
+    let exits = own.pop().ok_or("no exits socket")?;
+    let req = own.pop().ok_or("no request socket")?;
+    Ok((req, exits))
+}
+
 fn seqpacket_pair() -> std::io::Result<(UnixStream, UnixStream)> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     let (a, b) = socketpair(
@@ -171,6 +238,7 @@ fn seqpacket_pair() -> std::io::Result<(UnixStream, UnixStream)> {
     Ok((UnixStream::from(a), UnixStream::from(b)))
 }
 
+/// The largest message either side accepts.
 const MAX_MSG: usize = 1 << 20;
 
 fn send_msg(sock: BorrowedFd<'_>, data: &[u8], fd: Option<RawFd>) -> nix::Result<()> {
@@ -181,8 +249,27 @@ fn send_msg(sock: BorrowedFd<'_>, data: &[u8], fd: Option<RawFd>) -> nix::Result
     sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None).map(drop)
 }
 
-fn recv_msg(sock: BorrowedFd<'_>) -> nix::Result<(Vec<u8>, Option<OwnedFd>)> {
-    let mut buf = vec![0u8; MAX_MSG];
+pub(crate) fn recv_msg(sock: BorrowedFd<'_>) -> nix::Result<(Vec<u8>, Option<OwnedFd>)> {
+    // The next message's length first (MSG_TRUNC: its whole length, whatever the buffer): a
+    // buffer of the largest size for every message would keep a megabyte of heap touched in
+    // both processes for good.
+    use nix::sys::socket::recv;
+    let len = loop {
+        match recv(
+            sock.as_raw_fd(),
+            &mut [],
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => break other?,
+        }
+    };
+    if len > MAX_MSG {
+        // Consumed, so that the next message is read next.
+        let _ = recv(sock.as_raw_fd(), &mut [], MsgFlags::empty());
+        return Err(nix::errno::Errno::EMSGSIZE);
+    }
+    let mut buf = vec![0u8; len];
     let mut space = nix::cmsg_space!([RawFd; 1]);
     let (n, fd) = {
         let mut iov = [IoSliceMut::new(&mut buf)];
@@ -211,7 +298,9 @@ fn recv_msg(sock: BorrowedFd<'_>) -> nix::Result<(Vec<u8>, Option<OwnedFd>)> {
 }
 
 /// The worker's loop: requests in order; exits reported as they are reaped.
-fn serve(req: UnixStream, mut exits: UnixStream, seal: SealStatus) -> Result<(), String> {
+fn serve(req: UnixStream, mut exits: UnixStream) -> Result<(), String> {
+    // `worker_setup` checked it.
+    let seal = SealStatus::Sealed;
     // The shim's signal handlers (signal-hook's pipe) must not run here; SIGCHLD comes through
     // a signalfd instead.
     sp::reset_signals().map_err(|e| format!("reset signals: {e}"))?;
@@ -264,6 +353,11 @@ fn serve(req: UnixStream, mut exits: UnixStream, seal: SealStatus) -> Result<(),
         let out = serde_json::to_vec(&reply).map_err(|e| e.to_string())?;
         send_msg(req.as_fd(), &out, fd.as_ref().map(|f| f.as_raw_fd()))
             .map_err(|e| format!("send: {e}"))?;
+        drop((out, fd, data));
+        // The library's work (configs, seccomp programs) leaves free heap behind: give it
+        // back, the worker idles for the container's lifetime.
+        // SAFETY: malloc_trim only releases free memory of this single-threaded process.
+        unsafe { libc::malloc_trim(0) };
         reap(&mut exits)?;
     }
 }
@@ -318,7 +412,7 @@ fn handle(req: Request, seal: SealStatus) -> (Reply, Option<OwnedFd>) {
             id,
             bundle,
             stdio,
-        } => with_stdio(&bundle, &id, &stdio, |console| {
+        } => with_stdio(&namespace_of(&root), &id, &stdio, |console| {
             let pid_file = bundle.join("init.pid");
             let mut opts = CreateOptions::new(id.clone(), bundle.clone());
             opts.console_socket = console;
@@ -337,7 +431,7 @@ fn handle(req: Request, seal: SealStatus) -> (Reply, Option<OwnedFd>) {
             stdio,
         } => {
             let dir = process.parent().map(Path::to_path_buf).unwrap_or_default();
-            with_stdio(&dir, &exec_id, &stdio, |console| {
+            with_stdio(&namespace_of(&root), &exec_id, &stdio, |console| {
                 let pid_file = dir.join(format!("{exec_id}.pid"));
                 let mut opts = ExecOptions::new(id.clone(), ProcessSource::File(process.clone()));
                 opts.detach = true;
@@ -387,133 +481,19 @@ fn handle(req: Request, seal: SealStatus) -> (Reply, Option<OwnedFd>) {
     }
 }
 
+/// The containerd namespace a state root belongs to (`<Root>/<namespace>`, see `bundle`).
+fn namespace_of(root: &Path) -> String {
+    root.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 fn read_pid(path: &Path) -> Result<i32, String> {
     std::fs::read_to_string(path)
         .map_err(|e| format!("read {}: {e}", path.display()))?
         .trim()
         .parse()
         .map_err(|e| format!("pid file {}: {e}", path.display()))
-}
-
-/// Runs `f` with the process's stdio as the worker's fds 0-2 (what the library gives the
-/// container) and, for a terminal, a console socket whose master is returned with the reply.
-fn with_stdio(
-    dir: &Path,
-    name: &str,
-    stdio: &Stdio,
-    f: impl FnOnce(Option<PathBuf>) -> Result<i32, String>,
-) -> (Reply, Option<OwnedFd>) {
-    let result = (|| -> Result<(i32, Option<OwnedFd>), String> {
-        if stdio.terminal {
-            // A short path: sun_path holds 108 bytes; the bundle may be deep.
-            let sock = std::env::temp_dir().join(format!(
-                "sealrun-shim-{}-{}.sock",
-                std::process::id(),
-                name.chars().take(32).collect::<String>()
-            ));
-            let _ = std::fs::remove_file(&sock);
-            let listener = UnixListener::bind(&sock).map_err(|e| format!("console socket: {e}"))?;
-            let null = File::open("/dev/null").map_err(|e| e.to_string())?;
-            let r = swap_stdio([Some(null.as_fd()), None, None], || f(Some(sock.clone())));
-            let _ = std::fs::remove_file(&sock);
-            let pid = r?;
-            listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-            let (conn, _) = listener
-                .accept()
-                .map_err(|e| format!("no terminal from the container: {e}"))?;
-            let (_, master) = recv_msg(conn.as_fd()).map_err(|e| format!("console: {e}"))?;
-            let master = master.ok_or("the console socket carried no terminal")?;
-            return Ok((pid, Some(master)));
-        }
-        let _ = dir;
-        let stdin = open_stdio(&stdio.stdin, true)?;
-        let stdout = open_stdio(&stdio.stdout, false)?;
-        let stderr = open_stdio(&stdio.stderr, false)?;
-        let null = File::open("/dev/null").map_err(|e| e.to_string())?;
-        let fds = [
-            Some(stdin.as_ref().map_or(null.as_fd(), |f| f.as_fd())),
-            Some(stdout.as_ref().map_or(null.as_fd(), |f| f.as_fd())),
-            Some(stderr.as_ref().map_or(null.as_fd(), |f| f.as_fd())),
-        ];
-        let pid = swap_stdio(fds, || f(None))?;
-        Ok((pid, None))
-    })();
-    match result {
-        Ok((pid, fd)) => (
-            Reply::Ok {
-                pid,
-                value: Value::Null,
-            },
-            fd,
-        ),
-        Err(e) => (Reply::Err(e), None),
-    }
-}
-
-/// Opens one stdio target: a FIFO path, `file://PATH` (appended to), or nothing.
-fn open_stdio(target: &str, input: bool) -> Result<Option<File>, String> {
-    if target.is_empty() {
-        return Ok(None);
-    }
-    if let Some(path) = target.strip_prefix("file://") {
-        if let Some(dir) = Path::new(path).parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| format!("open {path}: {e}"))?;
-        return Ok(Some(f));
-    }
-    if target.contains("://") {
-        return Err(format!(
-            "stdio {target}: only FIFOs and file:// are supported by this shim"
-        ));
-    }
-    // Neither side of a FIFO may block here: input is opened non-blocking (then made
-    // blocking for the container), output read-write (containerd may open its reader later).
-    let f = if input {
-        let f = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(target)
-            .map_err(|e| format!("open {target}: {e}"))?;
-        let flags = fcntl(f.as_raw_fd(), FcntlArg::F_GETFL).map_err(|e| e.to_string())?;
-        let flags = OFlag::from_bits_retain(flags) & !OFlag::O_NONBLOCK;
-        fcntl(f.as_raw_fd(), FcntlArg::F_SETFL(flags)).map_err(|e| e.to_string())?;
-        f
-    } else {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(target)
-            .map_err(|e| format!("open {target}: {e}"))?
-    };
-    Ok(Some(f))
-}
-
-/// Puts `fds` on 0-2 (None keeps the current one) for the duration of `f`, then restores.
-fn swap_stdio<T>(fds: [Option<BorrowedFd<'_>>; 3], f: impl FnOnce() -> T) -> T {
-    let saved: Vec<Option<OwnedFd>> = (0..3)
-        .map(|n| {
-            let d = dup(n).ok()?;
-            // SAFETY: `dup` returned a new descriptor that nothing else owns.
-            Some(unsafe { OwnedFd::from_raw_fd(d) })
-        })
-        .collect();
-    for (n, fd) in fds.iter().enumerate() {
-        if let Some(fd) = fd {
-            let _ = dup2(fd.as_raw_fd(), n as RawFd);
-        }
-    }
-    let out = f();
-    for (n, fd) in saved.iter().enumerate() {
-        if let Some(fd) = fd {
-            let _ = dup2(fd.as_raw_fd(), n as RawFd);
-        }
-    }
-    out
 }
 
 /// Exit statuses of processes the shim does not know yet (an exit can overtake the reply
