@@ -129,6 +129,11 @@ impl ProcessLog {
     pub fn debug(msg: &str) {
         log::debug(msg)
     }
+
+    /// Write a warning record (to stderr when no log file was given).
+    pub fn warn(msg: &str) {
+        log::warn(msg)
+    }
 }
 
 /// The runtime-spec version sealrun implements.

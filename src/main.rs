@@ -246,7 +246,7 @@ fn listen_fds() -> u32 {
     if (3..3u32.saturating_add(n)).all(open) {
         n
     } else {
-        sealrun::log::warn(&format!(
+        sealrun::ProcessLog::warn(&format!(
             "LISTEN_FDS={n}: not all of descriptors 3 to {} are open; socket activation ignored",
             2u32.saturating_add(n)
         ));
