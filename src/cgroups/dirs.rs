@@ -1,12 +1,12 @@
 //! Making and removing a container's cgroup directories, recording which ones sealrun created
-//! (see [`Cgroup::created`]): only those are ever removed, and an existing cgroup is checked
-//! before it is joined ([`adopt`]).
+//! (see [`Cgroup::created`]): those are removed with what is in them; an existing cgroup is
+//! checked before it is joined ([`adopt`]) and removed only if the container leaves it empty.
 
 use std::path::Path;
 
 use nix::errno::Errno;
 
-use super::fs::{adopt, enable_v2, inherit_cpuset, remove_parent, remove_tree};
+use super::fs::{adopt, enable_v2, inherit_cpuset, remove_joined, remove_parent, remove_tree};
 use super::{Cgroup, Hierarchy, Mode, DEFAULT_PARENT};
 use crate::error::{Context, Error, Result};
 
@@ -93,6 +93,20 @@ impl Cgroup {
             }
         }
         Ok(true)
+    }
+
+    /// `delete`'s removal: [`Cgroup::destroy`], then the container cgroup in each hierarchy
+    /// where it was only joined, once the container has left it empty (runc's `delete` removes
+    /// it; a test or a manager that made it for this container alone would otherwise keep it
+    /// forever). A failed `create` only destroys: the joined cgroup stays as the caller made it.
+    pub fn remove(&self) -> Result<()> {
+        let r = self.destroy();
+        for h in &self.hierarchies {
+            if !self.created.contains(&h.dir) {
+                remove_joined(&h.dir);
+            }
+        }
+        r
     }
 
     /// Remove the cgroup directories sealrun created, deepest first. The container's own

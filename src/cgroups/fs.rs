@@ -298,11 +298,36 @@ pub(super) fn adopt(dir: &Path) -> Result<()> {
         crate::log::warn(&format!(
             "linux.cgroupsPath: container's cgroup is not empty: cgroup {} already has \
              processes; joining it (sealrun signals only the container's own processes there \
-             and never removes it)",
+             and removes it only once it is empty)",
             dir.display()
         ));
     }
     Ok(())
+}
+
+/// Remove a container cgroup sealrun only joined, as runc's `delete` does, once the container
+/// has left it empty: never recursively and never its processes; one that still holds
+/// processes or sub-cgroups (a pod's shared cgroup, another manager's) stays, and so does one
+/// the runtime may not remove. Never an error: it was not sealrun's.
+pub(super) fn remove_joined(dir: &Path) {
+    let has_children = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        })
+        .unwrap_or(true);
+    if has_children {
+        return;
+    }
+    if let Err(e) = std::fs::remove_dir(dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            crate::log::debug(&format!(
+                "joined cgroup {} left in place: {e}",
+                dir.display()
+            ));
+        }
+    }
 }
 
 /// Remove a parent directory sealrun created, unless another cgroup still lives in it.

@@ -14,8 +14,9 @@
 //!   eBPF program on the cgroup2 directory. Like runc, no program on hybrid hosts that have the
 //!   v1 controller (it already enforces the same rules).
 //! - `destroy` removes exactly the directories sealrun created (runc leaves parents behind).
-//! - A cgroup that already exists is only joined: sealrun never removes it, never writes its
-//!   `cgroup.kill`, and signals only the container's own processes in it (see `members.rs`).
+//! - A cgroup that already exists is only joined: sealrun never empties it, never writes its
+//!   `cgroup.kill`, and signals only the container's own processes in it (see `members.rs`);
+//!   `destroy` removes it only when nothing is left in it (as runc's `delete` does).
 //!   One with sub-cgroups sealrun did not create is refused; one with processes is joined
 //!   with a warning (runc joins both).
 

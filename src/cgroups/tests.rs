@@ -207,7 +207,7 @@ fn created_dirs_are_recorded_parents_first_and_joined_ones_are_not() {
 }
 
 #[test]
-fn a_joined_cgroup_is_never_removed_nor_owned() {
+fn a_joined_cgroup_with_processes_stays_and_is_not_owned() {
     let host = FakeHost::new("joined");
     host.premake("a/b", "4242\n");
     let mut cg = host.cgroup("/a/b");

@@ -242,7 +242,7 @@ pub(super) fn destroy(rt: &Runtime, id: &str, force: bool) -> Result<()> {
         let _ = st.cgroup.thaw();
     }
     wait_gone(&st, Duration::from_secs(10));
-    st.cgroup.destroy()?;
+    st.cgroup.remove()?;
     let hooks = load_hooks(&dir);
     let state = hooks::state_json(id, "stopped", 0, &st.bundle, &st.annotations);
     hooks::run_warn(HookKind::Poststop, &hooks, &state);
