@@ -77,7 +77,8 @@ pub(crate) mod sys;
 
 /// Process primitives for a dedicated runtime process built on [`container`]'s in-process
 /// functions (the native containerd shim's worker): fork a single-threaded worker, reset its
-/// signals, reap children through a signalfd as a subreaper, and return to saved namespaces.
+/// signals, reap children through a signalfd as a subreaper, and return to saved namespaces;
+/// and the descriptor primitives it shares with the library (claim, copy, receive, resize).
 /// Like [`container::create`], they change the calling process: never call them from a
 /// process that has other threads or children it does not own. Embedders use [`Sandbox`].
 #[doc(hidden)]
@@ -86,6 +87,9 @@ pub mod worker {
         clone3, exit_now, kill, read_signalfd, reset_signals, set_child_subreaper, setns, signalfd,
         Forked,
     };
+    pub use crate::sys::socket::{recv_with_fds, Received};
+    pub use crate::sys::spawn::{claim_inherited_fds, dup_above};
+    pub use crate::sys::tty::set_winsize;
 }
 
 // Visible skips for the unit tests, shared with the integration tests.

@@ -66,7 +66,7 @@ pub struct Received {
 /// The most descriptors one message may carry (the kernel's `SCM_MAX_FD`).
 pub const MAX_FDS: usize = 253;
 
-/// `recvmsg(2)` into `buf`, collecting fds (up to [`MAX_FDS`]) and credentials.
+/// `recvmsg(2)` into `buf`, collecting fds (up to `MAX_FDS`) and credentials.
 pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<Received> {
     let mut cmsg_space = nix::cmsg_space!([RawFd; MAX_FDS], UnixCredentials);
     let mut iov = [IoSliceMut::new(buf)];

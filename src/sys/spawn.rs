@@ -51,8 +51,8 @@ pub fn install_fds(fds: Vec<OwnedFd>, keep: Vec<OwnedFd>) -> nix::Result<Vec<Own
 
 static CLAIMED: AtomicBool = AtomicBool::new(false);
 
-/// Take ownership of the descriptors `first..end` a parent passed to this process (with
-/// [`pass_fds`]) and mark them close-on-exec. Succeeds once per process, so two owners
+/// Take ownership of the descriptors `first..end` a parent passed to this process (left
+/// open across its exec) and mark them close-on-exec. Succeeds once per process, so two owners
 /// cannot arise from it; `EBADF` when one is not open, `EBUSY` on a second call.
 pub fn claim_inherited_fds(first: RawFd, end: RawFd) -> nix::Result<Vec<OwnedFd>> {
     if CLAIMED.swap(true, Ordering::SeqCst) {

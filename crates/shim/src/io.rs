@@ -3,10 +3,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
-nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
+use sealrun::spec::WinSize;
 
 /// Starts the copy threads for a terminal's `master`.
 pub fn copy_terminal(master: Arc<File>, stdin: &str, stdout: &str) {
@@ -43,15 +43,9 @@ pub fn copy_terminal(master: Arc<File>, stdin: &str, stdout: &str) {
 
 /// ResizePty.
 pub fn resize(master: &File, width: u32, height: u32) -> std::io::Result<()> {
-    let ws = libc::winsize {
-        ws_row: height as u16,
-        ws_col: width as u16,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
+    let size = WinSize {
+        rows: height as u16,
+        cols: width as u16,
     };
-    // SAFETY: TIOCSWINSZ reads one `winsize` through the pointer, which is valid for the call;
-    // `master` is an open terminal descriptor.
-    unsafe { set_winsize(master.as_raw_fd(), &ws) }
-        .map(drop)
-        .map_err(std::io::Error::from)
+    sealrun::worker::set_winsize(master.as_fd(), size).map_err(std::io::Error::from)
 }

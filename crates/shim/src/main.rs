@@ -8,6 +8,9 @@
 //! there, one at a time. The shim runs from its binary; the worker, whose clones enter
 //! containers, from the node's one sealed copy of it (see `sealed`).
 
+// Every `unsafe` is in `sys`.
+#![deny(unsafe_code)]
+
 mod bundle;
 mod io;
 mod metrics;
@@ -16,6 +19,8 @@ mod sealed;
 mod service;
 mod state;
 mod stdio;
+#[allow(unsafe_code)]
+mod sys;
 mod worker;
 
 use std::os::unix::net::UnixStream;
@@ -143,23 +148,9 @@ fn sandbox_of_bundle() -> Option<String> {
     v["annotations"][SANDBOX_ID].as_str().map(str::to_string)
 }
 
-/// Keeps the allocator's free memory small in both processes: one arena (the shim's ttrpc
-/// and IO threads allocate little; an arena per thread keeps free memory in each), and fixed
-/// mmap and trim thresholds (glibc otherwise raises them after the first large free, and a
-/// large temporary buffer then stays in the heap, touched, for the process's lifetime).
-fn small_heap() {
-    for (param, value) in [
-        (libc::M_ARENA_MAX, 1),
-        (libc::M_MMAP_THRESHOLD, 64 << 10),
-        (libc::M_TRIM_THRESHOLD, 128 << 10),
-    ] {
-        // SAFETY: mallopt only sets an allocator parameter; called before any thread exists.
-        unsafe { libc::mallopt(param, value) };
-    }
-}
-
 fn main() {
-    small_heap();
+    // Before any thread, so that the shim's threads share one arena.
+    sys::small_heap();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some(worker::WORKER_ARG) {
         worker::worker_main();

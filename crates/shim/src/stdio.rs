@@ -3,15 +3,16 @@
 //! socket whose pty master comes back with the reply.
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::unistd::{dup, dup2};
+use nix::unistd::dup2;
 use serde_json::Value;
 
+use crate::sys::spawn_with_fds;
 use crate::worker::{recv_msg, Reply, Stdio};
 
 /// Runs `f` with the process's stdio as the worker's fds 0-2 (what the library gives the
@@ -81,7 +82,6 @@ pub fn with_stdio(
 /// the read ends of the process's stdout and stderr pipes as its fds 3 and 4, and fd 5, which
 /// it closes (or writes a byte to) once it is ready; returns the pipes' write ends.
 fn start_logger(uri: &str, id: &str, namespace: &str) -> Result<(File, File), String> {
-    use std::os::unix::process::CommandExt;
     let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
     let mut args = Vec::new();
     for kv in query.split('&').filter(|kv| !kv.is_empty()) {
@@ -93,10 +93,7 @@ fn start_logger(uri: &str, id: &str, namespace: &str) -> Result<(File, File), St
     }
     // Each end at 10 or above, so that placing them on 3, 4 and 5 overwrites none of them.
     let high = |fd: OwnedFd| -> Result<OwnedFd, String> {
-        let raw =
-            fcntl(fd.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(10)).map_err(|e| e.to_string())?;
-        // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+        sealrun::worker::dup_above(fd.as_fd(), 10).map_err(|e| e.to_string())
     };
     let pipe = || -> Result<(OwnedFd, OwnedFd), String> {
         let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
@@ -105,7 +102,6 @@ fn start_logger(uri: &str, id: &str, namespace: &str) -> Result<(File, File), St
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let (ready_r, ready_w) = pipe()?;
-    let child_fds = [out_r.as_raw_fd(), err_r.as_raw_fd(), ready_w.as_raw_fd()];
     let mut cmd = std::process::Command::new(path);
     cmd.args(&args)
         .env_clear()
@@ -114,17 +110,7 @@ fn start_logger(uri: &str, id: &str, namespace: &str) -> Result<(File, File), St
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    // SAFETY: between fork and exec the closure only calls dup2, which is async-signal-safe,
-    // on descriptors this process keeps open until `spawn` returns.
-    unsafe {
-        cmd.pre_exec(move || {
-            for (target, fd) in (3..).zip(child_fds) {
-                dup2(fd, target)?;
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn()
+    spawn_with_fds(cmd, [out_r.as_fd(), err_r.as_fd(), ready_w.as_fd()])
         .map_err(|e| format!("start the logging binary {path}: {e}"))?;
     drop((out_r, err_r, ready_w));
     // Ready once it closes its end (or writes to it).
@@ -178,13 +164,11 @@ fn open_stdio(target: &str, input: bool) -> Result<Option<File>, String> {
 
 /// Puts `fds` on 0-2 (None keeps the current one) for the duration of `f`, then restores.
 fn swap_stdio<T>(fds: [Option<BorrowedFd<'_>>; 3], f: impl FnOnce() -> T) -> T {
-    let saved: Vec<Option<OwnedFd>> = (0..3)
-        .map(|n| {
-            let d = dup(n).ok()?;
-            // SAFETY: `dup` returned a new descriptor that nothing else owns.
-            Some(unsafe { OwnedFd::from_raw_fd(d) })
-        })
-        .collect();
+    let saved: [Option<OwnedFd>; 3] = [
+        std::io::stdin().as_fd().try_clone_to_owned().ok(),
+        std::io::stdout().as_fd().try_clone_to_owned().ok(),
+        std::io::stderr().as_fd().try_clone_to_owned().ok(),
+    ];
     for (n, fd) in fds.iter().enumerate() {
         if let Some(fd) = fd {
             let _ = dup2(fd.as_raw_fd(), n as RawFd);

@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{BufRead, BufReader, IoSlice, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -18,7 +18,7 @@ use nix::fcntl::{fcntl, FcntlArg};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{dup2, Pid};
 use serde::{Deserialize, Serialize};
@@ -214,16 +214,14 @@ fn worker_setup() -> Result<(UnixStream, UnixStream), String> {
     if !crate::sealed::is_sealed(&exe) {
         return Err("not running from a sealed copy".into());
     }
-    let mut own = Vec::new();
-    for fd in [REQ_FD, EXITS_FD] {
-        // Not for the containers: the library's clones must not inherit them.
-        fcntl(fd, FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
-            .map_err(|e| format!("fd {fd}: {e}"))?;
-        // SAFETY: the shim put these descriptors here for this process, which owns them now.
-        own.push(UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) }));
-    }
-    let exits = own.pop().ok_or("no exits socket")?;
-    let req = own.pop().ok_or("no request socket")?;
+    // The shim put them there for this process (once per process; close-on-exec: the
+    // library's clones must not inherit them).
+    let mut own = sp::claim_inherited_fds(REQ_FD, EXITS_FD + 1)
+        .map_err(|e| format!("fds {REQ_FD}-{EXITS_FD}: {e}"))?
+        .into_iter()
+        .map(UnixStream::from);
+    let req = own.next().ok_or("no request socket")?;
+    let exits = own.next().ok_or("no exits socket")?;
     Ok((req, exits))
 }
 
@@ -270,31 +268,10 @@ pub(crate) fn recv_msg(sock: BorrowedFd<'_>) -> nix::Result<(Vec<u8>, Option<Own
         return Err(nix::errno::Errno::EMSGSIZE);
     }
     let mut buf = vec![0u8; len];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let (n, fd) = {
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )?;
-        let mut fd = None;
-        for c in msg.cmsgs()? {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                for raw in fds {
-                    // SAFETY: SCM_RIGHTS gave us a new descriptor that nothing else owns.
-                    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                    if fd.is_none() {
-                        fd = Some(owned);
-                    }
-                }
-            }
-        }
-        (msg.bytes, fd)
-    };
-    buf.truncate(n);
-    Ok((buf, fd))
+    let got = sp::recv_with_fds(sock, &mut buf)?;
+    buf.truncate(got.len);
+    // Only one descriptor is ever sent; any more are closed here.
+    Ok((buf, got.fds.into_iter().next()))
 }
 
 /// The worker's loop: requests in order; exits reported as they are reaped.
@@ -356,8 +333,7 @@ fn serve(req: UnixStream, mut exits: UnixStream) -> Result<(), String> {
         drop((out, fd, data));
         // The library's work (configs, seccomp programs) leaves free heap behind: give it
         // back, the worker idles for the container's lifetime.
-        // SAFETY: malloc_trim only releases free memory of this single-threaded process.
-        unsafe { libc::malloc_trim(0) };
+        crate::sys::malloc_trim();
         reap(&mut exits)?;
     }
 }
