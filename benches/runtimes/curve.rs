@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::{env_num, setup, Res, Samples, Settings, Subject};
+use crate::{env_num, generated_rules, setup, Res, Samples, Settings, Subject};
 
 /// The curve's knobs.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -73,80 +73,12 @@ impl CurveSettings {
 pub const EXTRA_RULES: [usize; 3] = [50, 300, 1000];
 pub const EXTRA_MOUNTS: [usize; 3] = [5, 50, 200];
 
-/// Syscalls sealrun's default profile refuses (it names none of them): the generated rules
-/// condition on these, so every runtime still runs the same programs as with the default.
-const REFUSED: &[&str] = &[
-    "acct",
-    "add_key",
-    "bpf",
-    "clock_adjtime",
-    "clock_settime",
-    "delete_module",
-    "finit_module",
-    "get_mempolicy",
-    "init_module",
-    "ioperm",
-    "iopl",
-    "kcmp",
-    "kexec_file_load",
-    "kexec_load",
-    "keyctl",
-    "lookup_dcookie",
-    "mbind",
-    "mount",
-    "move_pages",
-    "name_to_handle_at",
-    "open_by_handle_at",
-    "perf_event_open",
-    "pivot_root",
-    "process_vm_readv",
-    "process_vm_writev",
-    "ptrace",
-    "quotactl",
-    "reboot",
-    "request_key",
-    "set_mempolicy",
-    "setdomainname",
-    "sethostname",
-    "settimeofday",
-    "setns",
-    "swapoff",
-    "swapon",
-    "sysfs",
-    "umount2",
-    "unshare",
-    "uselib",
-    "userfaultfd",
-    "ustat",
-];
-
 /// `n` rules of one syscall and one argument each: `SCMP_ACT_ERRNO` with `EACCES` (the
 /// default action's errno is `EPERM`, so every runtime keeps the rule) when argument
 /// `i / k % 6` equals `1000 + i`, on syscalls the default profile refuses anyway. The programs
 /// the containers run behave the same; the filter grows by `n` argument comparisons.
 fn extra_rules(default: &Value, n: usize) -> Vec<Value> {
-    let named: Vec<&str> = default["syscalls"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|r| r["names"].as_array().into_iter().flatten())
-        .filter_map(Value::as_str)
-        .collect();
-    let pool: Vec<&str> = REFUSED
-        .iter()
-        .copied()
-        .filter(|s| !named.contains(s) && sealrun::seccomp::known_syscall(s))
-        .collect();
-    (0..n)
-        .map(|i| {
-            json!({
-                "names": [pool[i % pool.len()]],
-                "action": "SCMP_ACT_ERRNO",
-                "errnoRet": libc::EACCES,
-                "args": [{"index": i / pool.len() % 6, "value": 1000 + i, "op": "SCMP_CMP_EQ"}],
-            })
-        })
-        .collect()
+    generated_rules::extra_rules(default, n, sealrun::seccomp::known_syscall)
 }
 
 /// Writes the variant configs; returns (run variants, probe configs, idle config).

@@ -17,6 +17,9 @@
 mod curve;
 mod curve_helper;
 mod curve_report;
+/// The generated seccomp rules, shared with sealrun's own generator tests.
+#[path = "../../src/seccomp/generated_rules.rs"]
+mod generated_rules;
 mod helper;
 mod machine;
 mod report;

@@ -98,6 +98,8 @@ mod syscalls;
 mod verdict;
 
 #[cfg(test)]
+mod generated_rules;
+#[cfg(test)]
 mod interp;
 #[cfg(test)]
 mod tests;

@@ -9,52 +9,6 @@ use super::bpf::MAX_INSNS;
 use super::interp::{self, assert_meaning, config_field, errno, spec, verdict, Rng, A0, ALLOW};
 use super::*;
 
-/// Syscalls the default profile refuses, as the benchmark's pool (it filters out named ones).
-const REFUSED: &[&str] = &[
-    "acct",
-    "add_key",
-    "bpf",
-    "clock_adjtime",
-    "clock_settime",
-    "delete_module",
-    "finit_module",
-    "get_mempolicy",
-    "init_module",
-    "ioperm",
-    "iopl",
-    "kcmp",
-    "kexec_file_load",
-    "kexec_load",
-    "keyctl",
-    "lookup_dcookie",
-    "mbind",
-    "mount",
-    "move_pages",
-    "name_to_handle_at",
-    "open_by_handle_at",
-    "perf_event_open",
-    "pivot_root",
-    "process_vm_readv",
-    "process_vm_writev",
-    "ptrace",
-    "quotactl",
-    "reboot",
-    "request_key",
-    "set_mempolicy",
-    "setdomainname",
-    "sethostname",
-    "settimeofday",
-    "setns",
-    "swapoff",
-    "swapon",
-    "sysfs",
-    "umount2",
-    "unshare",
-    "uselib",
-    "userfaultfd",
-    "ustat",
-];
-
 /// The default profile (Docker's capabilities) as JSON.
 pub(crate) fn default_json() -> Value {
     default_profile_json(crate::spec::DEFAULT_CAPS).expect("default profile renders")
@@ -64,27 +18,11 @@ pub(crate) fn default_json() -> Value {
 /// with `EACCES` when argument `i / pool % 6` equals `1000 + i`, on refused syscalls.
 pub(crate) fn with_generated_rules(n: usize) -> Value {
     let mut profile = default_json();
-    let named: Vec<String> = profile["syscalls"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|r| r["names"].as_array().into_iter().flatten())
-        .filter_map(|v| v.as_str().map(String::from))
-        .collect();
-    let pool: Vec<&str> = REFUSED
-        .iter()
-        .copied()
-        .filter(|s| !named.iter().any(|n| n == s) && known_syscall(s))
-        .collect();
-    let rules = profile["syscalls"].as_array_mut().expect("syscalls");
-    for i in 0..n {
-        rules.push(json!({
-            "names": [pool[i % pool.len()]],
-            "action": "SCMP_ACT_ERRNO",
-            "errnoRet": libc::EACCES,
-            "args": [{"index": i / pool.len() % 6, "value": 1000 + i, "op": "SCMP_CMP_EQ"}],
-        }));
-    }
+    let extra = super::generated_rules::extra_rules(&profile, n, known_syscall);
+    profile["syscalls"]
+        .as_array_mut()
+        .expect("syscalls")
+        .extend(extra);
     profile
 }
 
