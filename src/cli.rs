@@ -224,8 +224,12 @@ pub enum Command {
     /// Change a container's resource limits.
     Update(UpdateArgs),
     /// Checkpoint a running container (not supported: sealrun has no CRIU support).
+    // `--help` fails like the command: podman (and other clients) take a successful
+    // `checkpoint --help` to mean the runtime can checkpoint.
+    #[command(disable_help_flag = true)]
     Checkpoint(CheckpointArgs),
     /// Restore a container from a checkpoint (not supported: sealrun has no CRIU support).
+    #[command(disable_help_flag = true)]
     Restore(RestoreArgs),
     /// Print resource usage: one sample with --stats, else a sample every --interval.
     Events {
@@ -389,8 +393,12 @@ mod tests {
 // Accepted so runc's command lines parse; only the id and the paths are read.
 #[allow(dead_code)]
 pub struct CheckpointArgs {
+    /// Refused like the command itself (no CRIU support).
+    #[arg(short = 'h', long = "help")]
+    pub help: bool,
     /// Container id.
-    pub id: String,
+    #[arg(required_unless_present = "help")]
+    pub id: Option<String>,
     /// Directory for the images (default: ./checkpoint).
     #[arg(long)]
     pub image_path: Option<PathBuf>,
@@ -443,8 +451,12 @@ pub struct CheckpointArgs {
 // Accepted so runc's command lines parse; only the id is read.
 #[allow(dead_code)]
 pub struct RestoreArgs {
+    /// Refused like the command itself (no CRIU support).
+    #[arg(short = 'h', long = "help")]
+    pub help: bool,
     /// Container id.
-    pub id: String,
+    #[arg(required_unless_present = "help")]
+    pub id: Option<String>,
     /// The bundle directory.
     #[arg(short, long)]
     pub bundle: Option<PathBuf>,

@@ -51,7 +51,8 @@ pub fn restore(rt: &Runtime, id: &str) -> Result<()> {
     Err(unsupported("restore"))
 }
 
-fn unsupported(what: &str) -> Error {
+/// The refusal of `what` (`checkpoint` or `restore`), also for their `--help`.
+pub fn unsupported(what: &str) -> Error {
     Error::Unsupported(format!(
         "{what}: checkpoint/restore is not supported by sealrun (no CRIU support)"
     ))

@@ -19,7 +19,7 @@ pub mod state;
 mod tty;
 
 pub use create::{create, run, run_keep, RunOutcome};
-pub use criu::{checkpoint, restore};
+pub use criu::{checkpoint, restore, unsupported as criu_unsupported};
 pub use exec::{exec, ExecOptions, ProcessSource};
 pub use flags::{parse_interval, ps_table, UpdateFlags};
 pub use lifecycle::{audit, delete, kill, kill_check, list, parse_signal, start, state, ListEntry};
