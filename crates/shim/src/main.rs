@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{api, Config, DeleteResponse, ExitSignal, Flags, StartOpts};
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 
 use sealrun::container::{Runtime, StateRoot};
 use sealrun::selfexe::SealStatus;
@@ -79,6 +80,17 @@ impl containerd_shim::Shim for Shim {
     fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
         let grouping = sandbox_of_bundle().unwrap_or_else(|| opts.id.clone());
         let (_, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
+        // From here this process only writes the address and exits. The shim crate's signal
+        // handlers (SIGCHLD, SIGPIPE) write to a socket whose reading end is closed once
+        // its bootstrap returns; a signal after that (the serving shim we just started exits
+        // at once when its pod's shim already serves) made the handler's own EPIPE raise
+        // SIGPIPE again, forever. Blocked, they stay pending until exit.
+        let mut late = SigSet::empty();
+        late.add(Signal::SIGCHLD);
+        late.add(Signal::SIGPIPE);
+        if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&late), None) {
+            log::warn!("block SIGCHLD and SIGPIPE: {e}");
+        }
         containerd_shim::util::write_address(&address)?;
         Ok(address)
     }
