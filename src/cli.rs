@@ -388,81 +388,18 @@ mod tests {
     }
 }
 
-/// `checkpoint` options (runc's; checked as runc does, then refused: sealrun has no CRIU).
+/// The options `checkpoint` and `restore` share (runc's; sealrun has no CRIU, so only the id
+/// and `--image-path` are read).
 #[derive(Debug, Args)]
-// Accepted so runc's command lines parse; only the id and the paths are read.
+// Accepted so runc's command lines parse.
 #[allow(dead_code)]
-pub struct CheckpointArgs {
+pub struct CriuArgs {
     /// Refused like the command itself (no CRIU support).
     #[arg(short = 'h', long = "help")]
     pub help: bool,
     /// Container id.
     #[arg(required_unless_present = "help")]
     pub id: Option<String>,
-    /// Directory for the images (default: ./checkpoint).
-    #[arg(long)]
-    pub image_path: Option<PathBuf>,
-    /// Directory for CRIU's logs and work files.
-    #[arg(long)]
-    pub work_path: Option<PathBuf>,
-    /// Previous pre-dump, relative to --image-path.
-    #[arg(long)]
-    pub parent_path: Option<PathBuf>,
-    /// Leave the process running after the checkpoint.
-    #[arg(long)]
-    pub leave_running: bool,
-    /// Allow open TCP connections.
-    #[arg(long)]
-    pub tcp_established: bool,
-    /// Allow external unix sockets.
-    #[arg(long)]
-    pub ext_unix_sk: bool,
-    /// Allow shell jobs.
-    #[arg(long)]
-    pub shell_job: bool,
-    /// Use userfaultfd to lazily restore memory pages.
-    #[arg(long)]
-    pub lazy_pages: bool,
-    /// Descriptor to report lazy-pages readiness on.
-    #[arg(long)]
-    pub status_fd: Option<String>,
-    /// ADDRESS:PORT of a page server.
-    #[arg(long)]
-    pub page_server: Option<String>,
-    /// Handle file locks.
-    #[arg(long)]
-    pub file_locks: bool,
-    /// Dump memory only, leave the container running.
-    #[arg(long)]
-    pub pre_dump: bool,
-    /// Cgroups mode: soft, full, strict or ignore.
-    #[arg(long)]
-    pub manage_cgroups_mode: Option<String>,
-    /// Namespaces not to checkpoint.
-    #[arg(long)]
-    pub empty_ns: Option<String>,
-    /// Deduplicate with the parent image.
-    #[arg(long)]
-    pub auto_dedup: bool,
-}
-
-/// `restore` options (runc's; refused: sealrun has no CRIU).
-#[derive(Debug, Args)]
-// Accepted so runc's command lines parse; only the id is read.
-#[allow(dead_code)]
-pub struct RestoreArgs {
-    /// Refused like the command itself (no CRIU support).
-    #[arg(short = 'h', long = "help")]
-    pub help: bool,
-    /// Container id.
-    #[arg(required_unless_present = "help")]
-    pub id: Option<String>,
-    /// The bundle directory.
-    #[arg(short, long)]
-    pub bundle: Option<PathBuf>,
-    /// Socket for the console's pty master.
-    #[arg(long)]
-    pub console_socket: Option<PathBuf>,
     /// Directory of the images (default: ./checkpoint).
     #[arg(long)]
     pub image_path: Option<PathBuf>,
@@ -484,6 +421,54 @@ pub struct RestoreArgs {
     /// Cgroups mode: soft, full, strict or ignore.
     #[arg(long)]
     pub manage_cgroups_mode: Option<String>,
+    /// Namespaces not to checkpoint or restore.
+    #[arg(long)]
+    pub empty_ns: Option<String>,
+    /// Deduplicate with the parent image.
+    #[arg(long)]
+    pub auto_dedup: bool,
+    /// Use userfaultfd to lazily restore memory pages.
+    #[arg(long)]
+    pub lazy_pages: bool,
+}
+
+/// `checkpoint` options (checked as runc does, then refused: sealrun has no CRIU).
+#[derive(Debug, Args)]
+// Accepted so runc's command lines parse; only the id and the paths are read.
+#[allow(dead_code)]
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// Previous pre-dump, relative to --image-path.
+    #[arg(long)]
+    pub parent_path: Option<PathBuf>,
+    /// Leave the process running after the checkpoint.
+    #[arg(long)]
+    pub leave_running: bool,
+    /// Descriptor to report lazy-pages readiness on.
+    #[arg(long)]
+    pub status_fd: Option<String>,
+    /// ADDRESS:PORT of a page server.
+    #[arg(long)]
+    pub page_server: Option<String>,
+    /// Dump memory only, leave the container running.
+    #[arg(long)]
+    pub pre_dump: bool,
+}
+
+/// `restore` options (refused: sealrun has no CRIU).
+#[derive(Debug, Args)]
+// Accepted so runc's command lines parse; only the id is read.
+#[allow(dead_code)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// The bundle directory.
+    #[arg(short, long)]
+    pub bundle: Option<PathBuf>,
+    /// Socket for the console's pty master.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
     /// Do not wait for the container.
     #[arg(short, long)]
     pub detach: bool,
@@ -496,15 +481,6 @@ pub struct RestoreArgs {
     /// Use MS_MOVE instead of pivot_root.
     #[arg(long)]
     pub no_pivot: bool,
-    /// Namespaces not to restore.
-    #[arg(long)]
-    pub empty_ns: Option<String>,
-    /// Deduplicate with the parent image.
-    #[arg(long)]
-    pub auto_dedup: bool,
-    /// Use userfaultfd to lazily restore memory pages.
-    #[arg(long)]
-    pub lazy_pages: bool,
     /// LSM profile for the restored process.
     #[arg(long)]
     pub lsm_profile: Option<String>,

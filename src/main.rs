@@ -383,15 +383,18 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let every = container::parse_interval(&interval)?;
             container::events(&rt, &id, every, |v| outln!("{}", Ordered(v, EVENT_ORDER))).map(|_| 0)
         }
-        Command::Checkpoint(a) => match a.id {
-            Some(id) if !a.help => {
-                container::checkpoint(&rt, &id, a.image_path.as_deref(), a.parent_path.as_deref())
-                    .map(|_| 0)
-            }
+        Command::Checkpoint(a) => match a.criu.id {
+            Some(id) if !a.criu.help => container::checkpoint(
+                &rt,
+                &id,
+                a.criu.image_path.as_deref(),
+                a.parent_path.as_deref(),
+            )
+            .map(|_| 0),
             _ => Err(container::criu_unsupported("checkpoint")),
         },
-        Command::Restore(a) => match a.id {
-            Some(id) if !a.help => container::restore(&rt, &id).map(|_| 0),
+        Command::Restore(a) => match a.criu.id {
+            Some(id) if !a.criu.help => container::restore(&rt, &id).map(|_| 0),
             _ => Err(container::criu_unsupported("restore")),
         },
         Command::Audit { id } => {
