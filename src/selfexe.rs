@@ -95,14 +95,17 @@ fn seals_of(exe: BorrowedFd<'_>) -> Result<Option<i32>> {
     }
 }
 
-/// The seals on our own executable, or `None` when it is not a memfd.
-pub fn current_seals() -> Result<Option<i32>> {
-    seals_of(open_self()?.as_fd())
-}
+/// What [`ensure_sealed`] found protecting this process. What a process runs cannot change
+/// until it execs (which clears this), so the answer of the early check in `main` serves the
+/// later ones too.
+static CHECKED: std::sync::OnceLock<SealStatus> = std::sync::OnceLock::new();
 
 /// Whether this process runs from a protected executable (a sealed memfd, or a read-only
 /// overlay no one can make writable), as [`ensure_sealed`] leaves it.
 pub fn running_protected() -> bool {
+    if CHECKED.get().is_some() {
+        return true;
+    }
     open_self()
         .and_then(|exe| protection_of(exe.as_fd()))
         .is_ok_and(|found| matches!(found, Found::Protected(_)))
@@ -153,9 +156,6 @@ pub fn ensure_sealed(disabled: bool) -> Result<SealStatus> {
     if disabled {
         return Ok(SealStatus::Disabled);
     }
-    // What a process runs cannot change until it execs (which clears this), so the answer of
-    // the early check in `main` serves the later one too.
-    static CHECKED: std::sync::OnceLock<SealStatus> = std::sync::OnceLock::new();
     if let Some(status) = CHECKED.get() {
         return Ok(*status);
     }
@@ -277,7 +277,7 @@ mod tests {
 
     #[test]
     fn test_binary_is_not_a_memfd() {
-        assert_eq!(current_seals().unwrap(), None);
+        assert_eq!(seals_of(open_self().unwrap().as_fd()).unwrap(), None);
     }
 
     #[test]
