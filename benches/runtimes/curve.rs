@@ -254,31 +254,7 @@ pub fn run() -> Res<bool> {
     let cs = CurveSettings::from_env()?;
     let busybox = setup::busybox()?;
     let sealrun = setup::sealrun_bin()?;
-    let mut subjects = vec![Subject {
-        name: "sealrun".into(),
-        bin: sealrun,
-        flags: vec![],
-        seccomp_in_config: true,
-        peer: true,
-        env: vec![],
-    }];
-    let mut missing = BTreeMap::new();
-    for name in ["crun", "runc"] {
-        match setup::peer(name, name) {
-            Ok(bin) => subjects.push(Subject {
-                name: name.into(),
-                bin,
-                flags: vec![],
-                seccomp_in_config: true,
-                peer: true,
-                env: vec![],
-            }),
-            Err(why) => {
-                eprintln!("\n!!! bench: {name} is MISSING and is not measured: {why}\n");
-                missing.insert(name.to_string(), why);
-            }
-        }
-    }
+    let (subjects, missing) = crate::peer_subjects(&sealrun);
     let work = setup::Work::new()?;
     setup::write_rootfs(&work.rootfs(), &busybox)?;
     setup::write_configs(&work)?;

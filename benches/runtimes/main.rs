@@ -129,37 +129,38 @@ fn main() {
     }
 }
 
-/// Returns false when a peer runtime was missing (the results say so, and the exit code too).
-fn run() -> Res<bool> {
-    setup::require_root()?;
-    let settings = Settings::from_env()?;
-    let busybox = setup::busybox()?;
-    let sealrun = setup::sealrun_bin()?;
-    let mut missing = BTreeMap::new();
-    let mut subjects = vec![Subject {
-        name: "sealrun".into(),
-        bin: sealrun.clone(),
+/// sealrun, crun and runc as measured peers (with every layer on); a peer that cannot be
+/// found or installed is left out loudly and returned with the reason.
+pub fn peer_subjects(sealrun: &Path) -> (Vec<Subject>, BTreeMap<String, String>) {
+    let peer = |name: &str, bin: PathBuf| Subject {
+        name: name.into(),
+        bin,
         flags: vec![],
         seccomp_in_config: true,
         peer: true,
         env: vec![],
-    }];
-    for (name, package) in [("crun", "crun"), ("runc", "runc")] {
-        match setup::peer(name, package) {
-            Ok(bin) => subjects.push(Subject {
-                name: name.into(),
-                bin,
-                flags: vec![],
-                seccomp_in_config: true,
-                peer: true,
-                env: vec![],
-            }),
+    };
+    let mut subjects = vec![peer("sealrun", sealrun.to_path_buf())];
+    let mut missing = BTreeMap::new();
+    for name in ["crun", "runc"] {
+        match setup::peer(name, name) {
+            Ok(bin) => subjects.push(peer(name, bin)),
             Err(why) => {
                 eprintln!("\n!!! bench: {name} is MISSING and is not measured: {why}\n");
                 missing.insert(name.to_string(), why);
             }
         }
     }
+    (subjects, missing)
+}
+
+/// Returns false when a peer runtime was missing (the results say so, and the exit code too).
+fn run() -> Res<bool> {
+    setup::require_root()?;
+    let settings = Settings::from_env()?;
+    let busybox = setup::busybox()?;
+    let sealrun = setup::sealrun_bin()?;
+    let (mut subjects, missing) = peer_subjects(&sealrun);
     if settings.layers {
         for layer in ["selfexe", "seccomp", "landlock"] {
             subjects.push(Subject {
