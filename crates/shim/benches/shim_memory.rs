@@ -7,7 +7,8 @@
 //! - `containerd-shim-sealrun-v2`.
 //!
 //! `ctr` starts one shim per container (no pod grouping), as the figures assume.
-//! Counts: `SHIM_BENCH_COUNTS=1,10,50` (the default). Needs root, containerd, runc and release
+//! Counts: `SHIM_BENCH_COUNTS=1,10,50` (the default); `SHIM_BENCH_HANDLERS=native` (or `runc`,
+//! `sealrun`, comma-separated) measures only those. Needs root, containerd, runc and release
 //! binaries (`cargo build --release --workspace --bins`).
 
 #[path = "../../cri-tests/tests/cri/daemon.rs"]
@@ -67,6 +68,32 @@ fn memory(pids: &[i32]) -> (u64, u64) {
         }
     }
     (pss, rss)
+}
+
+/// The `n` mappings of `pid` with the most resident memory: (RSS kB, mapping line).
+fn largest_mappings(pid: i32, n: usize) -> Vec<(u64, String)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut maps: Vec<(u64, String)> = Vec::new();
+    for line in text.lines() {
+        let first = line.split_whitespace().next().unwrap_or_default();
+        if first.contains('-') && !first.ends_with(':') {
+            maps.push((
+                0,
+                line.split_whitespace()
+                    .skip(5)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ));
+        } else if let (Some(v), Some(m)) = (line.strip_prefix("Rss:"), maps.last_mut()) {
+            m.0 = v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0);
+            if m.1.is_empty() {
+                m.1 = "[anon]".into();
+            }
+        }
+    }
+    maps.sort_by_key(|m| std::cmp::Reverse(m.0));
+    maps.truncate(n);
+    maps
 }
 
 fn ctr(d: &Daemon, args: &[String]) -> run::Run {
@@ -139,7 +166,20 @@ fn measure(h: Handler, n: usize) -> (u64, u64) {
                 })
                 .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
                 .collect();
-            eprintln!("{} pid {pid}: {}", h.name(), keep.join(", "));
+            let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let threads = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .unwrap_or_default()
+                .trim();
+            eprintln!(
+                "{} pid {pid}: {}, threads {threads}",
+                h.name(),
+                keep.join(", ")
+            );
+            for (rss, line) in largest_mappings(*pid, 6) {
+                eprintln!("    {rss:>6} kB  {line}");
+            }
         }
     }
     for id in &ids {
@@ -180,12 +220,21 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let handlers = [Handler::GoShimRunc, Handler::GoShimSealrun, Handler::Native];
+    let only = std::env::var("SHIM_BENCH_HANDLERS").unwrap_or_default();
+    let handlers: Vec<Handler> = [
+        (Handler::GoShimRunc, "runc"),
+        (Handler::GoShimSealrun, "sealrun"),
+        (Handler::Native, "native"),
+    ]
+    .into_iter()
+    .filter(|(_, key)| only.is_empty() || only.split(',').any(|k| k.trim() == *key))
+    .map(|(h, _)| h)
+    .collect();
     println!("| shim | containers | PSS total MiB | PSS per container MiB | RSS total MiB | RSS per container MiB |");
     println!("|---|---:|---:|---:|---:|---:|");
     let mut per: Vec<(usize, Handler, f64, f64)> = Vec::new();
     for &n in &counts {
-        for h in handlers {
+        for &h in &handlers {
             let (pss, rss) = measure(h, n);
             let (pp, rp) = (pss as f64 / n as f64, rss as f64 / n as f64);
             println!(

@@ -3,15 +3,17 @@
 //! per operation.
 //!
 //! One shim serves a pod (containers with the CRI's `io.kubernetes.cri.sandbox-id` annotation
-//! join their sandbox's shim) or one container. At start-up the serving shim forks its worker
-//! (see `worker`) before containerd's shim crate starts any thread; every library call runs
-//! there, one at a time. The shim runs from its binary; the worker, whose clones enter
-//! containers, from the node's one sealed copy of it (see `sealed`).
+//! join their sandbox's shim) or one container. At start-up, before containerd's shim crate
+//! starts any thread, the serving shim executes itself again from the node's one sealed copy
+//! of its binary (see `sealed`); every library call runs in a worker process started from that
+//! copy for the call (see `worker`). The containers' processes are reparented to the shim when
+//! their worker exits: the shim crate's reaper reaps them and reports their exits here.
 
 // Every `unsafe` is in `sys`.
 #![deny(unsafe_code)]
 
 mod bundle;
+mod events;
 mod io;
 mod metrics;
 mod oom;
@@ -23,11 +25,14 @@ mod stdio;
 mod sys;
 mod worker;
 
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use containerd_shim::monitor::{Subject, Topic};
 use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::synchronous::monitor::monitor_subscribe;
 use containerd_shim::{api, Config, DeleteResponse, ExitSignal, Flags, StartOpts};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 
@@ -35,6 +40,7 @@ use sealrun::container::{Runtime, StateRoot};
 use sealrun::selfexe::SealStatus;
 
 use bundle::{unmount_rootfs, ROOT_FILE};
+use events::Publisher;
 use service::Service;
 use state::{timestamp, Shared};
 use worker::Worker;
@@ -47,7 +53,6 @@ struct Shim {
     namespace: String,
     exit: Arc<ExitSignal>,
     worker: Option<Arc<Worker>>,
-    exits: Mutex<Option<UnixStream>>,
 }
 
 impl containerd_shim::Shim for Shim {
@@ -59,15 +64,11 @@ impl containerd_shim::Shim for Shim {
             namespace: args.namespace.clone(),
             exit: Arc::new(ExitSignal::default()),
             worker: None,
-            exits: Mutex::new(None),
         };
-        // Serving (no action): fork the worker now, while this process has a single thread.
+        // Serving (no action): still a single thread, which `serving_worker` needs.
         if args.action.is_empty() {
-            match sealed::worker_exe().and_then(Worker::fork) {
-                Ok((w, exits)) => {
-                    shim.worker = Some(Arc::new(w));
-                    shim.exits = Mutex::new(Some(exits));
-                }
+            match serving_worker() {
+                Ok(w) => shim.worker = Some(Arc::new(w)),
                 Err(e) => {
                     eprintln!("containerd-shim-sealrun-v2: start the worker: {e}");
                     std::process::exit(1);
@@ -118,12 +119,16 @@ impl containerd_shim::Shim for Shim {
     }
 
     fn create_task_service(&self, publisher: RemotePublisher) -> Service {
+        // Events go through our own connection (see `events`); the crate's is closed.
+        drop(publisher);
+        let publisher = match Publisher::connect(self.namespace.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("containerd-shim-sealrun-v2: connect to containerd: {e}");
+                std::process::exit(1);
+            }
+        };
         let shared = Arc::new(Shared::new(publisher, self.namespace.clone()));
-        let exits = self.exits.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(exits) = exits {
-            let s = Arc::clone(&shared);
-            std::thread::spawn(move || worker::read_exits(exits, |e| s.on_exit(e.pid, e.status)));
-        }
         let worker = match &self.worker {
             Some(w) => Arc::clone(w),
             None => {
@@ -131,12 +136,46 @@ impl containerd_shim::Shim for Shim {
                 std::process::exit(1);
             }
         };
+        // The crate's reaper (on SIGCHLD) reports every child it reaps: our workers and,
+        // reparented to us when their worker exits, the containers' processes.
+        let exits = match monitor_subscribe(Topic::All) {
+            Ok(sub) => sub,
+            Err(e) => {
+                eprintln!("containerd-shim-sealrun-v2: subscribe to exits: {e}");
+                std::process::exit(1);
+            }
+        };
+        let (s, w) = (Arc::clone(&shared), Arc::clone(&worker));
+        std::thread::spawn(move || {
+            for e in exits.rx.iter() {
+                if let Subject::Pid(pid) = e.subject {
+                    if !w.is_worker(pid) {
+                        s.on_exit(pid, e.exit_code);
+                    }
+                }
+            }
+        });
         Service {
             shared,
             worker,
             exit: Arc::clone(&self.exit),
         }
     }
+}
+
+/// The serving shim's worker starter. Run from a binary, the shim first executes itself again
+/// from the node's sealed copy (found or made; returns only on failure); run from the copy,
+/// the copy is the workers' executable too.
+fn serving_worker() -> std::io::Result<Worker> {
+    let own = std::fs::File::open("/proc/self/exe")?;
+    if sealed::is_sealed(&own) {
+        return Worker::new(own.into());
+    }
+    let copy = sealed::worker_exe()?;
+    if !sealed::is_sealed(&copy) {
+        return Err(std::io::Error::other("the copy to run from is not sealed"));
+    }
+    Err(sys::reexec(copy.as_fd()))
 }
 
 /// The socket of a shim that was killed stays behind (containerd keeps them outside its state

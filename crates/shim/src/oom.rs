@@ -55,7 +55,7 @@ pub fn watch(shared: &Arc<Shared>, id: &str, oom_control: PathBuf) {
             }
             shared.publish(
                 topics::TASK_OOM_EVENT_TOPIC,
-                Box::new(TaskOOM {
+                crate::events::pack(&TaskOOM {
                     container_id: id.clone(),
                     ..Default::default()
                 }),

@@ -2,21 +2,21 @@
 //!
 //! CVE-2019-5736 is a container reaching the runtime's binary through `/proc/<pid>/exe` of a
 //! runtime process it can see (its init before `execve`, an exec helper, or the runtime
-//! re-executed through a `#!/proc/self/exe` interpreter) and writing to it. The shim itself and
-//! its worker never enter a container. Only the worker's clones do (the init and exec helpers),
-//! so only the worker must run from a copy no one can write: a memfd sealed against writes,
-//! growth, shrinking, exec-bit changes and further seals. (A container sharing the host's PID
-//! namespace with CAP_SYS_PTRACE can reach the shim, but it can as well ptrace it: the Go shim
-//! is in the same place.)
+//! re-executed through a `#!/proc/self/exe` interpreter) and writing to it. Only the workers'
+//! clones enter containers (the init and exec helpers), but every process of the serving shim
+//! runs from a copy no one can write: a memfd sealed against writes, growth, shrinking,
+//! exec-bit changes and further seals. The serving shim executes itself again from it at
+//! start-up, and starts each worker from it (see `worker`), so whatever a container can reach
+//! of the shim is the sealed copy. (A container sharing the host's PID namespace with
+//! CAP_SYS_PTRACE can ptrace the shim: the Go shim is in the same place.)
 //!
-//! The shim therefore runs from its binary on disk (its pages shared with every other shim on
-//! the node through the page cache), and the worker executes a sealed copy that every shim on
-//! the node shares: a new shim looks for a running process whose executable is such a copy and
-//! uses it only when it is, checked on the very descriptor that is executed afterwards, a
-//! tmpfs (memfd) file carrying every seal, exec bits included, with content byte for byte its
-//! own binary. A sealed file can never change, so who made it does not matter (setuid bits and
-//! file capabilities are never honoured on the kernel's internal memfd mount); only when no
-//! such copy runs does the shim make one.
+//! Every shim on the node shares one copy (its pages are mapped by all of them): a new shim
+//! looks for a running process whose executable is such a copy and uses it only when it is,
+//! checked on the very descriptor that is executed afterwards, a tmpfs (memfd) file carrying
+//! every seal, exec bits included, with content byte for byte its own binary. A sealed file can
+//! never change, so who made it does not matter (setuid bits and file capabilities are never
+//! honoured on the kernel's internal memfd mount); only when no such copy runs does the shim
+//! make one.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -39,7 +39,7 @@ const MFD_EXEC: u32 = 0x10;
 /// look-alikes).
 const MAX_CANDIDATES: usize = 8;
 
-/// The worker's executable: the node's sealed copy of our own binary, found or made.
+/// The serving shim's executable: the node's sealed copy of our own binary, found or made.
 pub fn worker_exe() -> std::io::Result<OwnedFd> {
     let own = File::open("/proc/self/exe")?;
     if let Some(found) = find_shared(&own, NAME) {

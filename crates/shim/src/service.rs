@@ -127,7 +127,7 @@ impl Task for Service {
         }
         self.shared.publish(
             topics::TASK_CREATE_EVENT_TOPIC,
-            Box::new(TaskCreate {
+            crate::events::pack(&TaskCreate {
                 container_id: req.id.clone(),
                 bundle: req.bundle.clone(),
                 rootfs: req.rootfs.clone(),
@@ -178,7 +178,7 @@ impl Task for Service {
             };
             self.shared.publish(
                 topics::TASK_START_EVENT_TOPIC,
-                Box::new(TaskStart {
+                crate::events::pack(&TaskStart {
                     container_id: req.id.clone(),
                     pid: pid as u32,
                     ..Default::default()
@@ -221,7 +221,7 @@ impl Task for Service {
         }
         self.shared.publish(
             topics::TASK_EXEC_STARTED_EVENT_TOPIC,
-            Box::new(TaskExecStarted {
+            crate::events::pack(&TaskExecStarted {
                 container_id: req.id.clone(),
                 exec_id: req.exec_id.clone(),
                 pid: pid as u32,
@@ -269,7 +269,7 @@ impl Task for Service {
         }
         self.shared.publish(
             topics::TASK_EXEC_ADDED_EVENT_TOPIC,
-            Box::new(TaskExecAdded {
+            crate::events::pack(&TaskExecAdded {
                 container_id: req.id.clone(),
                 exec_id: req.exec_id.clone(),
                 ..Default::default()
@@ -364,7 +364,7 @@ impl Task for Service {
         let (status, when) = exit.unwrap_or((128 + 9, SystemTime::now()));
         self.shared.publish(
             topics::TASK_DELETE_EVENT_TOPIC,
-            Box::new(TaskDelete {
+            crate::events::pack(&TaskDelete {
                 container_id: req.id.clone(),
                 pid: pid as u32,
                 exit_status: status as u32,
@@ -502,7 +502,7 @@ impl Task for Service {
         }
         self.shared.publish(
             topics::TASK_PAUSED_EVENT_TOPIC,
-            Box::new(TaskPaused {
+            crate::events::pack(&TaskPaused {
                 container_id: req.id.clone(),
                 ..Default::default()
             }),
@@ -521,7 +521,7 @@ impl Task for Service {
         }
         self.shared.publish(
             topics::TASK_RESUMED_EVENT_TOPIC,
-            Box::new(TaskResumed {
+            crate::events::pack(&TaskResumed {
                 container_id: req.id.clone(),
                 ..Default::default()
             }),

@@ -8,11 +8,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use containerd_shim::protos::events::task::{TaskExit, TaskOOM};
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::topics;
-use containerd_shim::publisher::RemotePublisher;
-use containerd_shim::Context;
+
+use crate::events::{pack, Publisher};
 
 use crate::worker::{Pending, Stdio};
 
@@ -67,7 +67,7 @@ pub struct Shared {
     pending: Mutex<Pending>,
     /// Held while a process starts, so its exit is published after its start.
     pub starting: Mutex<()>,
-    pub publisher: RemotePublisher,
+    pub publisher: Publisher,
     pub namespace: String,
 }
 
@@ -81,7 +81,7 @@ pub fn timestamp(t: SystemTime) -> Timestamp {
 }
 
 impl Shared {
-    pub fn new(publisher: RemotePublisher, namespace: String) -> Shared {
+    pub fn new(publisher: Publisher, namespace: String) -> Shared {
         Shared {
             containers: Mutex::new(HashMap::new()),
             changed: Condvar::new(),
@@ -96,13 +96,8 @@ impl Shared {
         self.containers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
-        if let Err(e) = self
-            .publisher
-            .publish(Context::default(), topic, &self.namespace, event)
-        {
-            log::warn!("publish {topic}: {e}");
-        }
+    pub fn publish(&self, topic: &str, event: Any) {
+        self.publisher.publish(topic, event);
     }
 
     /// The worker reaped `pid`.
@@ -110,7 +105,7 @@ impl Shared {
         let _starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
         // Stamped once any start in progress is over: an exit is never dated before its start.
         let when = SystemTime::now();
-        let mut events: Vec<(&str, Box<dyn MessageDyn>)> = Vec::new();
+        let mut events: Vec<(&str, Any)> = Vec::new();
         {
             let mut all = self.lock();
             let mut found = false;
@@ -123,7 +118,7 @@ impl Shared {
                             c.oom_reported = true;
                             events.push((
                                 topics::TASK_OOM_EVENT_TOPIC,
-                                Box::new(TaskOOM {
+                                pack(&TaskOOM {
                                     container_id: id.clone(),
                                     ..Default::default()
                                 }),
@@ -172,16 +167,10 @@ fn mark_exit(p: &mut Proc, status: i32, when: SystemTime) {
     p.status = Status::Stopped;
 }
 
-fn exit_event(
-    cid: &str,
-    id: &str,
-    pid: i32,
-    status: i32,
-    when: SystemTime,
-) -> (&'static str, Box<dyn MessageDyn>) {
+fn exit_event(cid: &str, id: &str, pid: i32, status: i32, when: SystemTime) -> (&'static str, Any) {
     (
         topics::TASK_EXIT_EVENT_TOPIC,
-        Box::new(TaskExit {
+        pack(&TaskExit {
             container_id: cid.to_string(),
             id: id.to_string(),
             pid: pid as u32,

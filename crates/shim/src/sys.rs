@@ -1,7 +1,9 @@
 //! The shim's only `unsafe`: the few calls the sealrun library has no wrapper for (the
-//! allocator's tunables, placing descriptors in a spawned child). Descriptor ownership
+//! allocator's tunables, placing descriptors in a spawned child, starting a worker from the
+//! multi-threaded shim). Descriptor ownership
 //! (received, inherited, copied) and the terminal size go through `sealrun::worker`.
 
+use std::ffi::{c_char, CString};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
@@ -23,11 +25,65 @@ pub fn small_heap() {
     }
 }
 
-/// Gives the heap's free memory back to the kernel (`malloc_trim(0)`).
-pub fn malloc_trim() {
-    // SAFETY: malloc_trim only releases memory the allocator holds free (under its own locks);
-    // it takes no pointers and touches no live allocation.
-    unsafe { libc::malloc_trim(0) };
+/// Forks and executes `exe` (`fexecve`) with `argv` and `env`, `fd` becoming the child's
+/// descriptor 3 (without close-on-exec); returns the child's pid. `fd` must not be 3 itself
+/// (`InvalidInput`), or it would stay close-on-exec. The shim has threads: between fork and
+/// exec the child makes only async-signal-safe calls on memory prepared before the fork. A
+/// child that cannot execute exits with status 127 at once.
+pub fn fork_exec(
+    exe: BorrowedFd<'_>,
+    argv: &[CString],
+    env: &[CString],
+    fd: BorrowedFd<'_>,
+) -> std::io::Result<i32> {
+    if fd.as_raw_fd() == 3 {
+        return Err(std::io::ErrorKind::InvalidInput.into());
+    }
+    let nul = std::ptr::null::<c_char>();
+    let argv: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).chain([nul]).collect();
+    let env: Vec<*const c_char> = env.iter().map(|e| e.as_ptr()).chain([nul]).collect();
+    let (exe, fd) = (exe.as_raw_fd(), fd.as_raw_fd());
+    // SAFETY: glibc's fork, whose atfork handlers keep the allocator usable in the child
+    // (which does not allocate anyway); the parent's state is untouched.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: the child of a multi-threaded process: only dup2, fexecve (execveat with
+        // AT_EMPTY_PATH) and _exit, all async-signal-safe, on descriptors the borrows keep
+        // open and NUL-terminated arrays of pointers into `argv` and `env`, prepared before the
+        // fork.
+        unsafe {
+            if libc::dup2(fd, 3) == 3 {
+                libc::fexecve(exe, argv.as_ptr(), env.as_ptr());
+            }
+            libc::_exit(127)
+        }
+    }
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(pid)
+}
+
+/// Executes `exe` in place of this process with its own arguments and environment; returns
+/// only on failure. For a process that has no other thread yet.
+pub fn reexec(exe: BorrowedFd<'_>) -> std::io::Error {
+    let strings = |it: &mut dyn Iterator<Item = Vec<u8>>| -> Vec<CString> {
+        it.filter_map(|s| CString::new(s).ok()).collect()
+    };
+    let argv = strings(&mut std::env::args_os().map(|a| a.into_encoded_bytes()));
+    let env = strings(&mut std::env::vars_os().map(|(k, v)| {
+        let mut kv = k.into_encoded_bytes();
+        kv.push(b'=');
+        kv.extend_from_slice(v.as_encoded_bytes());
+        kv
+    }));
+    let nul = std::ptr::null::<c_char>();
+    let argv: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).chain([nul]).collect();
+    let env: Vec<*const c_char> = env.iter().map(|e| e.as_ptr()).chain([nul]).collect();
+    // SAFETY: NUL-terminated arrays of pointers to NUL-terminated strings that outlive the
+    // call, and a descriptor the borrow keeps open; on success nothing of this process runs on.
+    unsafe { libc::fexecve(exe.as_raw_fd(), argv.as_ptr(), env.as_ptr()) };
+    std::io::Error::last_os_error()
 }
 
 /// Spawns `cmd` with `fds[i]` as the child's descriptor `3 + i` (without close-on-exec).

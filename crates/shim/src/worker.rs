@@ -1,33 +1,32 @@
-//! The engine: a single-threaded child of the shim that makes every sealrun library call.
+//! The engine: a single-threaded process, started for each library call, that makes it.
 //!
 //! The library's `create` and `exec` clone the calling process, change its working directory
-//! and enter namespaces for its children: they need a single-threaded caller. The shim serves
-//! ttrpc from several threads, so it forks this worker once, at start-up, before it has any
-//! other thread, and sends it one request at a time over a socket pair. Containers' processes
-//! are the worker's children: it reaps them (and, as a child subreaper, whatever the containers
-//! orphan) and reports each exit to the shim over a second socket pair.
+//! and enter namespaces for its children: they need a single-threaded caller, and the shim
+//! serves ttrpc from several threads. So for each call the shim forks and executes the node's
+//! sealed copy of its binary (see `sealed`) as a worker, sends it the request over a socket
+//! pair, and reads the one reply; the worker exits once it has replied. The processes it
+//! started (containers' inits, exec'd processes, loggers) are then reparented to the shim, the
+//! containers' child subreaper, which reaps them (see `main`). No worker idles beside the shim,
+//! so a running container costs one process's memory, not two.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
+use std::ffi::CString;
 use std::fs::File;
-use std::io::{BufRead, BufReader, IoSlice, Write};
+use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-use nix::fcntl::{fcntl, FcntlArg};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{dup2, Pid};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use sealrun::container::{self, ExecOptions, ProcessSource, Runtime, StateRoot};
 use sealrun::selfexe::SealStatus;
 use sealrun::spec::CreateOptions;
-use sealrun::worker::{self as sp, Forked};
+use sealrun::worker as sp;
 
 use crate::stdio::with_stdio;
 
@@ -39,7 +38,6 @@ pub struct Stdio {
     pub stderr: String,
     pub terminal: bool,
 }
-
 /// One library call.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
@@ -102,46 +100,56 @@ pub enum Reply {
     Err(String),
 }
 
-/// An exit the worker reaped: pid and status as a shell reports it (128+N for signal N).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Exit {
-    pub pid: i32,
-    pub status: i32,
-}
-
-/// The shim's side: requests (one at a time) and the stream of exits.
+/// The shim's side: starts a worker per call, one call at a time.
 pub struct Worker {
-    requests: std::sync::Mutex<UnixStream>,
+    /// The sealed copy the workers execute (the one the shim runs from).
+    exe: OwnedFd,
+    argv: Vec<CString>,
+    /// One call at a time, as the sealrun CLI's callers make them.
+    one: Mutex<()>,
+    /// Workers started and not yet reaped: their exits are not containers' (see `is_worker`).
+    running: Mutex<HashSet<i32>>,
 }
 
 impl Worker {
-    /// Forks the worker, which executes `exe` (the node's sealed copy of this binary) with
-    /// [`WORKER_ARG`]. Call before the process has other threads. Returns the shim's handle and
-    /// the stream the worker writes exits to.
-    pub fn fork(exe: OwnedFd) -> std::io::Result<(Worker, UnixStream)> {
-        let (req_shim, req_worker) = seqpacket_pair()?;
-        let (exits_shim, exits_worker) = UnixStream::pair()?;
-        match sp::clone3(0, None).map_err(std::io::Error::from)? {
-            Forked::Child => {
-                drop(req_shim);
-                drop(exits_shim);
-                let e = exec_worker(&exe, req_worker.as_fd(), exits_worker.as_fd());
-                eprintln!("containerd-shim-sealrun-v2: execute the worker: {e}");
-                sp::exit_now(1)
-            }
-            Forked::Parent(_) => Ok((
-                Worker {
-                    requests: std::sync::Mutex::new(req_shim),
-                },
-                exits_shim,
-            )),
+    /// A worker starter executing `exe`, which must be a sealed copy of this binary. The
+    /// workers get [`WORKER_ARG`], then the shim's own arguments (so that `ps` shows whose
+    /// worker it is).
+    pub fn new(exe: OwnedFd) -> std::io::Result<Worker> {
+        if !crate::sealed::is_sealed(&exe) {
+            return Err(std::io::Error::other(
+                "the worker's executable is not sealed",
+            ));
         }
+        let mut args = std::env::args_os().map(|a| a.into_encoded_bytes());
+        let argv = [args.next().unwrap_or_default(), WORKER_ARG.into()]
+            .into_iter()
+            .chain(args)
+            .map(CString::new)
+            .collect::<Result<_, _>>()
+            .map_err(std::io::Error::other)?;
+        Ok(Worker {
+            exe,
+            argv,
+            one: Mutex::new(()),
+            running: Mutex::new(HashSet::new()),
+        })
     }
 
-    /// Sends `req` and waits for its reply (and a terminal master, if one came).
+    /// Whether `pid` was a worker (forgotten once asked: its exit is reaped once).
+    pub fn is_worker(&self, pid: i32) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&pid)
+    }
+
+    /// Starts a worker, sends it `req` and waits for its reply (and a terminal master, if one
+    /// came).
     pub fn call(&self, req: &Request) -> Result<(i32, Value, Option<OwnedFd>), String> {
-        let sock = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         let data = serde_json::to_vec(req).map_err(|e| e.to_string())?;
+        let _one = self.one.lock().unwrap_or_else(|e| e.into_inner());
+        let sock = self.start().map_err(|e| format!("start the worker: {e}"))?;
         send_msg(sock.as_fd(), &data, None).map_err(|e| format!("to the worker: {e}"))?;
         let (data, fd) = recv_msg(sock.as_fd()).map_err(|e| format!("from the worker: {e}"))?;
         if data.is_empty() {
@@ -152,33 +160,13 @@ impl Worker {
             Reply::Err(e) => Err(e),
         }
     }
-}
 
-/// The worker's first argument (the shim's own arguments always start with a flag).
-pub const WORKER_ARG: &str = "sealrun-shim-worker";
-/// The worker's descriptors: requests, then exits.
-const REQ_FD: RawFd = 3;
-const EXITS_FD: RawFd = 4;
-
-/// In the forked child: the sockets on fds 3 and 4, stdout off the pipe `start` reads the
-/// shim's address from until EOF, then `exe` with the shim's own arguments after
-/// [`WORKER_ARG`] (so that `ps` shows whose worker it is). Returns only on failure.
-fn exec_worker(exe: &OwnedFd, req: BorrowedFd<'_>, exits: BorrowedFd<'_>) -> nix::Error {
-    use std::ffi::CString;
-    let run = || -> nix::Result<std::convert::Infallible> {
-        // Out of the way first, so that neither lands on the other's target.
-        let r = fcntl(req.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(10))?;
-        let x = fcntl(exits.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(10))?;
-        dup2(r, REQ_FD)?;
-        dup2(x, EXITS_FD)?;
-        dup2(2, 1)?;
-        let cstring = |b: Vec<u8>| CString::new(b).map_err(|_| nix::errno::Errno::EINVAL);
-        let mut argv = std::env::args_os().map(|a| a.into_encoded_bytes());
-        let argv: Vec<CString> = [argv.next().unwrap_or_default(), WORKER_ARG.into()]
-            .into_iter()
-            .chain(argv)
-            .map(cstring)
-            .collect::<nix::Result<_>>()?;
+    /// Forks and executes a worker with one end of a new socket pair as its [`REQ_FD`];
+    /// returns the other end.
+    fn start(&self) -> std::io::Result<UnixStream> {
+        let (ours, theirs) = seqpacket_pair()?;
+        // Above the worker's descriptor, so that placing it there never closes it first.
+        let theirs = sp::dup_above(theirs.as_fd(), REQ_FD + 1)?;
         let env: Vec<CString> = std::env::vars_os()
             .filter_map(|(k, v)| {
                 let mut kv = k.into_encoded_bytes();
@@ -187,17 +175,23 @@ fn exec_worker(exe: &OwnedFd, req: BorrowedFd<'_>, exits: BorrowedFd<'_>) -> nix
                 CString::new(kv).ok()
             })
             .collect();
-        nix::unistd::fexecve(exe.as_raw_fd(), &argv, &env)
-    };
-    match run() {
-        Ok(never) => match never {},
-        Err(e) => e,
+        // Held until the pid is known: the shim's reaper asks `is_worker` under this lock, so
+        // a worker that exits at once is still known as one.
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let pid = crate::sys::fork_exec(self.exe.as_fd(), &self.argv, &env, theirs.as_fd())?;
+        running.insert(pid);
+        Ok(ours)
     }
 }
 
-/// The worker process (`WORKER_ARG`): serves the shim on fds 3 and 4 until it goes away.
+/// The worker's first argument (the shim's own arguments always start with a flag).
+pub const WORKER_ARG: &str = "sealrun-shim-worker";
+/// The worker's descriptor for its request socket.
+const REQ_FD: RawFd = 3;
+
+/// The worker process (`WORKER_ARG`): answers the one request on fd 3, then exits.
 pub fn worker_main() -> ! {
-    let code = match worker_setup().and_then(|(req, exits)| serve(req, exits)) {
+    let code = match worker_setup().and_then(serve) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("containerd-shim-sealrun-v2 worker: {e}");
@@ -207,22 +201,21 @@ pub fn worker_main() -> ! {
     std::process::exit(code)
 }
 
-fn worker_setup() -> Result<(UnixStream, UnixStream), String> {
+fn worker_setup() -> Result<UnixStream, String> {
     // Containers' inits and exec helpers are this process's clones: never from anything but
     // a sealed copy (the shim checked it; this holds whoever started us).
     let exe = File::open("/proc/self/exe").map_err(|e| format!("/proc/self/exe: {e}"))?;
     if !crate::sealed::is_sealed(&exe) {
         return Err("not running from a sealed copy".into());
     }
-    // The shim put them there for this process (once per process; close-on-exec: the
-    // library's clones must not inherit them).
-    let mut own = sp::claim_inherited_fds(REQ_FD, EXITS_FD + 1)
-        .map_err(|e| format!("fds {REQ_FD}-{EXITS_FD}: {e}"))?
+    // The shim put it there for this process (once per process; close-on-exec: the
+    // library's clones must not inherit it).
+    sp::claim_inherited_fds(REQ_FD, REQ_FD + 1)
+        .map_err(|e| format!("fd {REQ_FD}: {e}"))?
         .into_iter()
-        .map(UnixStream::from);
-    let req = own.next().ok_or("no request socket")?;
-    let exits = own.next().ok_or("no exits socket")?;
-    Ok((req, exits))
+        .map(UnixStream::from)
+        .next()
+        .ok_or_else(|| "no request socket".into())
 }
 
 fn seqpacket_pair() -> std::io::Result<(UnixStream, UnixStream)> {
@@ -274,99 +267,24 @@ pub(crate) fn recv_msg(sock: BorrowedFd<'_>) -> nix::Result<(Vec<u8>, Option<Own
     Ok((buf, got.fds.into_iter().next()))
 }
 
-/// The worker's loop: requests in order; exits reported as they are reaped.
-fn serve(req: UnixStream, mut exits: UnixStream) -> Result<(), String> {
+/// The worker's one request: the reply (and a terminal's master) goes back, then the worker
+/// exits, leaving what it started to the shim.
+fn serve(req: UnixStream) -> Result<(), String> {
     // `worker_setup` checked it.
     let seal = SealStatus::Sealed;
-    // The shim's signal handlers (signal-hook's pipe) must not run here; SIGCHLD comes through
-    // a signalfd instead.
+    // The shim's signal handlers (signal-hook's pipe) must not run here.
     sp::reset_signals().map_err(|e| format!("reset signals: {e}"))?;
-    let sigfd = sp::signalfd(&[Signal::SIGCHLD]).map_err(|e| format!("signalfd: {e}"))?;
-    sp::set_child_subreaper().map_err(|e| format!("subreaper: {e}"))?;
-    // `exec` enters a container's pid namespace for its children; each call starts from ours.
-    let own_ns: Vec<(File, CloneFlags)> = [
-        ("pid", CloneFlags::CLONE_NEWPID),
-        ("time", CloneFlags::from_bits_retain(0x80)),
-    ]
-    .into_iter()
-    .filter_map(|(n, f)| {
-        Some((
-            File::open(format!("/proc/self/ns/{n}_for_children")).ok()?,
-            f,
-        ))
-    })
-    .collect();
-    loop {
-        let mut fds = [
-            PollFd::new(req.as_fd(), PollFlags::POLLIN),
-            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(format!("poll: {e}")),
-            Ok(_) => {}
-        }
-        let sig_ready = fds[1].any().unwrap_or(false);
-        let req_ready = fds[0].any().unwrap_or(false);
-        if sig_ready {
-            let _ = sp::read_signalfd(sigfd.as_fd());
-        }
-        reap(&mut exits)?;
-        if !req_ready {
-            continue;
-        }
-        let (data, _) = recv_msg(req.as_fd()).map_err(|e| format!("recv: {e}"))?;
-        if data.is_empty() {
-            return Ok(()); // the shim is gone
-        }
-        let (reply, fd) = match serde_json::from_slice::<Request>(&data) {
-            Ok(r) => handle(r, seal),
-            Err(e) => (Reply::Err(format!("bad request: {e}")), None),
-        };
-        for (f, flag) in &own_ns {
-            let _ = sp::setns(f.as_fd(), *flag);
-        }
-        let _ = std::env::set_current_dir("/");
-        let out = serde_json::to_vec(&reply).map_err(|e| e.to_string())?;
-        send_msg(req.as_fd(), &out, fd.as_ref().map(|f| f.as_raw_fd()))
-            .map_err(|e| format!("send: {e}"))?;
-        drop((out, fd, data));
-        // The library's work (configs, seccomp programs) leaves free heap behind: give it
-        // back, the worker idles for the container's lifetime.
-        crate::sys::malloc_trim();
-        reap(&mut exits)?;
+    let (data, _) = recv_msg(req.as_fd()).map_err(|e| format!("recv: {e}"))?;
+    if data.is_empty() {
+        return Ok(()); // the shim is gone
     }
-}
-
-/// Reaps every exited child and reports it.
-fn reap(exits: &mut UnixStream) -> Result<(), String> {
-    loop {
-        let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => (pid, code),
-            Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as i32),
-            Ok(WaitStatus::StillAlive) | Err(_) => return Ok(()),
-            Ok(_) => continue,
-        };
-        let mut line = serde_json::to_vec(&Exit {
-            pid: pid.as_raw(),
-            status,
-        })
-        .map_err(|e| e.to_string())?;
-        line.push(b'\n');
-        exits
-            .write_all(&line)
-            .map_err(|e| format!("report exit: {e}"))?;
-    }
-}
-
-/// Reads exits the worker reports; `f` gets each one.
-pub fn read_exits(exits: UnixStream, mut f: impl FnMut(Exit)) {
-    for line in BufReader::new(exits).lines() {
-        let Ok(line) = line else { return };
-        if let Ok(e) = serde_json::from_str::<Exit>(&line) {
-            f(e);
-        }
-    }
+    let (reply, fd) = match serde_json::from_slice::<Request>(&data) {
+        Ok(r) => handle(r, seal),
+        Err(e) => (Reply::Err(format!("bad request: {e}")), None),
+    };
+    let out = serde_json::to_vec(&reply).map_err(|e| e.to_string())?;
+    send_msg(req.as_fd(), &out, fd.as_ref().map(|f| f.as_raw_fd()))
+        .map_err(|e| format!("send: {e}"))
 }
 
 fn rt(root: &Path, seal: SealStatus) -> Runtime {
@@ -474,4 +392,4 @@ fn read_pid(path: &Path) -> Result<i32, String> {
 
 /// Exit statuses of processes the shim does not know yet (an exit can overtake the reply
 /// that names the pid).
-pub type Pending = HashMap<i32, (i32, std::time::SystemTime)>;
+pub type Pending = std::collections::HashMap<i32, (i32, std::time::SystemTime)>;
