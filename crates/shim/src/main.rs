@@ -3,11 +3,12 @@
 //! per operation.
 //!
 //! One shim serves a pod (containers with the CRI's `io.kubernetes.cri.sandbox-id` annotation
-//! join their sandbox's shim) or one container. At start-up, before containerd's shim crate
-//! starts any thread, the serving shim executes itself again from the node's one sealed copy
-//! of its binary (see `sealed`); every library call runs in a worker process started from that
-//! copy for the call (see `worker`). The containers' processes are reparented to the shim when
-//! their worker exits: the shim crate's reaper reaps them and reports their exits here.
+//! join their sandbox's shim) or one container. containerd's shim crate runs the `start` and
+//! `delete` actions; serving is `serve`'s. At start-up, before it has any thread, the serving
+//! shim executes itself again from the node's one sealed copy of its binary (see `sealed`);
+//! every library call runs in a worker process started from that copy for the call (see
+//! `worker`). The containers' processes are reparented to the shim when their worker exits:
+//! it reaps them and publishes their exits.
 
 // Every `unsafe` is in `sys`.
 #![deny(unsafe_code)]
@@ -18,6 +19,7 @@ mod io;
 mod metrics;
 mod oom;
 mod sealed;
+mod serve;
 mod service;
 mod state;
 mod stdio;
@@ -28,54 +30,36 @@ mod worker;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use containerd_shim::monitor::{Subject, Topic};
 use containerd_shim::publisher::RemotePublisher;
-use containerd_shim::synchronous::monitor::monitor_subscribe;
-use containerd_shim::{api, Config, DeleteResponse, ExitSignal, Flags, StartOpts};
+use containerd_shim::{api, Config, DeleteResponse, Flags, StartOpts};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 
 use sealrun::container::{Runtime, StateRoot};
 use sealrun::selfexe::SealStatus;
 
 use bundle::{unmount_rootfs, ROOT_FILE};
-use events::Publisher;
 use service::Service;
-use state::{timestamp, Shared};
+use state::timestamp;
 use worker::Worker;
+
+const RUNTIME_ID: &str = "io.containerd.sealrun.v2";
 
 /// The CRI's annotation naming a container's pod sandbox.
 const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 
+/// containerd's shim crate's view of this shim, for `start` and `delete` (serving is `serve`'s).
 struct Shim {
     id: String,
-    namespace: String,
-    exit: Arc<ExitSignal>,
-    worker: Option<Arc<Worker>>,
 }
 
 impl containerd_shim::Shim for Shim {
     type T = Service;
 
     fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
-        let mut shim = Shim {
+        Shim {
             id: args.id.clone(),
-            namespace: args.namespace.clone(),
-            exit: Arc::new(ExitSignal::default()),
-            worker: None,
-        };
-        // Serving (no action): still a single thread, which `serving_worker` needs.
-        if args.action.is_empty() {
-            match serving_worker() {
-                Ok(w) => shim.worker = Some(Arc::new(w)),
-                Err(e) => {
-                    eprintln!("containerd-shim-sealrun-v2: start the worker: {e}");
-                    std::process::exit(1);
-                }
-            }
         }
-        shim
     }
 
     fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
@@ -114,59 +98,19 @@ impl containerd_shim::Shim for Shim {
         })
     }
 
-    fn wait(&mut self) {
-        self.exit.wait();
-    }
+    fn wait(&mut self) {}
 
-    fn create_task_service(&self, publisher: RemotePublisher) -> Service {
-        // Events go through our own connection (see `events`); the crate's is closed.
-        drop(publisher);
-        let publisher = match Publisher::connect(self.namespace.clone()) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("containerd-shim-sealrun-v2: connect to containerd: {e}");
-                std::process::exit(1);
-            }
-        };
-        let shared = Arc::new(Shared::new(publisher, self.namespace.clone()));
-        let worker = match &self.worker {
-            Some(w) => Arc::clone(w),
-            None => {
-                eprintln!("containerd-shim-sealrun-v2: no worker");
-                std::process::exit(1);
-            }
-        };
-        // The crate's reaper (on SIGCHLD) reports every child it reaps: our workers and,
-        // reparented to us when their worker exits, the containers' processes.
-        let exits = match monitor_subscribe(Topic::All) {
-            Ok(sub) => sub,
-            Err(e) => {
-                eprintln!("containerd-shim-sealrun-v2: subscribe to exits: {e}");
-                std::process::exit(1);
-            }
-        };
-        let (s, w) = (Arc::clone(&shared), Arc::clone(&worker));
-        std::thread::spawn(move || {
-            for e in exits.rx.iter() {
-                if let Subject::Pid(pid) = e.subject {
-                    if !w.is_worker(pid) {
-                        s.on_exit(pid, e.exit_code);
-                    }
-                }
-            }
-        });
-        Service {
-            shared,
-            worker,
-            exit: Arc::clone(&self.exit),
-        }
+    fn create_task_service(&self, _publisher: RemotePublisher) -> Service {
+        // Only serving asks for it, and `main` serves through `serve`.
+        eprintln!("containerd-shim-sealrun-v2: the shim crate asked to serve");
+        std::process::exit(1);
     }
 }
 
 /// The serving shim's worker starter. Run from a binary, the shim first executes itself again
 /// from the node's sealed copy (found or made; returns only on failure); run from the copy,
 /// the copy is the workers' executable too.
-fn serving_worker() -> std::io::Result<Worker> {
+pub(crate) fn serving_worker() -> std::io::Result<Worker> {
     let own = std::fs::File::open("/proc/self/exe")?;
     if sealed::is_sealed(&own) {
         return Worker::new(own.into());
@@ -206,5 +150,19 @@ fn main() {
     if args.first().map(String::as_str) == Some(worker::WORKER_ARG) {
         worker::worker_main();
     }
-    containerd_shim::run::<Shim>("io.containerd.sealrun.v2", None);
+    let os_args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Ok(flags) = containerd_shim::parse(&os_args[1..]) {
+        if flags.action.is_empty() && !flags.version && !flags.info {
+            let code = match serve::run(&flags) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("{RUNTIME_ID}: {e}");
+                    1
+                }
+            };
+            std::process::exit(code);
+        }
+    }
+    // start, delete, and flags the crate reports as wrong.
+    containerd_shim::run::<Shim>(RUNTIME_ID, None);
 }

@@ -15,7 +15,8 @@ use containerd_shim::protos::protobuf::Message;
 use containerd_shim::protos::shim::oci::ProcessDetails;
 use containerd_shim::protos::topics;
 use containerd_shim::protos::ttrpc::{get_status, Code};
-use containerd_shim::{ExitSignal, Task, TtrpcContext, TtrpcResult};
+use containerd_shim::{Task, TtrpcContext, TtrpcResult};
+use nix::sys::eventfd::EventFd;
 
 use crate::bundle::{mount_rootfs, runtime_root, unmount_rootfs, ROOT_FILE};
 use crate::io;
@@ -25,7 +26,8 @@ use crate::worker::{Request, Stdio, Worker};
 pub struct Service {
     pub shared: Arc<Shared>,
     pub worker: Arc<Worker>,
-    pub exit: Arc<ExitSignal>,
+    /// Written at Shutdown: the main loop ends (see `serve`).
+    pub exit: Arc<EventFd>,
 }
 
 fn err(code: Code, msg: impl ToString) -> containerd_shim::protos::ttrpc::Error {
@@ -619,7 +621,7 @@ impl Task for Service {
     fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<Empty> {
         // One shim serves a whole pod: it ends with the last of its containers.
         if self.shared.lock().is_empty() {
-            self.exit.signal();
+            self.exit.write(1).map_err(internal)?;
         }
         Ok(Empty::new())
     }

@@ -69,6 +69,8 @@ pub struct Shared {
     pub starting: Mutex<()>,
     pub publisher: Publisher,
     pub namespace: String,
+    /// OOM notifiers for the main loop (see `oom`).
+    pub oom: crate::oom::Watches,
 }
 
 pub fn timestamp(t: SystemTime) -> Timestamp {
@@ -81,15 +83,16 @@ pub fn timestamp(t: SystemTime) -> Timestamp {
 }
 
 impl Shared {
-    pub fn new(publisher: Publisher, namespace: String) -> Shared {
-        Shared {
+    pub fn new(publisher: Publisher, namespace: String) -> Result<Shared, String> {
+        Ok(Shared {
             containers: Mutex::new(HashMap::new()),
             changed: Condvar::new(),
             pending: Mutex::new(Pending::new()),
             starting: Mutex::new(()),
             publisher,
             namespace,
-        }
+            oom: crate::oom::Watches::new().map_err(|e| format!("eventfd: {e}"))?,
+        })
     }
 
     pub fn lock(&self) -> MutexGuard<'_, HashMap<String, Container>> {
@@ -100,7 +103,7 @@ impl Shared {
         self.publisher.publish(topic, event);
     }
 
-    /// The worker reaped `pid`.
+    /// `pid`, a child of the shim, exited (see `serve`).
     pub fn on_exit(&self, pid: i32, status: i32) {
         let _starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
         // Stamped once any start in progress is over: an exit is never dated before its start.
@@ -153,7 +156,7 @@ impl Shared {
         }
     }
 
-    /// An exit the worker reported before the shim learnt the pid.
+    /// An exit reaped before the shim learnt the pid.
     pub fn take_pending(&self, pid: i32) -> Option<(i32, SystemTime)> {
         self.pending
             .lock()

@@ -26,17 +26,18 @@ pub fn small_heap() {
 }
 
 /// Forks and executes `exe` (`fexecve`) with `argv` and `env`, `fd` becoming the child's
-/// descriptor 3 (without close-on-exec); returns the child's pid. `fd` must not be 3 itself
-/// (`InvalidInput`), or it would stay close-on-exec. The shim has threads: between fork and
-/// exec the child makes only async-signal-safe calls on memory prepared before the fork. A
-/// child that cannot execute exits with status 127 at once.
+/// descriptor 3 (without close-on-exec); returns the child's pid. Neither `exe` nor `fd` may
+/// be 3 itself (`InvalidInput`): placing `fd` would close `exe`, or leave `fd` close-on-exec.
+/// The shim has threads: between fork and exec the child makes only async-signal-safe calls
+/// on memory prepared before the fork. A child that cannot execute exits with status 127 at
+/// once.
 pub fn fork_exec(
     exe: BorrowedFd<'_>,
     argv: &[CString],
     env: &[CString],
     fd: BorrowedFd<'_>,
 ) -> std::io::Result<i32> {
-    if fd.as_raw_fd() == 3 {
+    if fd.as_raw_fd() == 3 || exe.as_raw_fd() == 3 {
         return Err(std::io::ErrorKind::InvalidInput.into());
     }
     let nul = std::ptr::null::<c_char>();
@@ -120,6 +121,29 @@ mod tests {
     use super::*;
     use std::io::Read;
     use std::os::fd::AsFd;
+
+    /// The child executes the file behind `exe` and finds `fd` as its descriptor 3.
+    #[test]
+    fn fork_exec_places_the_descriptor() {
+        let sh = std::fs::File::open("/bin/sh").expect("/bin/sh");
+        let sh = sealrun::worker::dup_above(sh.as_fd(), 10).expect("dup");
+        let (r, low) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        let w = sealrun::worker::dup_above(low.as_fd(), 10).expect("dup");
+        drop(low);
+        let argv = ["sh", "-c", "echo placed >&3"].map(|a| CString::new(a).unwrap());
+        let pid = fork_exec(sh.as_fd(), &argv, &[], w.as_fd()).expect("fork_exec");
+        drop(w);
+        let mut out = String::new();
+        std::fs::File::from(r)
+            .read_to_string(&mut out)
+            .expect("read");
+        let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).expect("wait");
+        assert_eq!(
+            status,
+            nix::sys::wait::WaitStatus::Exited(status.pid().unwrap(), 0)
+        );
+        assert_eq!(out, "placed\n");
+    }
 
     #[test]
     fn spawn_with_fds_places_the_descriptors() {

@@ -121,6 +121,8 @@ impl Worker {
                 "the worker's executable is not sealed",
             ));
         }
+        // Above the worker's descriptor, which `start` places in the child before executing.
+        let exe = sp::dup_above(exe.as_fd(), REQ_FD + 1)?;
         let mut args = std::env::args_os().map(|a| a.into_encoded_bytes());
         let argv = [args.next().unwrap_or_default(), WORKER_ARG.into()]
             .into_iter()
