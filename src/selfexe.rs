@@ -59,7 +59,7 @@ impl SealStatus {
 /// process of the container may open a runtime process's `/proc/<pid>/exe` (CVE-2019-5736).
 /// The parent sets it before cloning (clone inherits it, so the child is never dumpable for
 /// an instruction); children set it again in case they were started otherwise.
-pub fn set_nondumpable(layers: &crate::spec::Layers) -> Result<()> {
+pub(crate) fn set_nondumpable(layers: &crate::spec::Layers) -> Result<()> {
     if layers.no_nondumpable {
         return Ok(());
     }
@@ -71,7 +71,13 @@ pub fn set_nondumpable(layers: &crate::spec::Layers) -> Result<()> {
 /// rest of that start-up (finding the main thread's stack in `/proc/self/maps`, an alternate
 /// signal stack for the stack-overflow message) ran in every process, twice per sealed
 /// command since it re-executes itself; a stack overflow is then a plain `SIGSEGV`.
-pub fn standard_start() -> Result<()> {
+///
+/// # Safety
+/// It changes process-wide state under everyone in the process: descriptors 0–2 (opened when
+/// closed) and `SIGPIPE`'s disposition. Call it only first thing in the entry point of a
+/// program that is the sealrun runtime, before any other thread or library relies on either.
+#[allow(unsafe_code)]
+pub unsafe fn standard_start() -> Result<()> {
     sys::fd::reopen_closed_std_fds().op("reopen closed standard fds")?;
     sys::process::ignore_sigpipe().op("ignore SIGPIPE")
 }
@@ -152,7 +158,15 @@ fn protection_of(exe: BorrowedFd<'_>) -> Result<Found> {
 /// Make sure we run from a protected executable: return if we already do, otherwise re-execute
 /// ourselves through a read-only overlay (or, failing that, a sealed memfd copy) with the same
 /// arguments and environment (does not return then).
-pub fn ensure_sealed(disabled: bool) -> Result<SealStatus> {
+///
+/// # Safety
+/// Re-executing replaces the whole calling program (its `main` runs again, every other thread
+/// ends, nothing is dropped). Call it only from a program that is the sealrun runtime itself
+/// (the `sealrun` binary, a shim's worker), early, while it is single-threaded and holds
+/// nothing that must be flushed or released. Embedders never need it: [`crate::Sandbox`] runs
+/// its helper from the protected executable.
+#[allow(unsafe_code)]
+pub unsafe fn ensure_sealed(disabled: bool) -> Result<SealStatus> {
     if disabled {
         return Ok(SealStatus::Disabled);
     }

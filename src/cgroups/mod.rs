@@ -213,7 +213,7 @@ impl Cgroup {
 
     /// Apply (or update) resource limits. Device rules are applied when present (create);
     /// `update` passes none.
-    pub fn apply(&self, resources: &LinuxResources) -> Result<()> {
+    pub(crate) fn apply(&self, resources: &LinuxResources) -> Result<()> {
         resources::validate(resources)?;
         if let Some(rules) = resources.devices() {
             self.apply_devices(rules)?;
@@ -336,7 +336,7 @@ impl Cgroup {
 
     /// Move `pid` into the cgroup in every hierarchy (`into_v2_done`: `CLONE_INTO_CGROUP`
     /// already placed it in the cgroup2 one).
-    pub fn add_process(&self, pid: Pid, into_v2_done: bool) -> Result<()> {
+    pub(crate) fn add_process(&self, pid: Pid, into_v2_done: bool) -> Result<()> {
         for h in &self.hierarchies {
             if h.v2 && into_v2_done {
                 continue;
@@ -374,7 +374,7 @@ impl Cgroup {
     }
 
     /// Freeze every process (v1 freezer where there is one, else cgroup2's cgroup.freeze).
-    pub fn freeze(&self) -> Result<()> {
+    pub(crate) fn freeze(&self) -> Result<()> {
         if let Some(h) = self.v1("freezer") {
             return freeze_v1(&h.dir);
         }
@@ -385,7 +385,7 @@ impl Cgroup {
     }
 
     /// Thaw.
-    pub fn thaw(&self) -> Result<()> {
+    pub(crate) fn thaw(&self) -> Result<()> {
         if let Some(h) = self.v1("freezer") {
             let state = h.dir.join("freezer.state");
             write(&state, "THAWED")?;
@@ -476,7 +476,7 @@ impl Cgroup {
     /// the kernel has it. In a joined cgroup, only the container's own processes, without
     /// freezing (the freeze would stop others' processes too); `init` is the container's init
     /// if it still runs.
-    pub fn kill_all(&self, signal: Signal, init: Option<&Init>) -> Result<()> {
+    pub(crate) fn kill_all(&self, signal: Signal, init: Option<&Init>) -> Result<()> {
         if !self.owned() {
             return match self.procs_hierarchy() {
                 Some(h) => members::kill_joined(&h.dir, init, signal),

@@ -362,7 +362,7 @@ pub struct State {
 }
 
 pub(crate) fn runtime(settings: &Settings) -> Runtime {
-    Runtime::new(StateRoot::new(&settings.root), SealStatus::Disabled)
+    Runtime::in_helper(StateRoot::new(&settings.root), SealStatus::Disabled)
 }
 
 pub(crate) fn state_of(settings: &Settings, id: &str) -> Result<State> {

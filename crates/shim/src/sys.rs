@@ -1,10 +1,61 @@
 //! The shim's only `unsafe`: the few calls the sealrun library has no wrapper for (the
-//! allocator's tunables, placing descriptors in a spawned child). Descriptor ownership
-//! (received, inherited, copied) and the terminal size go through `sealrun::worker`.
+//! allocator's tunables, placing descriptors in a spawned child), and the library's functions
+//! that change the calling process (`sealrun::worker`'s, [`Runtime::new`]), each called where
+//! the process is the shim's own single-threaded worker or the shim's `delete`.
 
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command};
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use sealrun::container::{Runtime, StateRoot};
+use sealrun::selfexe::SealStatus;
+use sealrun::worker::Forked;
+
+/// Forks the process that becomes the worker. Only `Worker::fork` calls it, before the shim
+/// starts any thread; the child only executes the sealed copy or leaves with `exit_now`.
+pub fn fork_for_worker() -> nix::Result<Forked> {
+    // SAFETY: single-threaded at this point (the library checks it too: EDEADLK otherwise),
+    // and the child execs or `_exit`s without returning into the shim's code.
+    unsafe { sealrun::worker::clone3(0, None) }
+}
+
+/// The worker's process set-up: default signal dispositions, `SIGCHLD` through the returned
+/// signalfd, and the worker as subreaper of the containers' processes.
+pub fn become_worker() -> nix::Result<OwnedFd> {
+    // SAFETY: the worker is a process of its own (executed by the shim for this purpose),
+    // single-threaded, whose only children are the containers' processes it reaps.
+    unsafe {
+        sealrun::worker::reset_signals()?;
+        let sigfd = sealrun::worker::signalfd(&[Signal::SIGCHLD])?;
+        sealrun::worker::set_child_subreaper()?;
+        Ok(sigfd)
+    }
+}
+
+/// The worker's descriptors `first..end`, which the shim left open across its `exec`.
+pub fn claim_worker_fds(first: RawFd, end: RawFd) -> nix::Result<Vec<OwnedFd>> {
+    // SAFETY: called first thing in the worker's set-up, before anything in the process opens
+    // a descriptor that could take these numbers; the shim placed them there for us.
+    unsafe { sealrun::worker::claim_inherited_fds(first, end) }
+}
+
+/// Returns the worker to one of its own namespaces after a request entered a container's.
+pub fn setns_back(ns: BorrowedFd<'_>, kind: CloneFlags) -> nix::Result<()> {
+    // SAFETY: the single-threaded worker returning to the namespace it started in.
+    unsafe { sealrun::worker::setns(ns, kind) }
+}
+
+/// The library's runtime settings for the worker's requests and the shim's `delete`.
+pub fn runtime(root: &Path, seal: SealStatus) -> Runtime {
+    // SAFETY: two callers. The worker is a single-threaded process of its own, made to run
+    // the library's in-process functions. The shim's `delete` (containerd's clean-up after a
+    // shim died) runs before the shim serves anything, and `container::delete` forks nothing
+    // and enters no namespace (its hooks run through std's `Command`).
+    unsafe { Runtime::new(StateRoot::new(root), seal) }
+}
 
 /// Keeps the allocator's free memory small (in the shim and its worker): one arena (the shim's ttrpc and IO threads
 /// allocate little; an arena per thread keeps free memory in each), and fixed mmap and trim

@@ -24,7 +24,7 @@ use nix::unistd::{dup2, Pid};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use sealrun::container::{self, ExecOptions, ProcessSource, Runtime, StateRoot};
+use sealrun::container::{self, ExecOptions, ProcessSource, Runtime};
 use sealrun::selfexe::SealStatus;
 use sealrun::spec::CreateOptions;
 use sealrun::worker::{self as sp, Forked};
@@ -121,7 +121,7 @@ impl Worker {
     pub fn fork(exe: OwnedFd) -> std::io::Result<(Worker, UnixStream)> {
         let (req_shim, req_worker) = seqpacket_pair()?;
         let (exits_shim, exits_worker) = UnixStream::pair()?;
-        match sp::clone3(0, None).map_err(std::io::Error::from)? {
+        match crate::sys::fork_for_worker().map_err(std::io::Error::from)? {
             Forked::Child => {
                 drop(req_shim);
                 drop(exits_shim);
@@ -216,7 +216,7 @@ fn worker_setup() -> Result<(UnixStream, UnixStream), String> {
     }
     // The shim put them there for this process (once per process; close-on-exec: the
     // library's clones must not inherit them).
-    let mut own = sp::claim_inherited_fds(REQ_FD, EXITS_FD + 1)
+    let mut own = crate::sys::claim_worker_fds(REQ_FD, EXITS_FD + 1)
         .map_err(|e| format!("fds {REQ_FD}-{EXITS_FD}: {e}"))?
         .into_iter()
         .map(UnixStream::from);
@@ -280,9 +280,7 @@ fn serve(req: UnixStream, mut exits: UnixStream) -> Result<(), String> {
     let seal = SealStatus::Sealed;
     // The shim's signal handlers (signal-hook's pipe) must not run here; SIGCHLD comes through
     // a signalfd instead.
-    sp::reset_signals().map_err(|e| format!("reset signals: {e}"))?;
-    let sigfd = sp::signalfd(&[Signal::SIGCHLD]).map_err(|e| format!("signalfd: {e}"))?;
-    sp::set_child_subreaper().map_err(|e| format!("subreaper: {e}"))?;
+    let sigfd = crate::sys::become_worker().map_err(|e| format!("worker set-up: {e}"))?;
     // `exec` enters a container's pid namespace for its children; each call starts from ours.
     let own_ns: Vec<(File, CloneFlags)> = [
         ("pid", CloneFlags::CLONE_NEWPID),
@@ -324,7 +322,7 @@ fn serve(req: UnixStream, mut exits: UnixStream) -> Result<(), String> {
             Err(e) => (Reply::Err(format!("bad request: {e}")), None),
         };
         for (f, flag) in &own_ns {
-            let _ = sp::setns(f.as_fd(), *flag);
+            let _ = crate::sys::setns_back(f.as_fd(), *flag);
         }
         let _ = std::env::set_current_dir("/");
         let out = serde_json::to_vec(&reply).map_err(|e| e.to_string())?;
@@ -370,7 +368,7 @@ pub fn read_exits(exits: UnixStream, mut f: impl FnMut(Exit)) {
 }
 
 fn rt(root: &Path, seal: SealStatus) -> Runtime {
-    Runtime::new(StateRoot::new(root), seal)
+    crate::sys::runtime(root, seal)
 }
 
 fn ok(value: Value) -> Reply {
@@ -394,8 +392,8 @@ fn handle(req: Request, seal: SealStatus) -> (Reply, Option<OwnedFd>) {
             opts.console_socket = console;
             opts.pid_file = Some(pid_file.clone());
             // As the sealrun binary: the operator policy (its default path) holds every create.
-            let mut rt = rt(&root, seal);
-            rt.policy = sealrun::policy::Policy::load(None).map_err(|e| e.to_string())?;
+            let policy = sealrun::policy::Policy::load(None).map_err(|e| e.to_string())?;
+            let rt = rt(&root, seal).with_policy(policy);
             container::create(&rt, opts).map_err(|e| e.to_string())?;
             read_pid(&pid_file)
         }),
