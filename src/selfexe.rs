@@ -178,14 +178,11 @@ pub unsafe fn ensure_sealed(disabled: bool) -> Result<SealStatus> {
     if let Found::Protected(status) = found {
         return Ok(*CHECKED.get_or_init(|| status));
     }
-    let overlay = if memfd_forced() || matches!(found, Found::Unverified) {
-        Err(Errno::EPERM)
+    let target = if matches!(found, Found::Unverified) {
+        memfd_copy(exe.as_fd())?
     } else {
-        overlay_copy(exe.as_fd())
-    };
-    let target = match overlay {
-        Ok(fd) => fd,
-        Err(_) => memfd_copy(exe.as_fd())?,
+        let path = std::fs::read_link("/proc/self/exe").unwrap_or_default();
+        protect(&path, exe.as_fd())?.0
     };
     drop(exe);
     let args: Vec<CString> = std::env::args_os()
@@ -207,6 +204,32 @@ pub unsafe fn ensure_sealed(disabled: bool) -> Result<SealStatus> {
     Err(Error::os("fexecve protected copy", None, errno))
 }
 
+/// The sealrun binary at `path` as a protected executable, for a program that starts sealrun
+/// processes (the embedding API's helpers): what [`ensure_sealed`] would re-execute through,
+/// made once, so that every process started from it runs protected at once, without copying
+/// or re-executing itself. The calling process is not changed: the overlay is a detached
+/// mount that only the returned descriptor (close-on-exec) reaches, and the memfd is a file.
+pub(crate) fn protected_executable(path: &Path) -> Result<(OwnedFd, SealStatus)> {
+    let path = std::fs::canonicalize(path).op_path("resolve", path)?;
+    let exe = sys::fd::open(&path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .op_path("open", &path)?;
+    protect(&path, exe.as_fd())
+}
+
+/// `exe` (found at `path`) through the read-only overlay, or a sealed memfd copy of it when
+/// the overlay cannot be made (or the test switch asks for the memfd).
+fn protect(path: &Path, exe: BorrowedFd<'_>) -> Result<(OwnedFd, SealStatus)> {
+    let overlay = if memfd_forced() {
+        Err(Errno::EPERM)
+    } else {
+        overlay_copy(path, exe)
+    };
+    match overlay {
+        Ok(fd) => Ok((fd, SealStatus::Overlay)),
+        Err(_) => Ok((memfd_copy(exe)?, SealStatus::Sealed)),
+    }
+}
+
 /// The test switch `SEALRUN_UNSAFE_SELFEXE=memfd` (builds with the `unsafe-test-switches`
 /// feature only): take the memfd even where the overlay works, so the attack tests reach the
 /// fallback. It chooses between two protections and never skips one.
@@ -224,10 +247,9 @@ const DATA_LAYER: &str = "/dev";
 /// Our binary seen through a new detached overlayfs whose only visible layer is the binary's
 /// own directory: nothing is copied, and the superblock refuses every write. Fails (and the
 /// caller falls back to the memfd) without `CAP_SYS_ADMIN`, without `lowerdir+`/`datadir+`
-/// (Linux < 6.8), when the binary's directory overlaps [`DATA_LAYER`], or when the path
-/// `/proc/self/exe` names no longer holds the file we run.
-fn overlay_copy(exe: BorrowedFd<'_>) -> nix::Result<OwnedFd> {
-    let path = std::fs::read_link("/proc/self/exe").map_err(|_| Errno::ENOENT)?;
+/// (Linux < 6.8), when the binary's directory overlaps [`DATA_LAYER`], or when `path` no
+/// longer holds the file `exe` is.
+fn overlay_copy(path: &Path, exe: BorrowedFd<'_>) -> nix::Result<OwnedFd> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(Errno::ENOENT);
     };
@@ -302,10 +324,30 @@ mod tests {
         ));
     }
 
+    /// The embedding API's helpers start from this: a file named by path, protected without
+    /// the caller re-executing, whichever protection this host allows.
+    #[test]
+    fn protected_executable_of_a_named_binary() {
+        let path = std::fs::read_link("/proc/self/exe").unwrap();
+        let (fd, status) = protected_executable(&path).unwrap();
+        assert!(matches!(status, SealStatus::Overlay | SealStatus::Sealed));
+        assert!(
+            matches!(protection_of(fd.as_fd()).unwrap(), Found::Protected(s) if s == status),
+            "{status:?}"
+        );
+        assert!(matches!(
+            protection_of(open_self().unwrap().as_fd()).unwrap(),
+            Found::No
+        ));
+        let err = protected_executable(Path::new("/nonexistent/sealrun")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/sealrun"), "{err}");
+    }
+
     #[test]
     fn overlay_copy_is_protected_and_refuses_writes() {
         let exe = open_self().unwrap();
-        let copy = match overlay_copy(exe.as_fd()) {
+        let path = std::fs::read_link("/proc/self/exe").unwrap();
+        let copy = match overlay_copy(&path, exe.as_fd()) {
             Ok(fd) => fd,
             Err(e @ (Errno::EPERM | Errno::EINVAL | Errno::ENODEV)) => {
                 eprintln!("SKIPPED: no read-only overlay here ({e}): the memfd is used");

@@ -333,8 +333,11 @@ impl ContainerBuilder {
             )));
         }
         let (ours, theirs) = sys::socket::seqpacket_pair().op("socketpair")?;
-        let mut cmd = std::process::Command::new(&s.binary);
-        cmd.arg("--root")
+        // The protected executable, by its descriptor (close-on-exec: the kernel opens it
+        // before closing those, and no other child of the program inherits it).
+        let mut cmd = std::process::Command::new(sys::fd::proc_fd_path(s.exe.as_fd()));
+        cmd.arg0("sealrun")
+            .arg("--root")
             .arg(&s.root)
             .arg("--log-format")
             .arg("json");
