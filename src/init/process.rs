@@ -213,17 +213,23 @@ pub fn set_no_new_privileges(p: &ProcessPlan) -> Result<()> {
 /// Execute the process (the last step); returns only the errno of a failed execve. Signal
 /// dispositions and the mask start clean whatever the runtime (Rust ignores SIGPIPE) or its
 /// caller set: `(yes; echo $?) | head -1` prints 141 as under runc.
-pub fn exec(path: &CStr, p: &ProcessPlan) -> nix::errno::Errno {
+/// `env` is the process's [`environment`].
+pub fn exec(path: &CStr, p: &ProcessPlan, env: &[CString]) -> nix::errno::Errno {
     if let Err(e) = sp::reset_signals() {
         return e;
     }
     let argv: Vec<&CStr> = p.args.iter().map(|a| a.as_c_str()).collect();
-    let mut envp: Vec<&CStr> = p.env.iter().map(|a| a.as_c_str()).collect();
-    let home = default_home(p);
-    if let Some(h) = &home {
-        envp.push(h.as_c_str());
-    }
+    let envp: Vec<&CStr> = env.iter().map(|a| a.as_c_str()).collect();
     sp::execve(path, &argv, &envp)
+}
+
+/// The environment the process is executed with: `process.env`, plus `HOME` when it lacks
+/// one. Computed in the container's root, as the process's user (see `default_home`); the
+/// startContainer hooks without an `env` of their own get it too, as runc and crun give them.
+pub fn environment(p: &ProcessPlan) -> Vec<CString> {
+    let mut env = p.env.clone();
+    env.extend(default_home(p));
+    env
 }
 
 /// `HOME=` for an environment that lacks it, as runc sets it: the user's home directory from

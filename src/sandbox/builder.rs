@@ -211,7 +211,9 @@ impl ContainerBuilder {
             }
             Source::Bundle(dir) => {
                 let dir = std::fs::canonicalize(dir).op_path("bundle", dir)?;
-                let (mut spec, _) = crate::spec::load_bundle(&dir)?;
+                let (mut spec, ignored) =
+                    crate::spec::load_bundle_with(&dir, &self.settings.policy.resolve()?)?;
+                warn_ignored(&ignored);
                 if let Some(root) = spec.root().clone() {
                     let mut root = root;
                     root.set_path(dir.join(root.path()));
@@ -220,7 +222,16 @@ impl ContainerBuilder {
                 spec
             }
             Source::Spec(spec) => (**spec).clone(),
-            Source::Json(raw) => crate::spec::parse_json::<Spec>(raw, "config")?,
+            Source::Json(raw) => {
+                let (spec, ignored) = crate::spec::parse_with::<Spec>(
+                    raw,
+                    "config",
+                    &["process", "capabilities"],
+                    self.settings.policy.resolve()?.unknown_capabilities,
+                )?;
+                warn_ignored(&ignored);
+                spec
+            }
         };
         let mut root = spec
             .root()
@@ -453,5 +464,13 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The library rewrites such a config before its helper sees it, so the warning for a name
+/// the policy lets through (unknownCapabilities "warn") is this process's to give.
+fn warn_ignored(ignored: &[crate::spec::IgnoredCapability]) {
+    for i in ignored {
+        crate::log::warn(&i.warning());
     }
 }

@@ -102,6 +102,17 @@ pub(crate) enum PolicySource {
     Value(Box<crate::policy::Policy>),
 }
 
+impl PolicySource {
+    /// The policy itself (a file is read again: the helper reads it at each create too).
+    pub(crate) fn resolve(&self) -> Result<crate::policy::Policy> {
+        match self {
+            PolicySource::Host => crate::policy::Policy::load(None),
+            PolicySource::File(p) => crate::policy::Policy::load(Some(p)),
+            PolicySource::Value(p) => Ok((**p).clone()),
+        }
+    }
+}
+
 /// A handle on sealrun configured once: where container state lives, which runtime binary
 /// runs the helpers, where they log (a file or a function of the program's: a log sink), the
 /// operator policy. Cheap to clone and safe to share between threads.
