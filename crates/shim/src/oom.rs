@@ -154,7 +154,8 @@ fn on_v2(counters: &Counters, shared: &Shared, seen: &Seen) {
 pub struct Counters {
     inotify: Inotify,
     key: &'static str,
-    watched: Mutex<HashMap<WatchDescriptor, Watched>>,
+    /// By watch; one file (one watch) may serve containers that share a cgroup.
+    watched: Mutex<HashMap<WatchDescriptor, Vec<Watched>>>,
 }
 
 struct Watched {
@@ -199,7 +200,7 @@ impl Counters {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WatchDescriptor, Watched>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WatchDescriptor, Vec<Watched>>> {
         self.watched.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -208,23 +209,27 @@ impl Counters {
         // Locked across the watch's creation, so that `next` finds the entry of any event.
         let mut watched = self.lock();
         let wd = self.inotify.add_watch(file, AddWatchFlags::IN_MODIFY)?;
-        watched.insert(
-            wd,
-            Watched {
-                id: id.to_string(),
-                file: file.to_path_buf(),
-                last: baseline,
-            },
-        );
+        watched.entry(wd).or_default().push(Watched {
+            id: id.to_string(),
+            file: file.to_path_buf(),
+            last: baseline,
+        });
         Ok(())
     }
 
     /// Stops watching the file of container `id`; whether it was watched.
     pub fn remove(&self, id: &str) -> bool {
         let mut watched = self.lock();
-        let Some(wd) = watched.iter().find(|(_, w)| w.id == id).map(|(wd, _)| *wd) else {
+        let Some((&wd, all)) = watched
+            .iter_mut()
+            .find(|(_, all)| all.iter().any(|w| w.id == id))
+        else {
             return false;
         };
+        all.retain(|w| w.id != id);
+        if !all.is_empty() {
+            return true;
+        }
         watched.remove(&wd);
         match self.inotify.rm_watch(wd) {
             // EINVAL: the watch ended already (the file went away meanwhile).
@@ -242,13 +247,13 @@ impl Counters {
         for e in events {
             if e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
                 // Events were dropped: look at every file.
-                seen.extend(watched.values_mut().filter_map(|w| w.rose(self.key)));
+                let all = watched.values_mut().flatten();
+                seen.extend(all.filter_map(|w| w.rose(self.key)));
             } else if e.mask.contains(AddWatchFlags::IN_IGNORED) {
-                if let Some(w) = watched.remove(&e.wd) {
-                    seen.push(Seen::Gone { id: w.id });
-                }
-            } else if let Some(w) = watched.get_mut(&e.wd) {
-                seen.extend(w.rose(self.key));
+                let gone = watched.remove(&e.wd).unwrap_or_default();
+                seen.extend(gone.into_iter().map(|w| Seen::Gone { id: w.id }));
+            } else if let Some(all) = watched.get_mut(&e.wd) {
+                seen.extend(all.iter_mut().filter_map(|w| w.rose(self.key)));
             }
         }
         Ok(seen)
@@ -325,6 +330,19 @@ mod tests {
         assert_eq!(rose(&next(&c)), [("b".to_string(), Some(1))]);
         std::fs::write(&a, events(5, 4)).unwrap();
         assert_eq!(rose(&next(&c)), [("a".to_string(), Some(4))]);
+
+        // Two containers in one cgroup share its watch.
+        c.add("b2", &b, 1).unwrap();
+        assert_eq!(watches(&c), 2);
+        std::fs::write(&b, events(2, 2)).unwrap();
+        let mut seen = rose(&next(&c));
+        seen.sort();
+        assert_eq!(
+            seen,
+            [("b".to_string(), Some(2)), ("b2".to_string(), Some(2))]
+        );
+        assert!(c.remove("b2"));
+        assert_eq!(watches(&c), 2);
 
         // A deleted container is no longer watched.
         assert!(c.remove("b"));
