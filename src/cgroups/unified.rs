@@ -29,7 +29,7 @@ pub struct Unified {
     /// cpu.stat as is (the burst counters the runc shape has no place for).
     #[serde(default)]
     pub cpu_stat: BTreeMap<String, u64>,
-    /// hugetlb.<size>.max by page size (`max` is u64::MAX).
+    /// `hugetlb.<size>.max` by page size (`max` is u64::MAX).
     #[serde(default)]
     pub hugetlb_limit: BTreeMap<String, u64>,
 }
