@@ -151,6 +151,21 @@ mod tests {
         assert_eq!(u.hugetlb_limit["2MB"], u64::MAX);
     }
 
+    #[test]
+    fn a_sample_reads_back_from_its_json_without_the_zeros() {
+        // The shim gets samples from its worker as JSON, whose runc shape leaves zeros out.
+        use super::super::stats::{BlkioEntry, StatsData};
+        let mut d = StatsData::default();
+        d.pids.current = 3;
+        d.blkio.io_service_bytes_recursive.push(BlkioEntry {
+            major: 8,
+            op: "Read".into(),
+            ..Default::default()
+        });
+        let back: StatsData = serde_json::from_value(serde_json::to_value(&d).unwrap()).unwrap();
+        assert_eq!(back, d);
+    }
+
     /// A cgroup whose hierarchies are plain directories in a fresh temp dir: `v1` memory
     /// (if given) and a cgroup2 one whose root offers `v2_controllers`.
     fn fake(tag: &str, mode: super::super::Mode, v1: bool, v2_controllers: &str) -> Cgroup {
