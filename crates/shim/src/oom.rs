@@ -369,14 +369,37 @@ mod tests {
             .expect("a cgroup2 hierarchy")
     }
 
+    /// A scratch cgroup `<parent>/c` on the cgroup2 hierarchy, removed (thawed, children
+    /// first) when dropped, also when the test fails.
+    struct Scratch {
+        parent: PathBuf,
+        cg: PathBuf,
+    }
+
+    impl Scratch {
+        fn new(root: &Path) -> Scratch {
+            let parent = root.join(format!("shim-oom-unit-{}", std::process::id()));
+            let cg = parent.join("c");
+            std::fs::create_dir_all(&cg).unwrap();
+            Scratch { parent, cg }
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::write(self.cg.join("cgroup.freeze"), "0");
+            let _ = std::fs::remove_dir(&self.cg);
+            let _ = std::fs::remove_dir(&self.parent);
+        }
+    }
+
     #[test]
     fn cgroup2_event_files_are_heard_and_their_watch_ends_at_delete() {
         // memory.events cannot exist on this host's cgroup2 (memory is bound to v1), but every
         // cgroup2 event file is announced the same way (kernfs's notification): cgroup.events,
         // whose `frozen` goes to 1 when the cgroup is frozen, is watched here instead.
-        let parent = cgroup2_root().join(format!("shim-oom-unit-{}", std::process::id()));
-        let cg = parent.join("c");
-        std::fs::create_dir_all(&cg).unwrap();
+        let scratch = Scratch::new(&cgroup2_root());
+        let cg = scratch.cg.clone();
         let c = Counters::new("frozen").unwrap();
         c.add("c", &cg.join("cgroup.events"), 0).unwrap();
         std::fs::write(cg.join("cgroup.freeze"), "1").unwrap();
@@ -385,9 +408,8 @@ mod tests {
             seen = next(&c); // an event whose count did not rise (none is expected)
         }
         assert_eq!(rose(&seen), [("c".to_string(), Some(1))]);
-        std::fs::write(cg.join("cgroup.freeze"), "0").unwrap();
-        std::fs::remove_dir(&cg).unwrap();
-        std::fs::remove_dir(&parent).unwrap();
+        drop(scratch);
+        assert!(!cg.exists());
         // The cgroup is gone but the kernel keeps the watched file's inode and says nothing
         // (no IN_IGNORED, seen on this kernel): the shim ends the watch at Delete.
         assert_eq!(watches(&c), 1);
@@ -406,10 +428,9 @@ mod tests {
             "the memory controller is not enabled below {}",
             root.display()
         );
-        let parent = root.join(format!("shim-oom-unit-{}", std::process::id()));
-        let cg = parent.join("c");
-        std::fs::create_dir_all(&cg).unwrap();
-        std::fs::write(parent.join("cgroup.subtree_control"), "+memory").unwrap();
+        let scratch = Scratch::new(&root);
+        let cg = &scratch.cg;
+        std::fs::write(scratch.parent.join("cgroup.subtree_control"), "+memory").unwrap();
         std::fs::write(cg.join("memory.max"), "16777216").unwrap();
         std::fs::write(cg.join("memory.swap.max"), "0").unwrap();
         let events = cg.join("memory.events");
@@ -432,7 +453,5 @@ mod tests {
         }
         assert!(matches!(&seen[0], Seen::Rose { id, count } if id == "c" && *count >= 1));
         assert!(c.remove("c"));
-        std::fs::remove_dir(&cg).unwrap();
-        std::fs::remove_dir(&parent).unwrap();
     }
 }
