@@ -28,6 +28,7 @@ mod members;
 pub mod resources;
 mod rootless;
 pub mod stats;
+pub mod unified;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -111,6 +112,11 @@ pub struct CgroupMount {
 pub struct Stats {
     /// runc-shaped stats object (the `data` of `events --stats`).
     pub data: stats::StatsData,
+    /// The cgroup2 counters runc's shape leaves out, when cgroup2 serves the container's memory
+    /// (or, without a memory controller, on a pure cgroup2 host): containerd then reports its
+    /// v2 metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unified: Option<unified::Unified>,
 }
 
 impl Cgroup {
@@ -430,8 +436,14 @@ impl Cgroup {
         if let Some(h) = self.hierarchies.iter().find(|h| !h.dir.is_dir()) {
             return Err(Error::os("stat cgroup", Some(&h.dir), Errno::ENOENT));
         }
+        let live = Live::new(self);
+        let v2 = match live.version("memory") {
+            Some(ver) => ver == Ver::V2,
+            None => self.mode == Mode::V2,
+        };
         Ok(Stats {
-            data: stats::collect(&Live::new(self)),
+            data: stats::collect(&live),
+            unified: v2.then(|| unified::collect(&live)),
         })
     }
 

@@ -24,7 +24,9 @@ pub use criu::{checkpoint, restore, unsupported as criu_unsupported};
 pub use exec::{exec, ExecOptions, ProcessSource};
 pub use flags::{parse_interval, ps_table, UpdateFlags};
 pub use lifecycle::{audit, delete, kill, kill_check, list, parse_signal, start, state, ListEntry};
-pub use manage::{events, parse_size, pause, pids, resume, stats, stats_data, update};
+pub use manage::{
+    cgroup_stats, events, parse_size, pause, pids, resume, stats, stats_data, update,
+};
 pub use state::{StateRoot, Status};
 
 /// The runtime's settings, and the proof that the calling process may act as the runtime.

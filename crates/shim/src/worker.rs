@@ -444,9 +444,13 @@ fn handle(req: Request, seal: SealStatus) -> (Reply, Option<OwnedFd>) {
                 .and_then(|res| container::update(&rt(&root, seal), &id, res));
             (done(r), None)
         }
-        Request::Stats { root, id } => match container::stats(&rt(&root, seal), &id) {
+        // `{"data": runc's shape, "unified": cgroup2's extra counters}` (see `metrics`).
+        Request::Stats { root, id } => match container::cgroup_stats(&rt(&root, seal), &id)
+            .map_err(|e| e.to_string())
+            .and_then(|s| serde_json::to_value(s).map_err(|e| e.to_string()))
+        {
             Ok(v) => (ok(v), None),
-            Err(e) => (Reply::Err(e.to_string()), None),
+            Err(e) => (Reply::Err(e), None),
         },
         Request::Pids { root, id } => match container::pids(&rt(&root, seal), &id) {
             Ok(p) => (ok(Value::from(p)), None),
