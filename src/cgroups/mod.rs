@@ -49,8 +49,8 @@ use resources::{Host, Ver};
 use crate::error::{Context, Error, Result};
 use crate::sys;
 use fs::{
-    attach_device_program, collect_pids, enable_v2, freeze_v1, is_enoent, read, set_frozen_v2,
-    wait_for, write, write_raw, Live,
+    attach_device_program, collect_pids, enable_v2, freeze_v1, is_enoent, open_for_writing, read,
+    set_frozen_v2, wait_for, write, write_raw, write_to, Live,
 };
 
 /// The parent of containers whose config has no `cgroupsPath`.
@@ -291,14 +291,23 @@ impl Cgroup {
         let parsed = devices::parse_rules(rules)?;
         let state = devices::DeviceState::from_rules(&parsed);
         if let Some(h) = self.v1("devices") {
-            write(&h.dir.join("devices.deny"), "a")?;
+            // Each write(2) is one rule to the kernel: one open of each file serves them all.
+            let deny_path = h.dir.join("devices.deny");
+            let mut deny = open_for_writing(&deny_path)?;
+            write_to(&mut deny, &deny_path, "a")?;
+            let allow_path = h.dir.join("devices.allow");
+            let mut allow = None;
             for r in &parsed {
-                let file = if r.allow {
-                    "devices.allow"
+                let line = r.v1_line();
+                if r.allow {
+                    let file = match &mut allow {
+                        Some(f) => f,
+                        None => allow.insert(open_for_writing(&allow_path)?),
+                    };
+                    write_to(file, &allow_path, &line)?;
                 } else {
-                    "devices.deny"
-                };
-                write(&h.dir.join(file), &r.v1_line())?;
+                    write_to(&mut deny, &deny_path, &line)?;
+                }
             }
             // Check the kernel ended where our model of it did (the v2 program is built from
             // the same model).
