@@ -107,7 +107,7 @@ pub struct Risk {
 /// Plan `bundle` as `create` would with `policy` and `layers`, and describe it.
 pub fn check(bundle: &Path, policy: &Policy, layers: Layers) -> Result<Report> {
     let bundle = std::fs::canonicalize(bundle).op_path("bundle", bundle)?;
-    let (spec, _) = crate::spec::load_bundle(&bundle)?;
+    let (spec, ignored_caps) = crate::spec::load_bundle_with(&bundle, policy)?;
     let opts = CreateOptions {
         id: "sealrun-check".into(),
         bundle: bundle.clone(),
@@ -119,7 +119,18 @@ pub fn check(bundle: &Path, policy: &Policy, layers: Layers) -> Result<Report> {
     };
     let host = crate::container::host::gather(&spec, &bundle)?;
     let plan = crate::spec::plan(&spec, opts, &host)?;
-    Ok(report(&plan, bundle))
+    let mut r = report(&plan, bundle);
+    // Names the policy lets through (unknownCapabilities "warn"): create warns about each.
+    for i in ignored_caps {
+        r.risks.push(Risk {
+            field: i.fields.join(", "),
+            message: format!(
+                "unknown capability {:?} ignored (operator policy unknownCapabilities: \"warn\")",
+                i.name
+            ),
+        });
+    }
+    Ok(r)
 }
 
 fn report(plan: &Plan, bundle: PathBuf) -> Report {

@@ -100,7 +100,23 @@ pub fn run_in(
     }
     let input = state.to_string();
     for hook in list {
-        run_one(kind, hook, input.as_bytes(), cwd)?;
+        run_one(kind, hook, input.as_bytes(), cwd, None)?;
+    }
+    Ok(())
+}
+
+/// [`run`] where a hook without its own `env` gets `env` (`KEY=value` entries) instead of the
+/// runtime's environment: the startContainer hooks, which run inside the container and get
+/// the container process's environment, as runc and crun give them.
+pub fn run_with_env(
+    kind: HookKind,
+    hooks: &Hooks,
+    state: &serde_json::Value,
+    env: &[std::ffi::CString],
+) -> Result<()> {
+    let input = state.to_string();
+    for hook in kind.list(hooks) {
+        run_one(kind, hook, input.as_bytes(), bundle_dir(state), Some(env))?;
     }
     Ok(())
 }
@@ -112,7 +128,7 @@ pub fn run_warn(kind: HookKind, hooks: &Hooks, state: &serde_json::Value) {
     let input = state.to_string();
     let cwd = bundle_dir(state);
     for hook in kind.list(hooks) {
-        if let Err(e) = run_one(kind, hook, input.as_bytes(), cwd) {
+        if let Err(e) = run_one(kind, hook, input.as_bytes(), cwd, None) {
             crate::log::warn(&e.to_string());
         }
     }
@@ -135,7 +151,14 @@ fn bundle_dir(state: &serde_json::Value) -> Option<&std::path::Path> {
         .filter(|p| p.is_absolute() && p.is_dir())
 }
 
-fn run_one(kind: HookKind, hook: &Hook, input: &[u8], cwd: Option<&std::path::Path>) -> Result<()> {
+/// `inherit`: the environment of a hook without `env` (`None`: the runtime's).
+fn run_one(
+    kind: HookKind,
+    hook: &Hook,
+    input: &[u8],
+    cwd: Option<&std::path::Path>,
+    inherit: Option<&[std::ffi::CString]>,
+) -> Result<()> {
     let fail = |reason: String| hook_error(kind, hook, reason);
     // Output goes to an anonymous file, so a chatty hook can never block on a full pipe while
     // we wait for it, and we can quote it in the error.
@@ -150,11 +173,22 @@ fn run_one(kind: HookKind, hook: &Hook, input: &[u8], cwd: Option<&std::path::Pa
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
-    // As runc: a hook with its own `env` gets exactly that; one without gets the runtime's
-    // environment (PATH included, which hook scripts rely on).
+    // As runc and crun: a hook with its own `env` gets exactly that; one without gets the
+    // runtime's environment (PATH included, which hook scripts rely on), or `inherit`.
     if let Some(env) = hook.env() {
         cmd.env_clear()
             .envs(env.iter().filter_map(|e| e.split_once('=')));
+    } else if let Some(env) = inherit {
+        use std::os::unix::ffi::OsStrExt;
+        let pairs = env.iter().filter_map(|e| {
+            let kv = e.to_bytes();
+            let eq = kv.iter().position(|b| *b == b'=')?;
+            Some((
+                std::ffi::OsStr::from_bytes(&kv[..eq]),
+                std::ffi::OsStr::from_bytes(&kv[eq + 1..]),
+            ))
+        });
+        cmd.env_clear().envs(pairs);
     }
     cmd.args(args.iter().skip(1))
         .stdin(Stdio::piped())

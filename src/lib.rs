@@ -50,9 +50,14 @@
 //! for how the helper works and how the runtime binary is found, and `examples/sandbox.rs`
 //! for a hardened run with a strict seccomp profile, limits, a timeout and the audit record.
 //!
-//! The functions of [`container`] are the CLI's: they act in the calling process (they
-//! fork, `setns`, change the working directory and the dumpable flag) and are meant for the
-//! single-threaded, sealed `sealrun` binary, not for embedding.
+//! Nothing else in the safe public API changes the calling process either. The functions of
+//! [`container`] are the CLI's: they act in the calling process (they fork, `setns`, change
+//! the working directory and the dumpable flag), so they take a [`container::Runtime`], which
+//! only the `unsafe` [`container::Runtime::new`] makes: a program reaches them only by
+//! promising that it is a runtime process of its own (the `sealrun` binary, a shim's worker).
+//! The same holds for re-executing through the protected executable
+//! ([`selfexe::ensure_sealed`]); what confines or moves a process (Landlock, seccomp,
+//! namespaces, cgroup membership) is not public at all.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -79,17 +84,78 @@ pub(crate) mod sys;
 /// functions (the native containerd shim's worker): fork a single-threaded worker, reset its
 /// signals, reap children through a signalfd as a subreaper, and return to saved namespaces;
 /// and the descriptor primitives it shares with the library (claim, copy, receive, resize).
-/// Like [`container::create`], they change the calling process: never call them from a
-/// process that has other threads or children it does not own. Embedders use [`Sandbox`].
+/// The ones that change the calling process are `unsafe fn`: each says what it changes, and
+/// the caller promises the process is its own (see [`container::Runtime::new`]). Embedders
+/// use [`Sandbox`].
 #[doc(hidden)]
+#[allow(unsafe_code)]
 pub mod worker {
-    pub use crate::sys::process::{
-        clone3, exit_now, kill, read_signalfd, reset_signals, set_child_subreaper, setns, signalfd,
-        Forked,
-    };
+    use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+
+    use nix::sched::CloneFlags;
+    use nix::sys::signal::Signal;
+
+    pub use crate::sys::process::{exit_now, kill, read_signalfd, Forked};
     pub use crate::sys::socket::{recv_with_fds, Received};
-    pub use crate::sys::spawn::{claim_inherited_fds, dup_above};
+    pub use crate::sys::spawn::dup_above;
     pub use crate::sys::tty::set_winsize;
+
+    /// Fork the calling process (`clone3` with `flags`, into `cgroup` when given).
+    ///
+    /// # Safety
+    /// The child is a copy of the caller that runs on; the caller must own the process (no
+    /// other thread: the wrapper refuses with `EDEADLK` when it finds one) and the child must
+    /// leave only through `exec` or [`exit_now`].
+    pub unsafe fn clone3(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> nix::Result<Forked> {
+        crate::sys::process::clone3(flags, cgroup)
+    }
+
+    /// Move the calling process into the namespace `fd` names.
+    ///
+    /// # Safety
+    /// Every later child, and for most kinds the caller itself, lives in that namespace: the
+    /// caller must own the process and be single-threaded (the kernel refuses some kinds
+    /// otherwise).
+    pub unsafe fn setns(fd: BorrowedFd<'_>, nstype: CloneFlags) -> nix::Result<()> {
+        crate::sys::process::setns(fd, nstype)
+    }
+
+    /// Make the calling process the subreaper of its descendants.
+    ///
+    /// # Safety
+    /// Orphaned descendants become the caller's children, which it must then reap: the
+    /// caller must own the process.
+    pub unsafe fn set_child_subreaper() -> nix::Result<()> {
+        crate::sys::process::set_child_subreaper()
+    }
+
+    /// Reset every signal disposition of the calling process to its default and unblock
+    /// every signal.
+    ///
+    /// # Safety
+    /// Handlers other code in the process installed are gone: the caller must own the
+    /// process.
+    pub unsafe fn reset_signals() -> nix::Result<()> {
+        crate::sys::process::reset_signals()
+    }
+
+    /// Block `signals` in the calling thread and return a `signalfd` reading them.
+    ///
+    /// # Safety
+    /// The signals stay blocked (and so are inherited blocked by children until reset): the
+    /// caller must own the process.
+    pub unsafe fn signalfd(signals: &[Signal]) -> nix::Result<OwnedFd> {
+        crate::sys::process::signalfd(signals)
+    }
+
+    /// Take ownership of descriptors `first..end` that the parent left open across `exec`.
+    ///
+    /// # Safety
+    /// Nothing else in the process may own or use those numbers (call it first thing in the
+    /// process's `main`); a second call fails with `EBUSY`.
+    pub unsafe fn claim_inherited_fds(first: RawFd, end: RawFd) -> nix::Result<Vec<OwnedFd>> {
+        crate::sys::spawn::claim_inherited_fds(first, end)
+    }
 }
 
 // Visible skips for the unit tests, shared with the integration tests.

@@ -54,7 +54,8 @@ extern "C" fn main(
     _argc: std::ffi::c_int,
     _argv: *const *const std::ffi::c_char,
 ) -> std::ffi::c_int {
-    if let Err(e) = selfexe::standard_start() {
+    // SAFETY: first thing in the `sealrun` binary's entry point, which owns its process.
+    if let Err(e) = unsafe { selfexe::standard_start() } {
         fail(&e.to_string());
     }
     sealrun_main();
@@ -205,7 +206,8 @@ fn wants_seal_early(args: &[std::ffi::OsString]) -> bool {
 fn seal_early() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if wants_seal_early(&args) {
-        let _ = selfexe::ensure_sealed(false);
+        // SAFETY: the `sealrun` binary, single-threaded, before it has done anything.
+        let _ = unsafe { selfexe::ensure_sealed(false) };
     }
 }
 
@@ -310,7 +312,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Create(_) | Command::Run { .. } | Command::Exec(_) | Command::Helper { .. }
     );
     let seal = if seals {
-        selfexe::ensure_sealed(layers.selfexe_off())?
+        // SAFETY: the `sealrun` binary, still single-threaded, holding nothing to release.
+        unsafe { selfexe::ensure_sealed(layers.selfexe_off())? }
     } else {
         SealStatus::Disabled
     };
@@ -328,8 +331,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Some(root) => StateRoot::new(root),
         None => StateRoot::new(&StateRoot::default_path()?),
     };
-    let mut rt = Runtime::new(root, seal);
-    rt.policy = policy;
+    // SAFETY: the `sealrun` binary is the runtime process: single-threaded, and every child
+    // it makes is its own.
+    let rt = unsafe { Runtime::new(root, seal) }.with_policy(policy);
     match command {
         Command::Create(a) => container::create(&rt, create_options(a, layers)?).map(|_| 0),
         Command::Start { id } => container::start(&rt, &id).map(|_| 0),
@@ -424,7 +428,7 @@ fn check(
     format: cli::CheckFormat,
     layers: Layers,
 ) -> Result<i32> {
-    let report = sealrun::check::check(bundle, &rt.policy, layers)?;
+    let report = sealrun::check::check(bundle, rt.policy(), layers)?;
     match format {
         cli::CheckFormat::Json => println!(
             "{}",

@@ -25,7 +25,7 @@ pub fn open_ns(path: &Path) -> Result<std::os::fd::OwnedFd> {
 /// Create a time namespace for our children (and for us at our next `execve`) and set its
 /// clock offsets `(clock, secs, nanosecs)`, before any process is in it (the kernel allows
 /// them only then). Needs CAP_SYS_ADMIN and CAP_SYS_TIME in our user namespace, which owns it.
-pub fn unshare_time(offsets: &[(String, i64, u32)]) -> Result<()> {
+pub(crate) fn unshare_time(offsets: &[(String, i64, u32)]) -> Result<()> {
     sys::process::unshare(NsKind::Time.clone_flag()).op("unshare time namespace")?;
     let text: String = offsets
         .iter()
@@ -39,7 +39,7 @@ pub fn unshare_time(offsets: &[(String, i64, u32)]) -> Result<()> {
 }
 
 /// `setns` into a namespace given by path.
-pub fn join(kind: NsKind, path: &Path) -> Result<()> {
+pub(crate) fn join(kind: NsKind, path: &Path) -> Result<()> {
     let fd = open_ns(path)?;
     sys::process::setns(
         fd.as_fd(),
@@ -51,7 +51,7 @@ pub fn join(kind: NsKind, path: &Path) -> Result<()> {
 /// Write `/proc/<pid>/uid_map` and `gid_map` (lines "inside outside count"), directly or through
 /// the helpers `writers` names (rootless, more than the caller's own id). A rootless direct
 /// `gid_map` write needs `setgroups` denied first.
-pub fn write_id_maps(
+pub(crate) fn write_id_maps(
     pid: Pid,
     uid_maps: &[crate::spec::IdMap],
     gid_maps: &[crate::spec::IdMap],

@@ -59,7 +59,7 @@ impl SealStatus {
 /// process of the container may open a runtime process's `/proc/<pid>/exe` (CVE-2019-5736).
 /// The parent sets it before cloning (clone inherits it, so the child is never dumpable for
 /// an instruction); children set it again in case they were started otherwise.
-pub fn set_nondumpable(layers: &crate::spec::Layers) -> Result<()> {
+pub(crate) fn set_nondumpable(layers: &crate::spec::Layers) -> Result<()> {
     if layers.no_nondumpable {
         return Ok(());
     }
@@ -71,7 +71,13 @@ pub fn set_nondumpable(layers: &crate::spec::Layers) -> Result<()> {
 /// rest of that start-up (finding the main thread's stack in `/proc/self/maps`, an alternate
 /// signal stack for the stack-overflow message) ran in every process, twice per sealed
 /// command since it re-executes itself; a stack overflow is then a plain `SIGSEGV`.
-pub fn standard_start() -> Result<()> {
+///
+/// # Safety
+/// It changes process-wide state under everyone in the process: descriptors 0–2 (opened when
+/// closed) and `SIGPIPE`'s disposition. Call it only first thing in the entry point of a
+/// program that is the sealrun runtime, before any other thread or library relies on either.
+#[allow(unsafe_code)]
+pub unsafe fn standard_start() -> Result<()> {
     sys::fd::reopen_closed_std_fds().op("reopen closed standard fds")?;
     sys::process::ignore_sigpipe().op("ignore SIGPIPE")
 }
@@ -152,7 +158,15 @@ fn protection_of(exe: BorrowedFd<'_>) -> Result<Found> {
 /// Make sure we run from a protected executable: return if we already do, otherwise re-execute
 /// ourselves through a read-only overlay (or, failing that, a sealed memfd copy) with the same
 /// arguments and environment (does not return then).
-pub fn ensure_sealed(disabled: bool) -> Result<SealStatus> {
+///
+/// # Safety
+/// Re-executing replaces the whole calling program (its `main` runs again, every other thread
+/// ends, nothing is dropped). Call it only from a program that is the sealrun runtime itself
+/// (the `sealrun` binary, a shim's worker), early, while it is single-threaded and holds
+/// nothing that must be flushed or released. Embedders never need it: [`crate::Sandbox`] runs
+/// its helper from the protected executable.
+#[allow(unsafe_code)]
+pub unsafe fn ensure_sealed(disabled: bool) -> Result<SealStatus> {
     if disabled {
         return Ok(SealStatus::Disabled);
     }
@@ -164,14 +178,11 @@ pub fn ensure_sealed(disabled: bool) -> Result<SealStatus> {
     if let Found::Protected(status) = found {
         return Ok(*CHECKED.get_or_init(|| status));
     }
-    let overlay = if memfd_forced() || matches!(found, Found::Unverified) {
-        Err(Errno::EPERM)
+    let target = if matches!(found, Found::Unverified) {
+        memfd_copy(exe.as_fd())?
     } else {
-        overlay_copy(exe.as_fd())
-    };
-    let target = match overlay {
-        Ok(fd) => fd,
-        Err(_) => memfd_copy(exe.as_fd())?,
+        let path = std::fs::read_link("/proc/self/exe").unwrap_or_default();
+        protect(&path, exe.as_fd())?.0
     };
     drop(exe);
     let args: Vec<CString> = std::env::args_os()
@@ -193,6 +204,32 @@ pub fn ensure_sealed(disabled: bool) -> Result<SealStatus> {
     Err(Error::os("fexecve protected copy", None, errno))
 }
 
+/// The sealrun binary at `path` as a protected executable, for a program that starts sealrun
+/// processes (the embedding API's helpers): what [`ensure_sealed`] would re-execute through,
+/// made once, so that every process started from it runs protected at once, without copying
+/// or re-executing itself. The calling process is not changed: the overlay is a detached
+/// mount that only the returned descriptor (close-on-exec) reaches, and the memfd is a file.
+pub(crate) fn protected_executable(path: &Path) -> Result<(OwnedFd, SealStatus)> {
+    let path = std::fs::canonicalize(path).op_path("resolve", path)?;
+    let exe = sys::fd::open(&path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .op_path("open", &path)?;
+    protect(&path, exe.as_fd())
+}
+
+/// `exe` (found at `path`) through the read-only overlay, or a sealed memfd copy of it when
+/// the overlay cannot be made (or the test switch asks for the memfd).
+fn protect(path: &Path, exe: BorrowedFd<'_>) -> Result<(OwnedFd, SealStatus)> {
+    let overlay = if memfd_forced() {
+        Err(Errno::EPERM)
+    } else {
+        overlay_copy(path, exe)
+    };
+    match overlay {
+        Ok(fd) => Ok((fd, SealStatus::Overlay)),
+        Err(_) => Ok((memfd_copy(exe)?, SealStatus::Sealed)),
+    }
+}
+
 /// The test switch `SEALRUN_UNSAFE_SELFEXE=memfd` (builds with the `unsafe-test-switches`
 /// feature only): take the memfd even where the overlay works, so the attack tests reach the
 /// fallback. It chooses between two protections and never skips one.
@@ -210,10 +247,9 @@ const DATA_LAYER: &str = "/dev";
 /// Our binary seen through a new detached overlayfs whose only visible layer is the binary's
 /// own directory: nothing is copied, and the superblock refuses every write. Fails (and the
 /// caller falls back to the memfd) without `CAP_SYS_ADMIN`, without `lowerdir+`/`datadir+`
-/// (Linux < 6.8), when the binary's directory overlaps [`DATA_LAYER`], or when the path
-/// `/proc/self/exe` names no longer holds the file we run.
-fn overlay_copy(exe: BorrowedFd<'_>) -> nix::Result<OwnedFd> {
-    let path = std::fs::read_link("/proc/self/exe").map_err(|_| Errno::ENOENT)?;
+/// (Linux < 6.8), when the binary's directory overlaps [`DATA_LAYER`], or when `path` no
+/// longer holds the file `exe` is.
+fn overlay_copy(path: &Path, exe: BorrowedFd<'_>) -> nix::Result<OwnedFd> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(Errno::ENOENT);
     };
@@ -288,10 +324,30 @@ mod tests {
         ));
     }
 
+    /// The embedding API's helpers start from this: a file named by path, protected without
+    /// the caller re-executing, whichever protection this host allows.
+    #[test]
+    fn protected_executable_of_a_named_binary() {
+        let path = std::fs::read_link("/proc/self/exe").unwrap();
+        let (fd, status) = protected_executable(&path).unwrap();
+        assert!(matches!(status, SealStatus::Overlay | SealStatus::Sealed));
+        assert!(
+            matches!(protection_of(fd.as_fd()).unwrap(), Found::Protected(s) if s == status),
+            "{status:?}"
+        );
+        assert!(matches!(
+            protection_of(open_self().unwrap().as_fd()).unwrap(),
+            Found::No
+        ));
+        let err = protected_executable(Path::new("/nonexistent/sealrun")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/sealrun"), "{err}");
+    }
+
     #[test]
     fn overlay_copy_is_protected_and_refuses_writes() {
         let exe = open_self().unwrap();
-        let copy = match overlay_copy(exe.as_fd()) {
+        let path = std::fs::read_link("/proc/self/exe").unwrap();
+        let copy = match overlay_copy(&path, exe.as_fd()) {
             Ok(fd) => fd,
             Err(e @ (Errno::EPERM | Errno::EINVAL | Errno::ENODEV)) => {
                 eprintln!("SKIPPED: no read-only overlay here ({e}): the memfd is used");

@@ -614,3 +614,6 @@ mod gaps;
 
 #[path = "conform/fixes.rs"]
 mod fixes;
+
+#[path = "conform/caps.rs"]
+mod caps;

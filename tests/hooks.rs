@@ -387,3 +387,93 @@ fn poststop_hooks_run_after_a_foreground_run() {
     assert_eq!(order(&dir), ["poststop"]);
     t.assert_nothing_left();
 }
+
+/// A hook that writes its environment to `<dir>/<name>.env`; with `own` it has an `env`.
+fn env_recorder(dir: &str, name: &str, own: bool) -> Value {
+    let mut h = json!({"path": "/bin/sh", "args": ["sh", "-c", format!("env > {dir}/{name}.env")]});
+    if own {
+        h["env"] = json!(["HOOKVAR=yes", "PATH=/bin:/usr/bin"]);
+    }
+    h
+}
+
+/// Which environment each hook gets, as runc 1.1.5 and crun 1.8.1 give it (checked by hand
+/// with both; see the README): one with its own `env` gets exactly that; one without gets
+/// the runtime's environment (here: the harness's marker variable), except a startContainer
+/// hook, which runs inside the container and gets the container process's environment (with
+/// the `HOME` the process gets), never the runtime's.
+#[test]
+fn hooks_get_their_own_env_or_the_runtimes() {
+    let t = Test::new();
+    let id = t.id();
+    let mut b = t.sleeper(id);
+    let dir = hook_dir(&t, &mut b);
+    let d = dir.to_str().unwrap();
+    b.process()["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("CONTAINER_VAR=inside"));
+    let mut hooks = serde_json::Map::new();
+    for kind in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    ] {
+        let at = if kind == "startContainer" {
+            "/hookout"
+        } else {
+            d
+        };
+        hooks.insert(
+            kind.into(),
+            json!([
+                env_recorder(at, &format!("{kind}-inherit"), false),
+                env_recorder(at, &format!("{kind}-own"), true)
+            ]),
+        );
+    }
+    b.set("/hooks", Value::Object(hooks));
+    t.create(&b).ok();
+    t.start(id).ok();
+    t.delete_force(id).ok();
+    let mark = "SEALRUN_TEST_MARK=";
+    let has = |env: &str, prefix: &str| env.lines().any(|l| l.starts_with(prefix));
+    for kind in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    ] {
+        let own = read(&dir, &format!("{kind}-own.env"));
+        assert!(has(&own, "HOOKVAR=yes"), "{kind}: {own}");
+        assert!(
+            !has(&own, mark) && !has(&own, "CONTAINER_VAR="),
+            "{kind}: a hook with env gets exactly that: {own}"
+        );
+        let inherit = read(&dir, &format!("{kind}-inherit.env"));
+        assert!(!has(&inherit, "HOOKVAR="), "{kind}: {inherit}");
+        match kind {
+            "startContainer" => {
+                assert!(
+                    has(&inherit, "CONTAINER_VAR=inside") && has(&inherit, "HOME="),
+                    "{kind}: the container process's env: {inherit}"
+                );
+                assert!(
+                    !has(&inherit, mark),
+                    "{kind}: the runtime's env must not reach the container: {inherit}"
+                );
+            }
+            // runc gives it the container process's env, crun (and sealrun) the runtime's.
+            "createContainer" if is_runc() => {
+                assert!(has(&inherit, "CONTAINER_VAR=inside"), "{kind}: {inherit}")
+            }
+            _ => assert!(has(&inherit, mark), "{kind}: the runtime's env: {inherit}"),
+        }
+    }
+    t.assert_nothing_left();
+}

@@ -13,7 +13,7 @@ use crate::error::{Context, Error, Result};
 impl Cgroup {
     /// Create the cgroup directories (recording the ones sealrun made). On failure, whatever
     /// was made is removed again.
-    pub fn create(&mut self) -> Result<()> {
+    pub(crate) fn create(&mut self) -> Result<()> {
         if self.hierarchies.is_empty() {
             return Err(Error::Unsupported(
                 "no cgroup filesystem is mounted on this host".into(),
@@ -99,7 +99,7 @@ impl Cgroup {
     /// where it was only joined, once the container has left it empty (runc's `delete` removes
     /// it; a test or a manager that made it for this container alone would otherwise keep it
     /// forever). A failed `create` only destroys: the joined cgroup stays as the caller made it.
-    pub fn remove(&self) -> Result<()> {
+    pub(crate) fn remove(&self) -> Result<()> {
         let r = self.destroy();
         for h in &self.hierarchies {
             if !self.created.contains(&h.dir) {
@@ -113,7 +113,7 @@ impl Cgroup {
     /// directories (with any sub-cgroups its processes made) must go: one that cannot be
     /// removed after retries is an error. A created parent that another container still uses
     /// is left alone.
-    pub fn destroy(&self) -> Result<()> {
+    pub(crate) fn destroy(&self) -> Result<()> {
         let mut first_err = None;
         for dir in self.created.iter().rev() {
             let leaf = self.hierarchies.iter().any(|h| &h.dir == dir);

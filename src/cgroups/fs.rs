@@ -33,6 +33,20 @@ pub(super) fn write_raw(path: &Path, value: &str) -> std::io::Result<()> {
     f.write_all(value.as_bytes())
 }
 
+/// Open a control file to [`write_to`] it more than once (each `write(2)` is one value).
+pub(super) fn open_for_writing(path: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .op_path("open", path)
+}
+
+/// One value to a control file opened by [`open_for_writing`], with [`write`]'s context.
+pub(super) fn write_to(file: &mut std::fs::File, path: &Path, value: &str) -> Result<()> {
+    file.write_all(value.as_bytes())
+        .op_path(&format!("write {value:?} to"), path)
+}
+
 /// Whether `e` is ENOENT (a cgroup that is already gone).
 pub(super) fn is_enoent(e: &Error) -> bool {
     e.errno() == Some(Errno::ENOENT)
@@ -262,6 +276,13 @@ pub(super) fn rmdir_retrying(dir: &Path, limit: Duration) -> Result<()> {
 
 /// Remove a container cgroup and the sub-cgroups its processes created, deepest first.
 pub(super) fn remove_tree(dir: &Path) -> Result<()> {
+    // The usual case, a leaf whose processes are gone, needs one rmdir; the kernel refuses a
+    // cgroup with sub-cgroups or processes (EBUSY), and only then is the folder listed.
+    match std::fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
     match std::fs::read_dir(dir) {
         Ok(entries) => {
             for e in entries.flatten() {
@@ -332,24 +353,13 @@ pub(super) fn remove_joined(dir: &Path) {
 
 /// Remove a parent directory sealrun created, unless another cgroup still lives in it.
 pub(super) fn remove_parent(dir: &Path) -> Result<()> {
-    let in_use = |dir: &Path| match std::fs::read_dir(dir) {
-        Ok(mut entries) => {
-            entries.any(|e| e.is_ok_and(|e| e.file_type().is_ok_and(|t| t.is_dir())))
-        }
-        Err(_) => false,
-    };
-    if in_use(dir) {
-        crate::log::debug(&format!(
-            "cgroup {} is still in use: left in place",
-            dir.display()
-        ));
-        return Ok(());
-    }
+    // No listing first: the kernel refuses to remove a cgroup that holds sub-cgroups or
+    // processes (EBUSY), which is exactly "in use".
     match std::fs::remove_dir(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        // Another container made a cgroup in it since we looked, or someone put processes
-        // there: not ours to empty.
+        // Another container has a cgroup in it, or someone put processes there: not ours to
+        // empty.
         Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::ENOTEMPTY)) => {
             crate::log::debug(&format!(
                 "cgroup {} is in use: left in place",

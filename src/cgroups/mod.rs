@@ -28,6 +28,7 @@ mod members;
 pub mod resources;
 mod rootless;
 pub mod stats;
+pub mod unified;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -48,8 +49,8 @@ use resources::{Host, Ver};
 use crate::error::{Context, Error, Result};
 use crate::sys;
 use fs::{
-    attach_device_program, collect_pids, enable_v2, freeze_v1, is_enoent, read, set_frozen_v2,
-    wait_for, write, write_raw, Live,
+    attach_device_program, collect_pids, enable_v2, freeze_v1, is_enoent, open_for_writing, read,
+    set_frozen_v2, wait_for, write, write_raw, write_to, Live,
 };
 
 /// The parent of containers whose config has no `cgroupsPath`.
@@ -111,6 +112,11 @@ pub struct CgroupMount {
 pub struct Stats {
     /// runc-shaped stats object (the `data` of `events --stats`).
     pub data: stats::StatsData,
+    /// The cgroup2 counters runc's shape leaves out, when cgroup2 serves the container's memory
+    /// (or, without a memory controller, on a pure cgroup2 host): containerd then reports its
+    /// v2 metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unified: Option<unified::Unified>,
 }
 
 impl Cgroup {
@@ -213,7 +219,7 @@ impl Cgroup {
 
     /// Apply (or update) resource limits. Device rules are applied when present (create);
     /// `update` passes none.
-    pub fn apply(&self, resources: &LinuxResources) -> Result<()> {
+    pub(crate) fn apply(&self, resources: &LinuxResources) -> Result<()> {
         resources::validate(resources)?;
         if let Some(rules) = resources.devices() {
             self.apply_devices(rules)?;
@@ -285,14 +291,23 @@ impl Cgroup {
         let parsed = devices::parse_rules(rules)?;
         let state = devices::DeviceState::from_rules(&parsed);
         if let Some(h) = self.v1("devices") {
-            write(&h.dir.join("devices.deny"), "a")?;
+            // Each write(2) is one rule to the kernel: one open of each file serves them all.
+            let deny_path = h.dir.join("devices.deny");
+            let mut deny = open_for_writing(&deny_path)?;
+            write_to(&mut deny, &deny_path, "a")?;
+            let allow_path = h.dir.join("devices.allow");
+            let mut allow = None;
             for r in &parsed {
-                let file = if r.allow {
-                    "devices.allow"
+                let line = r.v1_line();
+                if r.allow {
+                    let file = match &mut allow {
+                        Some(f) => f,
+                        None => allow.insert(open_for_writing(&allow_path)?),
+                    };
+                    write_to(file, &allow_path, &line)?;
                 } else {
-                    "devices.deny"
-                };
-                write(&h.dir.join(file), &r.v1_line())?;
+                    write_to(&mut deny, &deny_path, &line)?;
+                }
             }
             // Check the kernel ended where our model of it did (the v2 program is built from
             // the same model).
@@ -336,7 +351,7 @@ impl Cgroup {
 
     /// Move `pid` into the cgroup in every hierarchy (`into_v2_done`: `CLONE_INTO_CGROUP`
     /// already placed it in the cgroup2 one).
-    pub fn add_process(&self, pid: Pid, into_v2_done: bool) -> Result<()> {
+    pub(crate) fn add_process(&self, pid: Pid, into_v2_done: bool) -> Result<()> {
         for h in &self.hierarchies {
             if h.v2 && into_v2_done {
                 continue;
@@ -374,7 +389,7 @@ impl Cgroup {
     }
 
     /// Freeze every process (v1 freezer where there is one, else cgroup2's cgroup.freeze).
-    pub fn freeze(&self) -> Result<()> {
+    pub(crate) fn freeze(&self) -> Result<()> {
         if let Some(h) = self.v1("freezer") {
             return freeze_v1(&h.dir);
         }
@@ -385,7 +400,7 @@ impl Cgroup {
     }
 
     /// Thaw.
-    pub fn thaw(&self) -> Result<()> {
+    pub(crate) fn thaw(&self) -> Result<()> {
         if let Some(h) = self.v1("freezer") {
             let state = h.dir.join("freezer.state");
             write(&state, "THAWED")?;
@@ -430,8 +445,14 @@ impl Cgroup {
         if let Some(h) = self.hierarchies.iter().find(|h| !h.dir.is_dir()) {
             return Err(Error::os("stat cgroup", Some(&h.dir), Errno::ENOENT));
         }
+        let live = Live::new(self);
+        let v2 = match live.version("memory") {
+            Some(ver) => ver == Ver::V2,
+            None => self.mode == Mode::V2,
+        };
         Ok(Stats {
-            data: stats::collect(&Live::new(self)),
+            data: stats::collect(&live),
+            unified: v2.then(|| unified::collect(&live)),
         })
     }
 
@@ -476,7 +497,7 @@ impl Cgroup {
     /// the kernel has it. In a joined cgroup, only the container's own processes, without
     /// freezing (the freeze would stop others' processes too); `init` is the container's init
     /// if it still runs.
-    pub fn kill_all(&self, signal: Signal, init: Option<&Init>) -> Result<()> {
+    pub(crate) fn kill_all(&self, signal: Signal, init: Option<&Init>) -> Result<()> {
         if !self.owned() {
             return match self.procs_hierarchy() {
                 Some(h) => members::kill_joined(&h.dir, init, signal),

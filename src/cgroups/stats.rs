@@ -1,6 +1,6 @@
 //! Resource usage in the shape of runc's `events --stats` `data` object (runc's
-//! `types.Stats`: zero values of `omitempty` fields are left out as Go does), read from v1 or
-//! v2 files through the same [`Host`] the resource planner uses.
+//! `types.Stats`: zero values of `omitempty` fields are left out as Go does, and read back as
+//! zero), read from v1 or v2 files through the same [`Host`] the resource planner uses.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +14,7 @@ fn is_zero(v: &u64) -> bool {
 
 /// `cpu.usage`, in nanoseconds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct CpuUsage {
     /// Total CPU time.
     #[serde(skip_serializing_if = "is_zero")]
@@ -35,6 +36,7 @@ pub struct CpuUsage {
 
 /// `cpu.throttling`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Throttling {
     /// Enforcement periods.
     #[serde(skip_serializing_if = "is_zero")]
@@ -49,6 +51,7 @@ pub struct Throttling {
 
 /// `cpu`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Cpu {
     /// Usage.
     pub usage: CpuUsage,
@@ -58,6 +61,7 @@ pub struct Cpu {
 
 /// `cpuset`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct CpuSet {
     /// CPUs allowed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -87,6 +91,7 @@ pub struct CpuSet {
 
 /// One memory counter set (`usage`, `swap`, `kernel`, `kernelTCP`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct MemoryEntry {
     /// Limit in bytes (u64::MAX-ish when unlimited, as the kernel reports).
     pub limit: u64,
@@ -102,6 +107,7 @@ pub struct MemoryEntry {
 
 /// `memory`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Memory {
     /// Page cache.
     #[serde(skip_serializing_if = "is_zero")]
@@ -122,6 +128,7 @@ pub struct Memory {
 
 /// `pids`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Pids {
     /// Processes now.
     #[serde(skip_serializing_if = "is_zero")]
@@ -133,6 +140,7 @@ pub struct Pids {
 
 /// One block I/O counter.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct BlkioEntry {
     /// Device major.
     #[serde(skip_serializing_if = "is_zero")]
@@ -150,6 +158,7 @@ pub struct BlkioEntry {
 
 /// `blkio`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Blkio {
     /// Bytes transferred.
     #[serde(
@@ -164,6 +173,7 @@ pub struct Blkio {
 
 /// One huge page size's counters.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Hugetlb {
     /// Usage in bytes.
     #[serde(skip_serializing_if = "is_zero")]
@@ -177,6 +187,7 @@ pub struct Hugetlb {
 
 /// The `data` object of `events --stats`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct StatsData {
     /// CPU.
     pub cpu: Cpu,

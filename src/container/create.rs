@@ -32,7 +32,7 @@ fn create_inner(
     console: Option<OwnedFd>,
 ) -> Result<(Plan, Launched)> {
     opts.bundle = std::fs::canonicalize(&opts.bundle).op_path("bundle", &opts.bundle)?;
-    let (spec, _) = spec::load_bundle(&opts.bundle)?;
+    let (spec, ignored_caps) = spec::load_bundle_with(&opts.bundle, &rt.policy)?;
     // No process-wide chdir: relative paths in the config are joined with the bundle by
     // `spec::plan`, hooks get the bundle as their cwd (`hooks`), and the caller's relative
     // paths (--pid-file) keep meaning what the caller meant.
@@ -44,6 +44,10 @@ fn create_inner(
     // every container, and conmon shows the runtime's stderr to the user (runc is silent).
     for w in plan.seccomp.iter().flat_map(|s| &s.warnings) {
         crate::log::info(&format!("seccomp: {w}"));
+    }
+    // Only under the operator policy's unknownCapabilities "warn" (runc's leniency).
+    for ignored in &ignored_caps {
+        crate::log::warn(&ignored.warning());
     }
     for name in &plan.process.unknown_to_kernel {
         crate::log::debug(&format!(

@@ -111,7 +111,11 @@ pub fn exec(rt: &Runtime, opts: ExecOptions) -> Result<i32> {
     let process = match &opts.process {
         ProcessSource::File(path) => {
             let raw = std::fs::read(path).op_path("read process", path)?;
-            spec::process_from_json(&raw, &container)?
+            let (process, ignored) = spec::process_from_json(&raw, &container)?;
+            for i in &ignored {
+                crate::log::warn(&format!("process.json: {}", i.warning()));
+            }
+            process
         }
         ProcessSource::Args(o) => spec::process_from_overrides(&container.process, o)?,
     };

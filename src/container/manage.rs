@@ -116,13 +116,19 @@ pub fn stats(rt: &Runtime, id: &str) -> Result<Value> {
 
 /// One statistics sample of a running container, typed (the `data` of [`stats`]).
 pub fn stats_data(rt: &Runtime, id: &str) -> Result<crate::cgroups::stats::StatsData> {
+    Ok(cgroup_stats(rt, id)?.data)
+}
+
+/// One statistics sample of a running container with, on cgroup2, the counters runc's shape
+/// leaves out (what a containerd shim needs for its v2 metrics).
+pub fn cgroup_stats(rt: &Runtime, id: &str) -> Result<crate::cgroups::Stats> {
     let dir = rt.root.peek(id)?;
     let st = dir.load()?;
     let status = dir.status(&st);
     if status == Status::Stopped {
         return Err(wrong(id, status, "container not running"));
     }
-    Ok(st.cgroup.stats()?.data)
+    st.cgroup.stats()
 }
 
 /// `events`: print a stats sample every `interval` until the container stops, and an

@@ -71,7 +71,7 @@ fn story(plan: &ExecPlan, ch: &ExecChannels) -> StepResult<Infallible> {
         },
         &ch.sync,
     )?;
-    let errno = process::exec(&exe, p);
+    let errno = process::exec(&exe, p, &process::environment(p));
     Err((
         Step::Exec,
         Error::Other(format!(

@@ -322,11 +322,14 @@ fn wait_start_and_exec(
         &plan.opts.bundle,
         &plan.annotations,
     );
-    if let Err(e) = hooks::run(HookKind::StartContainer, &plan.hooks, &state) {
+    let env = process::environment(&plan.process);
+    // Run inside the container: one without an `env` of its own gets the process's
+    // environment (as runc and crun), never the runtime's, which the container must not see.
+    if let Err(e) = hooks::run_with_env(HookKind::StartContainer, &plan.hooks, &state, &env) {
         let _ = conn.write_all(format!("init failed at {}: {e}", Step::Exec).as_bytes());
         sys::process::exit_now(1);
     }
-    let errno = process::exec(exe, &plan.process);
+    let errno = process::exec(exe, &plan.process, &env);
     let _ = conn.write_all(
         format!(
             "exec {}: {}",

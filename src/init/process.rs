@@ -55,9 +55,7 @@ pub fn apply_limits(p: &ProcessPlan, personality: Option<libc::c_ulong>, safe: b
 pub fn setup_terminal(console: Option<&OwnedFd>) -> Result<()> {
     sp::setsid().op("setsid")?;
     if let Some(peer) = console {
-        for n in 0..3 {
-            sfd::dup3(peer.as_fd(), n).op("dup3 console")?;
-        }
+        sfd::replace_stdio(peer.as_fd()).op("dup3 console")?;
         tty::set_controlling_terminal(peer.as_fd()).op("ioctl TIOCSCTTY")?;
     }
     Ok(())
@@ -160,33 +158,8 @@ fn find_executable(p: &ProcessPlan) -> Result<CString> {
 /// marks the whole range in the kernel; the old kernels without it get every number up to
 /// the descriptor limit.
 pub fn sweep_fds(preserve: u32, ours: &[RawFd]) -> Result<()> {
-    let limit = 3 + preserve as RawFd;
-    match sfd::close_range_cloexec(3) {
-        Ok(()) => {}
-        Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::EINVAL) => {
-            let (soft, _) =
-                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-                    .op("getrlimit RLIMIT_NOFILE")?;
-            let top = RawFd::try_from(soft.min(1 << 20)).unwrap_or(1 << 20);
-            for fd in 3..top {
-                match sfd::set_cloexec(fd, true) {
-                    Ok(()) | Err(nix::errno::Errno::EBADF) => {}
-                    Err(e) => return Err(Error::os("fcntl FD_CLOEXEC", None, e)),
-                }
-            }
-        }
-        Err(e) => return Err(Error::os("close_range", None, e)),
-    }
-    for fd in 3..limit {
-        if ours.contains(&fd) {
-            continue;
-        }
-        match sfd::set_cloexec(fd, false) {
-            Ok(()) | Err(nix::errno::Errno::EBADF) => {}
-            Err(e) => return Err(Error::os("fcntl FD_CLOEXEC", None, e)),
-        }
-    }
-    Ok(())
+    sfd::keep_only_across_exec(3 + preserve as RawFd, ours)
+        .map_err(|(op, e)| Error::os(op, None, e))
 }
 
 /// Step 13: supplementary groups, gid, uid, then the capability sets (bounding was dropped
@@ -240,17 +213,23 @@ pub fn set_no_new_privileges(p: &ProcessPlan) -> Result<()> {
 /// Execute the process (the last step); returns only the errno of a failed execve. Signal
 /// dispositions and the mask start clean whatever the runtime (Rust ignores SIGPIPE) or its
 /// caller set: `(yes; echo $?) | head -1` prints 141 as under runc.
-pub fn exec(path: &CStr, p: &ProcessPlan) -> nix::errno::Errno {
+/// `env` is the process's [`environment`].
+pub fn exec(path: &CStr, p: &ProcessPlan, env: &[CString]) -> nix::errno::Errno {
     if let Err(e) = sp::reset_signals() {
         return e;
     }
     let argv: Vec<&CStr> = p.args.iter().map(|a| a.as_c_str()).collect();
-    let mut envp: Vec<&CStr> = p.env.iter().map(|a| a.as_c_str()).collect();
-    let home = default_home(p);
-    if let Some(h) = &home {
-        envp.push(h.as_c_str());
-    }
+    let envp: Vec<&CStr> = env.iter().map(|a| a.as_c_str()).collect();
     sp::execve(path, &argv, &envp)
+}
+
+/// The environment the process is executed with: `process.env`, plus `HOME` when it lacks
+/// one. Computed in the container's root, as the process's user (see `default_home`); the
+/// startContainer hooks without an `env` of their own get it too, as runc and crun give them.
+pub fn environment(p: &ProcessPlan) -> Vec<CString> {
+    let mut env = p.env.clone();
+    env.extend(default_home(p));
+    env
 }
 
 /// `HOME=` for an environment that lacks it, as runc sets it: the user's home directory from

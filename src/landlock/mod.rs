@@ -8,7 +8,7 @@
 //!
 //! The split follows the house rule: [`policy`] decides from the annotations and the
 //! [`Context`] (pure, in the parent), [`check`] tells the parent early whether the kernel can
-//! enforce a policy that is *required*, and [`apply`] builds and enforces the ruleset in the
+//! enforce a policy that is *required*, and `apply` (crate-internal) builds and enforces the ruleset in the
 //! process that is about to run the container's code (init story step 11, after `pivot_root`
 //! with `root` = `/`; `exec` processes do the same after joining the mount namespace).
 //!
@@ -193,7 +193,7 @@ impl Effective {
 }
 
 /// Fail when the policy is required (`enforce`) but the kernel cannot enforce all of it. The
-/// parent calls this before creating anything so `create` fails cleanly; [`apply`] calls it again.
+/// parent calls this before creating anything so `create` fails cleanly; `apply` calls it again.
 pub fn check(policy: &Policy, abi: i32) -> Result<()> {
     if policy.mode != Mode::Enforce {
         return Ok(());
@@ -296,7 +296,7 @@ pub fn abi() -> i32 {
 /// Call it after the last path the runtime opens outside the root and while the process still
 /// holds CAP_SYS_ADMIN in its user namespace: `no_new_privs` is left to the config, so the kernel
 /// needs that capability to accept the restriction.
-pub fn apply(policy: &Policy, root: &Path) -> Result<Status> {
+pub(crate) fn apply(policy: &Policy, root: &Path) -> Result<Status> {
     let abi = current_abi();
     let mut status = Status {
         abi: abi as i32,
@@ -339,7 +339,7 @@ pub fn apply(policy: &Policy, root: &Path) -> Result<Status> {
     Ok(status)
 }
 
-/// What [`apply`] would enforce on this kernel, enforcing nothing (for `sealrun check`): the
+/// What `apply` would enforce on this kernel, enforcing nothing (for `sealrun check`): the
 /// handled rights and scopes, the notes, and the reason when nothing would be enforced (a
 /// required policy the kernel cannot meet included). `rules` stays 0: rules are counted as
 /// they are built, beneath the container's root.

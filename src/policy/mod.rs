@@ -81,6 +81,23 @@ pub struct Policy {
     /// module doc). Default: false.
     #[serde(default)]
     pub allow_open_by_handle_at: bool,
+    /// What a capability name sealrun does not know in `process.capabilities` (or an exec's
+    /// process.json) does: `"refuse"` (the runtime-spec's MUST error; crun refuses too) or
+    /// `"warn"` (runc's leniency: the name is dropped from every set with one warning line
+    /// naming the fields, and the container runs with the known names). Default: refuse.
+    #[serde(default)]
+    pub unknown_capabilities: UnknownCapabilities,
+}
+
+/// The policy's answer to an unknown capability name (see [`Policy::unknown_capabilities`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownCapabilities {
+    /// An error naming the field (the runtime-spec's MUST).
+    #[default]
+    Refuse,
+    /// Drop the name with a warning, as runc 1.1 does.
+    Warn,
 }
 
 fn yes() -> bool {
@@ -99,6 +116,7 @@ impl Default for Policy {
             allow_privileged_devices: true,
             require_no_new_privileges: false,
             allow_open_by_handle_at: false,
+            unknown_capabilities: UnknownCapabilities::Refuse,
         }
     }
 }

@@ -231,3 +231,41 @@ fn the_default_program_is_unchanged_without_the_capability() {
     assert!(c.summary.runtime_denies.is_empty());
     assert!(open_by_handle_at(&plan).is_none());
 }
+
+#[test]
+fn unknown_capabilities_setting() {
+    assert_eq!(
+        Policy::default().unknown_capabilities,
+        UnknownCapabilities::Refuse
+    );
+    let warn = Policy::parse(br#"{"unknownCapabilities": "warn"}"#).unwrap();
+    assert_eq!(warn.unknown_capabilities, UnknownCapabilities::Warn);
+    let e = Policy::parse(br#"{"unknownCapabilities": "ignore"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknownCapabilities"), "{e}");
+    // A library caller's value, as `create` applies it to a bundle.
+    let b = Bundle::new("unknown-caps");
+    let mut config = crate::spec::default_config(false).unwrap();
+    config["process"]["capabilities"]["bounding"] = json!(["CAP_KILL", "CAP_NOPE"]);
+    std::fs::write(b.0.join("config.json"), config.to_string()).unwrap();
+    let e = crate::spec::load_bundle_with(&b.0, &Policy::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("process.capabilities.bounding"), "{e}");
+    let value = Policy {
+        unknown_capabilities: UnknownCapabilities::Warn,
+        ..Policy::default()
+    };
+    let (spec, ignored) = crate::spec::load_bundle_with(&b.0, &value).unwrap();
+    assert_eq!(ignored.len(), 1);
+    assert_eq!(ignored[0].name, "CAP_NOPE");
+    let caps = spec
+        .process()
+        .as_ref()
+        .unwrap()
+        .capabilities()
+        .clone()
+        .unwrap();
+    assert_eq!(caps.bounding().as_ref().map(|s| s.len()), Some(1));
+}

@@ -211,7 +211,9 @@ impl ContainerBuilder {
             }
             Source::Bundle(dir) => {
                 let dir = std::fs::canonicalize(dir).op_path("bundle", dir)?;
-                let (mut spec, _) = crate::spec::load_bundle(&dir)?;
+                let (mut spec, ignored) =
+                    crate::spec::load_bundle_with(&dir, &self.settings.policy.resolve()?)?;
+                warn_ignored(&ignored);
                 if let Some(root) = spec.root().clone() {
                     let mut root = root;
                     root.set_path(dir.join(root.path()));
@@ -220,7 +222,16 @@ impl ContainerBuilder {
                 spec
             }
             Source::Spec(spec) => (**spec).clone(),
-            Source::Json(raw) => crate::spec::parse_json::<Spec>(raw, "config")?,
+            Source::Json(raw) => {
+                let (spec, ignored) = crate::spec::parse_with::<Spec>(
+                    raw,
+                    "config",
+                    &["process", "capabilities"],
+                    self.settings.policy.resolve()?.unknown_capabilities,
+                )?;
+                warn_ignored(&ignored);
+                spec
+            }
         };
         let mut root = spec
             .root()
@@ -333,8 +344,11 @@ impl ContainerBuilder {
             )));
         }
         let (ours, theirs) = sys::socket::seqpacket_pair().op("socketpair")?;
-        let mut cmd = std::process::Command::new(&s.binary);
-        cmd.arg("--root")
+        // The protected executable, by its descriptor (close-on-exec: the kernel opens it
+        // before closing those, and no other child of the program inherits it).
+        let mut cmd = std::process::Command::new(sys::fd::proc_fd_path(s.exe.as_fd()));
+        cmd.arg0("sealrun")
+            .arg("--root")
             .arg(&s.root)
             .arg("--log-format")
             .arg("json");
@@ -450,5 +464,13 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The library rewrites such a config before its helper sees it, so the warning for a name
+/// the policy lets through (unknownCapabilities "warn") is this process's to give.
+fn warn_ignored(ignored: &[crate::spec::IgnoredCapability]) {
+    for i in ignored {
+        crate::log::warn(&i.warning());
     }
 }

@@ -64,7 +64,8 @@ pub fn helper_main(rt: Runtime, control_fd: i32) -> i32 {
 /// The create request and how many descriptors it preserves (now 3, 4, ...).
 struct First {
     req: Request,
-    preserved: u32,
+    /// The preserved descriptors, at 3, 4, ... (open until the init has its copies).
+    preserved: Vec<OwnedFd>,
 }
 
 /// Receive the create request with its descriptors (stdin, stdout, stderr, the log, then the
@@ -82,12 +83,11 @@ fn receive_create(ctl: OwnedFd) -> std::result::Result<(OwnedFd, First), (Option
         return Err((Some(ctl), e));
     }
     crate::log::set_file(std::fs::File::from(fds.remove(3)));
-    let preserved = u32::try_from(fds.len() - 3).unwrap_or(u32::MAX);
     let count = i32::try_from(fds.len()).unwrap_or(i32::MAX);
     let placed =
         crate::log::move_above(count).and_then(|()| sys::spawn::install_fds(fds, vec![ctl]));
     match placed {
-        Ok(mut kept) => match kept.pop() {
+        Ok((preserved, mut kept)) => match kept.pop() {
             Some(ctl) => Ok((ctl, First { req, preserved })),
             None => Err((None, Error::Other("helper: lost the control socket".into()))),
         },
@@ -144,12 +144,10 @@ impl Helper {
         opts.console_socket = console_socket;
         opts.no_pivot = no_pivot;
         opts.no_new_keyring = no_new_keyring;
-        opts.preserve_fds = preserved;
+        opts.preserve_fds = u32::try_from(preserved.len()).unwrap_or(u32::MAX);
         let created = container::create(&rt, opts);
         // The init has its copies (cloned with our table); ours go.
-        for fd in 3..3 + preserved {
-            sys::fd::close_raw(fd as i32);
-        }
+        drop(preserved);
         if let Err(e) = created {
             remove_bundle(generated.as_deref());
             return Err(e);
@@ -448,7 +446,10 @@ impl Helper {
                     .and_then(|()| sys::spawn::install_fds(fds, vec![w]))
                     .op("install descriptors");
                 let (w, res) = match installed {
-                    Ok(mut kept) => (kept.pop(), container::exec(&self.rt, opts).map(drop)),
+                    // `_placed` keeps the process's descriptors open until `exec` hands them on.
+                    Ok((_placed, mut kept)) => {
+                        (kept.pop(), container::exec(&self.rt, opts).map(drop))
+                    }
                     Err(e) => (None, Err(e)),
                 };
                 if let Err(e) = res {
@@ -494,10 +495,7 @@ fn release_stdio() -> Result<()> {
         .write(true)
         .open(null)
         .op_path("open", null)?;
-    for i in 0..3 {
-        sys::fd::dup3(f.as_fd(), i).op("dup3")?;
-    }
-    Ok(())
+    sys::fd::replace_stdio(f.as_fd()).op("dup3")
 }
 
 /// Remove a generated bundle, and its parent directory once no other bundle is in it.

@@ -11,8 +11,13 @@
 //! [`std::process::Command`] (safe from multi-threaded programs) with a hidden `__helper`
 //! command. Only its control socket is inherited (as its stdin): the container's stdio, the
 //! log and preserved descriptors follow in the first message, so the spawn runs no code
-//! between fork and exec and std uses `posix_spawn` (the caller is never forked). The helper seals itself (it re-executes from a sealed memfd copy, as the CLI
-//! does), creates the container, stays its parent and child subreaper, reaps its processes and
+//! between fork and exec and std uses `posix_spawn` (the caller is never forked). The helper
+//! runs protected from its first instruction: [`SandboxBuilder::build`] makes the runtime
+//! binary a protected executable once (the detached read-only overlay the CLI re-executes
+//! through, or a sealed memfd copy where no overlay can be made), holds it by a
+//! close-on-exec descriptor, and starts every helper from it, so no helper copies or
+//! re-executes itself. The helper creates the container, stays its parent and child
+//! subreaper, reaps its processes and
 //! answers the library over a private socket. Forking, `setns`, `chdir`, the non-dumpable flag
 //! and signal handling all happen there: the calling program keeps its working directory,
 //! dumpable flag, signal mask, namespaces and children. Exit statuses come from the helper,
@@ -73,6 +78,10 @@ pub enum Stdio {
 pub(crate) struct Settings {
     pub(crate) root: PathBuf,
     pub(crate) binary: PathBuf,
+    /// The runtime binary as a protected executable (a detached read-only overlay, or a
+    /// sealed memfd copy), made once: every helper is started from it, so none copies or
+    /// re-executes itself.
+    pub(crate) exe: OwnedFd,
     /// Where the helpers log (a copy of it is each helper's log): the log file, or the pipe
     /// to the log thread; `None`: nowhere.
     pub(crate) log: Option<OwnedFd>,
@@ -91,6 +100,17 @@ pub(crate) enum PolicySource {
     File(PathBuf),
     /// This value, sent with each container's create.
     Value(Box<crate::policy::Policy>),
+}
+
+impl PolicySource {
+    /// The policy itself (a file is read again: the helper reads it at each create too).
+    pub(crate) fn resolve(&self) -> Result<crate::policy::Policy> {
+        match self {
+            PolicySource::Host => crate::policy::Policy::load(None),
+            PolicySource::File(p) => crate::policy::Policy::load(Some(p)),
+            PolicySource::Value(p) => Ok((**p).clone()),
+        }
+    }
 }
 
 /// A handle on sealrun configured once: where container state lives, which runtime binary
@@ -215,6 +235,7 @@ impl SandboxBuilder {
     /// a log file opened).
     pub fn build(self) -> Result<Sandbox> {
         let binary = find_binary(self.binary)?;
+        let (exe, _) = crate::selfexe::protected_executable(&binary)?;
         match &self.policy {
             PolicySource::File(p) => drop(crate::policy::Policy::load(Some(p))?),
             PolicySource::Value(p) => p.validate()?,
@@ -242,6 +263,7 @@ impl SandboxBuilder {
             settings: Arc::new(Settings {
                 root,
                 binary,
+                exe,
                 log,
                 log_debug: self.log_debug,
                 policy: self.policy,
@@ -362,7 +384,7 @@ pub struct State {
 }
 
 pub(crate) fn runtime(settings: &Settings) -> Runtime {
-    Runtime::new(StateRoot::new(&settings.root), SealStatus::Disabled)
+    Runtime::in_helper(StateRoot::new(&settings.root), SealStatus::Disabled)
 }
 
 pub(crate) fn state_of(settings: &Settings, id: &str) -> Result<State> {

@@ -2,7 +2,7 @@
 //! the loader, the listener hand-off for `SCMP_ACT_NOTIFY`, and the shipped
 //! profiles.
 //!
-//! [`compile`] runs in the parent before cloning and does all the work; [`load`] in the
+//! [`compile`] runs in the parent before cloning and does all the work; `load` in the
 //! container's init only passes ready programs to `seccomp(2)`.
 //!
 //! # Meaning
@@ -344,7 +344,7 @@ fn hex(bytes: &[u8]) -> String {
 /// `CAP_SYS_ADMIN`). Allocates nothing on success. Between this call and `execve` every
 /// syscall the caller makes is filtered: a NOTIFY rule on those waits for an agent, which
 /// only gets the listener fd through [`send_listener`].
-pub fn load(compiled: &Compiled) -> Result<Option<OwnedFd>> {
+pub(crate) fn load(compiled: &Compiled) -> Result<Option<OwnedFd>> {
     let mut listener = None;
     for filter in &compiled.filters {
         if let Some(fd) = seccomp_set_mode_filter(&filter.program, filter.flags)
@@ -377,7 +377,7 @@ fn container_process_state(metadata: Option<&str>, state: &serde_json::Value) ->
 /// runtime-spec container process state (`ociVersion`, `fds: ["seccompFd"]`, `pid`,
 /// `metadata`, `state`) as JSON with the fd in the same `SCM_RIGHTS` message, close.
 /// `state` is the container's runtime-spec state (its `pid` is copied to the top level).
-pub fn send_listener(
+pub(crate) fn send_listener(
     listener_path: &Path,
     metadata: Option<&str>,
     state: &serde_json::Value,
@@ -392,7 +392,7 @@ pub fn send_listener(
 }
 
 /// Hand the listener of a compiled profile to its agent (`listenerPath`).
-pub fn forward_listener(
+pub(crate) fn forward_listener(
     compiled: &Compiled,
     state: &serde_json::Value,
     fd: BorrowedFd<'_>,

@@ -51,10 +51,20 @@ pub struct ExecPlan {
     pub no_new_keyring: bool,
 }
 
-/// Build the process from `--process FILE` contents.
-pub fn process_from_json(raw: &[u8], container: &Plan) -> Result<ProcessPlan> {
-    let p = super::parse_json::<Process>(&with_default_user(raw), "process.json")?;
-    plan_process(&p, "process", container.process.cap_last_cap)
+/// Build the process from `--process FILE` contents. Unknown capability names follow the
+/// policy the container was created under (refused, or dropped and returned to warn about).
+pub fn process_from_json(
+    raw: &[u8],
+    container: &Plan,
+) -> Result<(ProcessPlan, Vec<super::IgnoredCapability>)> {
+    let (p, ignored) = super::parse_with::<Process>(
+        &with_default_user(raw),
+        "process.json",
+        &["capabilities"],
+        container.opts.policy.unknown_capabilities,
+    )?;
+    let plan = plan_process(&p, "process", container.process.cap_last_cap)?;
+    Ok((plan, ignored))
 }
 
 /// A process.json without `user` runs as 0:0, as runc's exec reads it (the Go struct's zero

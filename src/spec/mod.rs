@@ -15,6 +15,7 @@ pub(crate) mod plan;
 mod process;
 pub mod rootless;
 mod ser;
+mod unknown_caps;
 
 use std::path::Path;
 
@@ -33,6 +34,7 @@ pub use mounts::{
 pub use namespaces::{Namespaces, NsKind};
 pub use plan::{plan, CreateOptions, IdMap, Landlock, Layers, Plan};
 pub use process::{parse_capabilities, plan_process, CapSets, ProcessPlan, Scheduler, WinSize};
+pub use unknown_caps::{parse_with, IgnoredCapability};
 
 /// Read and parse `<bundle>/config.json`. Returns the spec and the raw bytes (kept verbatim in
 /// the state directory so later commands see exactly what `create` saw).
@@ -41,6 +43,23 @@ pub fn load_bundle(bundle: &Path) -> Result<(Spec, Vec<u8>)> {
     let raw = std::fs::read(&path).op_path("read config", &path)?;
     let spec = parse_json::<Spec>(&raw, "config.json")?;
     Ok((spec, raw))
+}
+
+/// Read and parse `<bundle>/config.json` as `create` does under `policy`: unknown capability
+/// names are refused, or dropped and returned when the policy says `unknownCapabilities:
+/// "warn"` (see [`parse_with`]).
+pub fn load_bundle_with(
+    bundle: &Path,
+    policy: &crate::policy::Policy,
+) -> Result<(Spec, Vec<IgnoredCapability>)> {
+    let path = bundle.join("config.json");
+    let raw = std::fs::read(&path).op_path("read config", &path)?;
+    parse_with::<Spec>(
+        &raw,
+        "config.json",
+        &["process", "capabilities"],
+        policy.unknown_capabilities,
+    )
 }
 
 /// Parse JSON into `T`. On failure the error names the field (`process.capabilities.

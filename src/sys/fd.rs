@@ -326,9 +326,9 @@ pub fn close_range_cloexec(first: u32) -> nix::Result<()> {
     .map(drop)
 }
 
-/// Set or clear `FD_CLOEXEC` on a raw descriptor number (used while sweeping the fd table,
-/// where we do not own the descriptors).
-pub fn set_cloexec(fd: RawFd, cloexec: bool) -> nix::Result<()> {
+/// Set or clear `FD_CLOEXEC` on a descriptor number. Private: only the whole-table sweep
+/// below, which owns the table, works on numbers.
+fn set_cloexec(fd: RawFd, cloexec: bool) -> nix::Result<()> {
     // SAFETY: F_GETFD/F_SETFD only read and write the descriptor flags; an fd we do not own is
     // at worst EBADF.
     let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFD) } as libc::c_long)? as libc::c_int;
@@ -344,14 +344,51 @@ pub fn set_cloexec(fd: RawFd, cloexec: bool) -> nix::Result<()> {
     Ok(())
 }
 
-/// `dup3(2)`: make `newfd` refer to `old` (without `O_CLOEXEC`, as stdio needs).
-pub fn dup3(old: BorrowedFd<'_>, newfd: RawFd) -> nix::Result<()> {
-    if old.as_raw_fd() == newfd {
-        return set_cloexec(newfd, false);
+/// For a process about to `execve` (the container's init, which owns its whole descriptor
+/// table then): every descriptor from 3 up becomes close-on-exec except `3..keep_end`, and
+/// of those `ours` stay close-on-exec too. No descriptor is closed or renumbered; only what
+/// survives the `exec` is decided. `close_range(CLOSE_RANGE_CLOEXEC)` marks the range in
+/// the kernel; where it is missing, every number up to the descriptor limit is marked. On
+/// failure, the operation and its error.
+pub fn keep_only_across_exec(keep_end: RawFd, ours: &[RawFd]) -> Result<(), (&'static str, Errno)> {
+    match close_range_cloexec(3) {
+        Ok(()) => {}
+        Err(Errno::ENOSYS | Errno::EINVAL) => {
+            let (soft, _) =
+                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                    .map_err(|e| ("getrlimit RLIMIT_NOFILE", e))?;
+            let top = RawFd::try_from(soft.min(1 << 20)).unwrap_or(1 << 20);
+            for fd in 3..top {
+                match set_cloexec(fd, true) {
+                    Ok(()) | Err(Errno::EBADF) => {}
+                    Err(e) => return Err(("fcntl FD_CLOEXEC", e)),
+                }
+            }
+        }
+        Err(e) => return Err(("close_range", e)),
     }
-    // SAFETY: dup3 atomically replaces `newfd`; callers use it only on 0..=2, which the
-    // process owns by convention.
-    check(unsafe { libc::dup3(old.as_raw_fd(), newfd, 0) } as libc::c_long).map(drop)
+    for fd in (3..keep_end).filter(|fd| !ours.contains(fd)) {
+        match set_cloexec(fd, false) {
+            Ok(()) | Err(Errno::EBADF) => {}
+            Err(e) => return Err(("fcntl FD_CLOEXEC", e)),
+        }
+    }
+    Ok(())
+}
+
+/// Make descriptors 0, 1 and 2 (the process's standard streams, which it owns by
+/// convention and which stay open) refer to `file`, without `O_CLOEXEC`.
+pub fn replace_stdio(file: BorrowedFd<'_>) -> nix::Result<()> {
+    for n in 0..3 {
+        if file.as_raw_fd() == n {
+            set_cloexec(n, false)?;
+            continue;
+        }
+        // SAFETY: dup3 atomically replaces a standard stream, which stays open (std relies on
+        // that), with a copy of a live descriptor.
+        check(unsafe { libc::dup3(file.as_raw_fd(), n, 0) } as libc::c_long)?;
+    }
+    Ok(())
 }
 
 /// `flock(2)`, exclusive, blocking.

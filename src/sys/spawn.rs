@@ -20,12 +20,17 @@ pub fn dup_above(fd: BorrowedFd<'_>, min: RawFd) -> nix::Result<OwnedFd> {
 }
 
 /// In a forked, single-threaded child that is about to hand its descriptors on (the
-/// helper's `exec` child): make `fds[i]` its descriptor `i` (without `FD_CLOEXEC`), for every
-/// `i`, and return `keep` moved above that range. Whatever held `0..fds.len()` before is
-/// replaced, so the caller must not use those numbers again except through the result (the
-/// child's own descriptors it still needs go in `keep`). Every source is first copied above
-/// the range, so a source that sits where another one goes survives until it is copied.
-pub fn install_fds(fds: Vec<OwnedFd>, keep: Vec<OwnedFd>) -> nix::Result<Vec<OwnedFd>> {
+/// helper's `exec` child, the helper itself): make `fds[i]` its descriptor `i` (without
+/// `FD_CLOEXEC`), for every `i`. Returns the descriptors now at 3 and above, owned (they stay
+/// open while the result lives), and `keep` moved above the range. Whatever held
+/// `0..fds.len()` before is replaced: the standard streams, free numbers, or copies a fork
+/// child inherited whose owners never run in it (the caller moves anything it still uses
+/// above the range first, as the helper does with its log). Every source is first copied
+/// above the range, so a source that sits where another one goes survives until it is copied.
+pub fn install_fds(
+    fds: Vec<OwnedFd>,
+    keep: Vec<OwnedFd>,
+) -> nix::Result<(Vec<OwnedFd>, Vec<OwnedFd>)> {
     let count = RawFd::try_from(fds.len()).map_err(|_| Errno::EMFILE)?;
     let temps = fds
         .iter()
@@ -41,12 +46,17 @@ pub fn install_fds(fds: Vec<OwnedFd>, keep: Vec<OwnedFd>) -> nix::Result<Vec<Own
             std::mem::forget(fd);
         }
     }
+    let mut installed = Vec::new();
     for (i, t) in (0..).zip(&temps) {
         // SAFETY: dup2 replaces descriptor `i`, which the caller gave up (see above); `t` is
         // open.
         check(unsafe { libc::dup2(t.as_raw_fd(), i) } as libc::c_long)?;
+        if i >= 3 {
+            // SAFETY: `i` was just made a copy of `t`, and the caller gave the number up.
+            installed.push(unsafe { OwnedFd::from_raw_fd(i) });
+        }
     }
-    Ok(kept)
+    Ok((installed, kept))
 }
 
 static CLAIMED: AtomicBool = AtomicBool::new(false);

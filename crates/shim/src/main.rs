@@ -35,7 +35,6 @@ use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{api, Config, DeleteResponse, Flags, StartOpts};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 
-use sealrun::container::{Runtime, StateRoot};
 use sealrun::selfexe::SealStatus;
 
 use bundle::{unmount_rootfs, ROOT_FILE};
@@ -84,7 +83,7 @@ impl containerd_shim::Shim for Shim {
         // containerd's clean-up after the shim died: the bundle is our working directory.
         let bundle = std::env::current_dir().unwrap_or_default();
         if let Ok(root) = std::fs::read_to_string(bundle.join(ROOT_FILE)) {
-            let rt = Runtime::new(StateRoot::new(&PathBuf::from(root)), SealStatus::Disabled);
+            let rt = crate::sys::runtime(&PathBuf::from(root), SealStatus::Disabled);
             if let Err(e) = sealrun::container::delete(&rt, &self.id, true) {
                 log::warn!("delete {}: {e}", self.id);
             }

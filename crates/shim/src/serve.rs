@@ -41,15 +41,14 @@ pub fn run(flags: &Flags) -> Result<(), String> {
     let worker = Arc::new(crate::serving_worker().map_err(|e| format!("start the worker: {e}"))?);
     // Blocked before any thread starts, so in every thread: only the main loop reads them.
     // (SIGTERM and SIGINT are containerd's business, through Shutdown; SIGPIPE is EPIPE.)
-    let signals = sp::signalfd(&[
+    // The containers' processes come to us (subreaper) when their worker exits.
+    let signals = crate::sys::become_serving_shim(&[
         Signal::SIGCHLD,
         Signal::SIGTERM,
         Signal::SIGINT,
         Signal::SIGPIPE,
     ])
-    .map_err(|e| format!("signalfd: {e}"))?;
-    // The containers' processes come to us when their worker exits.
-    sp::set_child_subreaper().map_err(|e| format!("subreaper: {e}"))?;
+    .map_err(|e| format!("signals and subreaper: {e}"))?;
     containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
         .map_err(|e| format!("logger: {e}"))?;
     let Some(listener) = listen(&flags.socket)? else {

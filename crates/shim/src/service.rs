@@ -363,6 +363,7 @@ impl Task for Service {
         })?;
         unmount_rootfs(&bundle);
         self.shared.lock().remove(&req.id);
+        crate::oom::forget(&req.id);
         let (status, when) = exit.unwrap_or((128 + 9, SystemTime::now()));
         self.shared.publish(
             topics::TASK_DELETE_EVENT_TOPIC,
@@ -568,10 +569,10 @@ impl Task for Service {
             root,
             id: req.id.clone(),
         })?;
-        let metrics = crate::metrics::v1(&v["data"]);
+        let (type_url, value) = crate::metrics::encode(&v).map_err(internal)?;
         let any = Any {
-            type_url: "io.containerd.cgroups.v1.Metrics".into(),
-            value: metrics.write_to_bytes().map_err(internal)?,
+            type_url: type_url.into(),
+            value,
             ..Default::default()
         };
         Ok(api::StatsResponse {

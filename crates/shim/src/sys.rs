@@ -1,12 +1,54 @@
 //! The shim's only `unsafe`: the few calls the sealrun library has no wrapper for (the
 //! allocator's tunables, placing descriptors in a spawned child, starting a worker from the
-//! multi-threaded shim). Descriptor ownership
-//! (received, inherited, copied) and the terminal size go through `sealrun::worker`.
+//! multi-threaded shim), and the library's functions that change the calling process
+//! (`sealrun::worker`'s, [`Runtime::new`]), each called where the process is the shim's own:
+//! its single-threaded start-up, a worker, or the shim's `delete`.
 
 use std::ffi::{c_char, CString};
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command};
+
+use nix::sys::signal::Signal;
+use sealrun::container::{Runtime, StateRoot};
+use sealrun::selfexe::SealStatus;
+
+/// The serving shim's set-up, before it starts any thread: `signals` blocked (so in every
+/// thread it starts) and read through the returned signalfd, and the shim as subreaper of the
+/// containers' processes (reparented to it when their worker exits).
+pub fn become_serving_shim(signals: &[Signal]) -> nix::Result<OwnedFd> {
+    // SAFETY: the shim's own process, still single-threaded (`serve::run`); it reaps every
+    // child in its main loop, and its workers reset the blocked signals (`reset_worker_signals`).
+    unsafe {
+        let sigfd = sealrun::worker::signalfd(signals)?;
+        sealrun::worker::set_child_subreaper()?;
+        Ok(sigfd)
+    }
+}
+
+/// A worker's first step: default signal dispositions, nothing blocked (the shim's blocked
+/// signals and handlers must not reach the containers' processes).
+pub fn reset_worker_signals() -> nix::Result<()> {
+    // SAFETY: the worker is a process of its own, executed by the shim for one request.
+    unsafe { sealrun::worker::reset_signals() }
+}
+
+/// The worker's descriptors `first..end`, which the shim left open across its `exec`.
+pub fn claim_worker_fds(first: RawFd, end: RawFd) -> nix::Result<Vec<OwnedFd>> {
+    // SAFETY: called first thing in the worker's set-up, before anything in the process opens
+    // a descriptor that could take these numbers; the shim placed them there for us.
+    unsafe { sealrun::worker::claim_inherited_fds(first, end) }
+}
+
+/// The library's runtime settings for the worker's requests and the shim's `delete`.
+pub fn runtime(root: &Path, seal: SealStatus) -> Runtime {
+    // SAFETY: two callers. A worker is a single-threaded process of its own, made to run
+    // the library's in-process functions. The shim's `delete` (containerd's clean-up after a
+    // shim died) runs before the shim serves anything, and `container::delete` forks nothing
+    // and enters no namespace (its hooks run through std's `Command`).
+    unsafe { Runtime::new(StateRoot::new(root), seal) }
+}
 
 /// Keeps the allocator's free memory small (in the shim and its worker): one arena (the shim's ttrpc and IO threads
 /// allocate little; an arena per thread keeps free memory in each), and fixed mmap and trim

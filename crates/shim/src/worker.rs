@@ -23,7 +23,7 @@ use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use sealrun::container::{self, ExecOptions, ProcessSource, Runtime, StateRoot};
+use sealrun::container::{self, ExecOptions, ProcessSource, Runtime};
 use sealrun::selfexe::SealStatus;
 use sealrun::spec::CreateOptions;
 use sealrun::worker as sp;
@@ -212,7 +212,7 @@ fn worker_setup() -> Result<UnixStream, String> {
     }
     // The shim put it there for this process (once per process; close-on-exec: the
     // library's clones must not inherit it).
-    sp::claim_inherited_fds(REQ_FD, REQ_FD + 1)
+    crate::sys::claim_worker_fds(REQ_FD, REQ_FD + 1)
         .map_err(|e| format!("fd {REQ_FD}: {e}"))?
         .into_iter()
         .map(UnixStream::from)
@@ -275,7 +275,7 @@ fn serve(req: UnixStream) -> Result<(), String> {
     // `worker_setup` checked it.
     let seal = SealStatus::Sealed;
     // The shim's signal handlers (signal-hook's pipe) must not run here.
-    sp::reset_signals().map_err(|e| format!("reset signals: {e}"))?;
+    crate::sys::reset_worker_signals().map_err(|e| format!("reset signals: {e}"))?;
     let (data, _) = recv_msg(req.as_fd()).map_err(|e| format!("recv: {e}"))?;
     if data.is_empty() {
         return Ok(()); // the shim is gone
@@ -290,7 +290,7 @@ fn serve(req: UnixStream) -> Result<(), String> {
 }
 
 fn rt(root: &Path, seal: SealStatus) -> Runtime {
-    Runtime::new(StateRoot::new(root), seal)
+    crate::sys::runtime(root, seal)
 }
 
 fn ok(value: Value) -> Reply {
@@ -314,8 +314,8 @@ fn handle(req: Request, seal: SealStatus) -> (Reply, Option<OwnedFd>) {
             opts.console_socket = console;
             opts.pid_file = Some(pid_file.clone());
             // As the sealrun binary: the operator policy (its default path) holds every create.
-            let mut rt = rt(&root, seal);
-            rt.policy = sealrun::policy::Policy::load(None).map_err(|e| e.to_string())?;
+            let policy = sealrun::policy::Policy::load(None).map_err(|e| e.to_string())?;
+            let rt = rt(&root, seal).with_policy(policy);
             container::create(&rt, opts).map_err(|e| e.to_string())?;
             read_pid(&pid_file)
         }),
@@ -366,9 +366,13 @@ fn handle(req: Request, seal: SealStatus) -> (Reply, Option<OwnedFd>) {
                 .and_then(|res| container::update(&rt(&root, seal), &id, res));
             (done(r), None)
         }
-        Request::Stats { root, id } => match container::stats(&rt(&root, seal), &id) {
+        // `{"data": runc's shape, "unified": cgroup2's extra counters}` (see `metrics`).
+        Request::Stats { root, id } => match container::cgroup_stats(&rt(&root, seal), &id)
+            .map_err(|e| e.to_string())
+            .and_then(|s| serde_json::to_value(s).map_err(|e| e.to_string()))
+        {
             Ok(v) => (ok(v), None),
-            Err(e) => (Reply::Err(e.to_string()), None),
+            Err(e) => (Reply::Err(e), None),
         },
         Request::Pids { root, id } => match container::pids(&rt(&root, seal), &id) {
             Ok(p) => (ok(Value::from(p)), None),
