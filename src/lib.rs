@@ -81,44 +81,23 @@ pub(crate) mod sync;
 pub(crate) mod sys;
 
 /// Process primitives for a dedicated runtime process built on [`container`]'s in-process
-/// functions (the native containerd shim's worker): fork a single-threaded worker, reset its
-/// signals, reap children through a signalfd as a subreaper, and return to saved namespaces;
-/// and the descriptor primitives it shares with the library (claim, copy, receive, resize).
+/// functions (the native containerd shim and its workers): reset signals, reap children
+/// through a signalfd as a subreaper; and the descriptor primitives it shares with the
+/// library (claim, copy, receive, resize).
 /// The ones that change the calling process are `unsafe fn`: each says what it changes, and
 /// the caller promises the process is its own (see [`container::Runtime::new`]). Embedders
 /// use [`Sandbox`].
 #[doc(hidden)]
 #[allow(unsafe_code)]
 pub mod worker {
-    use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+    use std::os::fd::{OwnedFd, RawFd};
 
-    use nix::sched::CloneFlags;
     use nix::sys::signal::Signal;
 
-    pub use crate::sys::process::{exit_now, kill, read_signalfd, Forked};
+    pub use crate::sys::process::{kill, read_signalfd};
     pub use crate::sys::socket::{recv_with_fds, Received};
     pub use crate::sys::spawn::dup_above;
     pub use crate::sys::tty::set_winsize;
-
-    /// Fork the calling process (`clone3` with `flags`, into `cgroup` when given).
-    ///
-    /// # Safety
-    /// The child is a copy of the caller that runs on; the caller must own the process (no
-    /// other thread: the wrapper refuses with `EDEADLK` when it finds one) and the child must
-    /// leave only through `exec` or [`exit_now`].
-    pub unsafe fn clone3(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> nix::Result<Forked> {
-        crate::sys::process::clone3(flags, cgroup)
-    }
-
-    /// Move the calling process into the namespace `fd` names.
-    ///
-    /// # Safety
-    /// Every later child, and for most kinds the caller itself, lives in that namespace: the
-    /// caller must own the process and be single-threaded (the kernel refuses some kinds
-    /// otherwise).
-    pub unsafe fn setns(fd: BorrowedFd<'_>, nstype: CloneFlags) -> nix::Result<()> {
-        crate::sys::process::setns(fd, nstype)
-    }
 
     /// Make the calling process the subreaper of its descendants.
     ///

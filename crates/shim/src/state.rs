@@ -144,10 +144,8 @@ impl Shared {
                 }
             }
             if !found {
-                self.pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(pid, (status, when));
+                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                crate::worker::hold_exit(&mut pending, pid, status, when);
             }
         }
         self.changed.notify_all();

@@ -399,3 +399,47 @@ fn read_pid(path: &Path) -> Result<i32, String> {
 /// Exit statuses of processes the shim does not know yet (an exit can overtake the reply
 /// that names the pid).
 pub type Pending = std::collections::HashMap<i32, (i32, std::time::SystemTime)>;
+
+/// How long an exit waits in [`Pending`] for the reply naming its pid. The reply follows
+/// within one request; exits of processes the shim never learns (a `binary://` logger, a
+/// mount helper) would otherwise stay for the shim's life, and a pid reused later would pick
+/// up their stale status.
+pub const PENDING_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Records the exit of an unknown `pid`, first dropping the exits older than [`PENDING_TTL`].
+pub fn hold_exit(pending: &mut Pending, pid: i32, status: i32, when: std::time::SystemTime) {
+    // A clock stepped back (an entry dated after `when`) keeps the entry.
+    pending.retain(|_, (_, at)| {
+        when.duration_since(*at)
+            .map_or(true, |age| age < PENDING_TTL)
+    });
+    pending.insert(pid, (status, when));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn unclaimed_exits_expire() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut pending = Pending::new();
+        hold_exit(&mut pending, 10, 0, t0);
+        hold_exit(&mut pending, 11, 1, t0 + Duration::from_secs(30));
+        assert_eq!(pending.len(), 2, "both within the TTL");
+        // A later exit drops what waited longer than the TTL, and keeps the rest.
+        hold_exit(
+            &mut pending,
+            12,
+            2,
+            t0 + PENDING_TTL + Duration::from_secs(1),
+        );
+        let mut pids: Vec<_> = pending.keys().copied().collect();
+        pids.sort_unstable();
+        assert_eq!(pids, [11, 12]);
+        // A pid reused after its stale exit expired starts clean.
+        hold_exit(&mut pending, 13, 3, t0 + 3 * PENDING_TTL);
+        assert_eq!(pending.keys().copied().collect::<Vec<_>>(), [13]);
+    }
+}
