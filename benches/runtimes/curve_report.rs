@@ -172,11 +172,7 @@ fn markdown(names: &[String], s: &Samples, meta: &Value, stamp: &str) -> String 
         meta["loadavg"]["after"].as_str().unwrap_or_default(),
         meta["seconds"],
     );
-    if let Some(missing) = meta["missing"].as_object().filter(|m| !m.is_empty()) {
-        for (name, why) in missing {
-            let _ = writeln!(out, "**{name} is MISSING and was not measured: {why}**\n");
-        }
-    }
+    crate::report::write_missing(&mut out, meta);
     if let Some(fails) = meta["failures"].as_object().filter(|m| !m.is_empty()) {
         out.push_str("**Failures (not in the figures):**\n\n");
         for (who, what) in fails {
@@ -418,51 +414,24 @@ fn charts(
     let ins_m: Vec<String> = sec.iter().map(|(_, _, l)| format!("insns/{l}")).collect();
     let cmp_m: Vec<String> = sec.iter().map(|(_, _, l)| format!("compile/{l}")).collect();
     let xl = "rules added to the default profile";
+    let median = |title: &str, unit: &str, metrics: &[String], who: &[String]| {
+        lines(title, unit, xl, &xs, metrics, who, s, 50.0, 1.0)
+    };
     let only_sealrun: Vec<String> = names.iter().take(1).cloned().collect();
     let panels = vec![
-        lines(
-            "run /bin/true, median",
-            "ms",
-            xl,
-            &xs,
-            &run_m,
-            names,
-            s,
-            50.0,
-            1.0,
-        ),
-        lines(
-            "run /bin/true, CPU, median",
-            "ms",
-            xl,
-            &xs,
-            &cpu_m,
-            names,
-            s,
-            50.0,
-            1.0,
-        ),
-        lines(
+        median("run /bin/true, median", "ms", &run_m, names),
+        median("run /bin/true, CPU, median", "ms", &cpu_m, names),
+        median(
             "instructions of the loaded filter",
             "BPF insns",
-            xl,
-            &xs,
             &ins_m,
             names,
-            s,
-            50.0,
-            1.0,
         ),
-        lines(
+        median(
             "sealrun: compile time (in process)",
             "ms",
-            xl,
-            &xs,
             &cmp_m,
             &only_sealrun,
-            s,
-            50.0,
-            1.0,
         ),
     ];
     let title = format!("seccomp profile size — {stamp}");
@@ -475,29 +444,12 @@ fn charts(
     let run_m: Vec<String> = mnt.iter().map(|(_, v)| format!("run/{v}_ms")).collect();
     let cpu_m: Vec<String> = mnt.iter().map(|(_, v)| format!("run_cpu/{v}_ms")).collect();
     let xl = "bind mounts added";
+    let median = |title: &str, unit: &str, metrics: &[String], who: &[String]| {
+        lines(title, unit, xl, &xs, metrics, who, s, 50.0, 1.0)
+    };
     let panels = vec![
-        lines(
-            "run /bin/true, median",
-            "ms",
-            xl,
-            &xs,
-            &run_m,
-            names,
-            s,
-            50.0,
-            1.0,
-        ),
-        lines(
-            "run /bin/true, CPU, median",
-            "ms",
-            xl,
-            &xs,
-            &cpu_m,
-            names,
-            s,
-            50.0,
-            1.0,
-        ),
+        median("run /bin/true, median", "ms", &run_m, names),
+        median("run /bin/true, CPU, median", "ms", &cpu_m, names),
     ];
     let title = format!("Mount count — {stamp}");
     out.push((

@@ -357,11 +357,7 @@ fn markdown(subjects: &[Subject], samples: &Samples, meta: &Value, stamp: &str) 
         meta["loadavg"]["after"].as_str().unwrap_or_default(),
         meta["seconds"],
     );
-    if let Some(missing) = meta["missing"].as_object().filter(|m| !m.is_empty()) {
-        for (name, why) in missing {
-            let _ = writeln!(out, "**{name} is MISSING and was not measured: {why}**\n");
-        }
-    }
+    write_missing(&mut out, meta);
     if let Some(fails) = meta["failures"].as_object().filter(|m| !m.is_empty()) {
         let list: Vec<String> = fails.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         let _ = writeln!(
@@ -444,4 +440,13 @@ pub fn write(subjects: &[Subject], samples: &Samples, meta: &Value) -> Res<PathB
     std::os::unix::fs::symlink(&date, &latest).map_err(|e| format!("{}: {e}", latest.display()))?;
     println!("\n{md}");
     Ok(dir)
+}
+
+/// One bold line per runtime the run could not measure (`meta.missing`), for both reports.
+pub(crate) fn write_missing(out: &mut String, meta: &Value) {
+    if let Some(missing) = meta["missing"].as_object().filter(|m| !m.is_empty()) {
+        for (name, why) in missing {
+            let _ = writeln!(out, "**{name} is MISSING and was not measured: {why}**\n");
+        }
+    }
 }

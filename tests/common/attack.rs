@@ -362,9 +362,16 @@ pub fn poll_pause() {
 /// a descriptor "leaked" into the runtime by its caller, or one passed on purpose with
 /// `--preserve-fds`.
 pub fn with_fds(cmd: &Command, redirections: &str) -> Command {
+    through_sh(cmd, &format!("exec {redirections};"))
+}
+
+/// `cmd` run by `/bin/sh`, which first runs `prelude` (shell words ending in `;`: set up
+/// descriptors, export variables; `$$` is the runtime's pid, since `sh` then execs it), with
+/// `cmd`'s environment changes.
+pub fn through_sh(cmd: &Command, prelude: &str) -> Command {
     let mut c = Command::new("/bin/sh");
     c.arg("-c")
-        .arg(format!("exec {redirections} \"$0\" \"$@\""))
+        .arg(format!("{prelude} exec \"$0\" \"$@\""))
         .arg(cmd.get_program())
         .args(cmd.get_args())
         .stdin(Stdio::null());
@@ -385,13 +392,7 @@ pub fn run_with_fds(
     extra: &[&str],
     redirections: &str,
 ) -> Out {
-    b.write();
-    t.track_id(&b.id);
-    let dir = b.dir.to_string_lossy().into_owned();
-    let mut args = vec!["run", "--bundle", &dir];
-    args.extend_from_slice(extra);
-    args.push(&b.id);
-    let cmd = t.command(global, &args);
+    let cmd = t.run_command(global, b, extra);
     t.exec(with_fds(&cmd, redirections)).0
 }
 

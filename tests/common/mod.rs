@@ -674,13 +674,20 @@ impl Test {
 
     /// `run` with extra global flags and extra run flags.
     pub fn run_with(&self, global: &[&str], b: &Bundle, extra: &[&str]) -> Out {
+        self.exec(self.run_command(global, b, extra)).0
+    }
+
+    /// The command `run --bundle DIR [extra] ID` in the foreground, with `b`'s config written
+    /// and its id tracked for the clean-up; for tests that wrap it (in a shell, with
+    /// redirections) before [`Test::exec`].
+    pub fn run_command(&self, global: &[&str], b: &Bundle, extra: &[&str]) -> Command {
         b.write();
         self.track_id(&b.id);
         let dir = b.dir.to_string_lossy().into_owned();
         let mut args = vec!["run", "--bundle", &dir];
         args.extend_from_slice(extra);
         args.push(&b.id);
-        self.rt_global(global, &args)
+        self.command(global, &args)
     }
 
     /// `run --detach --pid-file <pid_file(id)> <id>`; the container's output is read with

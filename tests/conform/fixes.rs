@@ -7,32 +7,14 @@ use std::process::Command;
 use crate::common::*;
 use serde_json::{json, Value};
 
-/// `cmd` (a runtime command) run by `sh`, which first sets up descriptors and environment
-/// with `prelude` (shell words; `$$` is the runtime's pid, since `sh` execs it).
-fn through_sh(cmd: &Command, prelude: &str) -> Command {
-    let mut sh = Command::new("sh");
-    sh.arg("-c")
-        .arg(format!("{prelude} exec \"$0\" \"$@\""))
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            sh.env(k, v);
-        }
-    }
-    sh.stdin(std::process::Stdio::null());
-    sh
-}
-
 /// The probe's facts from a foreground `run` of `b` started by `sh` with `prelude`.
 fn probe_through_sh(t: &Test, b: &Bundle, prelude: &str, extra: &[&str]) -> Value {
-    b.write();
-    t.track_id(&b.id);
-    let dir = b.dir.to_string_lossy().into_owned();
-    let mut args = vec!["run", "--bundle", &dir];
-    args.extend_from_slice(extra);
-    args.push(&b.id);
-    let out = t.exec(through_sh(&t.command(&[], &args), prelude)).0;
+    let out = t
+        .exec(crate::attack::through_sh(
+            &t.run_command(&[], b, extra),
+            prelude,
+        ))
+        .0;
     out.ok();
     out.probe_facts()
 }
