@@ -68,16 +68,20 @@ impl Runtime {
     /// ```
     #[allow(unsafe_code)]
     pub unsafe fn new(root: StateRoot, seal: crate::selfexe::SealStatus) -> Runtime {
-        Runtime::in_helper(root, seal)
-    }
-
-    /// [`Runtime::new`] for this crate's own runtime processes (the sandbox helper), and for
-    /// the read-only queries (`state`, `audit`, `stats`, `pids`) a [`crate::Sandbox`] answers
-    /// in the caller's process, which change nothing there.
-    pub(crate) fn in_helper(root: StateRoot, seal: crate::selfexe::SealStatus) -> Runtime {
         Runtime {
             root,
             seal,
+            policy: crate::policy::Policy::default(),
+        }
+    }
+
+    /// A `Runtime` for the read-only queries (`state`, `audit`, `stats`, `pids`) a
+    /// [`crate::Sandbox`] answers in the caller's process: they change nothing there, and
+    /// nothing else may be called with it.
+    pub(crate) fn for_queries(root: StateRoot) -> Runtime {
+        Runtime {
+            root,
+            seal: crate::selfexe::SealStatus::Disabled,
             policy: crate::policy::Policy::default(),
         }
     }

@@ -45,7 +45,6 @@ use std::sync::Arc;
 use crate::audit::AuditRecord;
 use crate::container::{Runtime, StateRoot};
 use crate::error::{Context, Error, Result};
-use crate::selfexe::SealStatus;
 
 pub use builder::ContainerBuilder;
 pub use container::Container;
@@ -383,8 +382,9 @@ pub struct State {
     pub annotations: std::collections::BTreeMap<String, String>,
 }
 
+/// The settings' state root for the read-only queries answered in the caller's process.
 pub(crate) fn runtime(settings: &Settings) -> Runtime {
-    Runtime::in_helper(StateRoot::new(&settings.root), SealStatus::Disabled)
+    Runtime::for_queries(StateRoot::new(&settings.root))
 }
 
 pub(crate) fn state_of(settings: &Settings, id: &str) -> Result<State> {
