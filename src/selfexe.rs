@@ -185,11 +185,27 @@ pub unsafe fn ensure_sealed(disabled: bool) -> Result<SealStatus> {
         protect(&path, exe.as_fd())?.0
     };
     drop(exe);
+    Err(reexec(target.as_fd()))
+}
+
+/// Execute `exe` in place of the calling program, with the same arguments and environment
+/// (what [`ensure_sealed`] does once it has the protected file; the native shim's start-up
+/// runs from its node-wide sealed copy this way). Returns only the error.
+///
+/// # Safety
+/// As [`ensure_sealed`]: the whole calling program is replaced (every other thread ends,
+/// nothing is dropped or flushed), so only a runtime process of its own calls it, early and
+/// single-threaded.
+#[allow(unsafe_code)]
+pub unsafe fn reexec_from(exe: BorrowedFd<'_>) -> Error {
+    reexec(exe)
+}
+
+fn reexec(exe: BorrowedFd<'_>) -> Error {
+    // Arguments and variables from the OS hold no NUL; one that did could not be passed on.
     let args: Vec<CString> = std::env::args_os()
-        .map(|a| {
-            CString::new(a.as_bytes()).map_err(|_| Error::InvalidArgument("NUL in argument".into()))
-        })
-        .collect::<Result<_>>()?;
+        .filter_map(|a| CString::new(a.as_bytes()).ok())
+        .collect();
     let env: Vec<CString> = std::env::vars_os()
         .filter_map(|(k, v)| {
             let mut kv = k.as_bytes().to_vec();
@@ -200,8 +216,8 @@ pub unsafe fn ensure_sealed(disabled: bool) -> Result<SealStatus> {
         .collect();
     let argv: Vec<&std::ffi::CStr> = args.iter().map(|a| a.as_c_str()).collect();
     let envp: Vec<&std::ffi::CStr> = env.iter().map(|a| a.as_c_str()).collect();
-    let errno = sys::process::fexecve(target.as_fd(), &argv, &envp);
-    Err(Error::os("fexecve protected copy", None, errno))
+    let errno = sys::process::fexecve(exe, &argv, &envp);
+    Error::os("fexecve protected copy", None, errno)
 }
 
 /// The sealrun binary at `path` as a protected executable, for a program that starts sealrun

@@ -110,23 +110,10 @@ pub fn fork_exec(
 /// Executes `exe` in place of this process with its own arguments and environment; returns
 /// only on failure. For a process that has no other thread yet.
 pub fn reexec(exe: BorrowedFd<'_>) -> std::io::Error {
-    let strings = |it: &mut dyn Iterator<Item = Vec<u8>>| -> Vec<CString> {
-        it.filter_map(|s| CString::new(s).ok()).collect()
-    };
-    let argv = strings(&mut std::env::args_os().map(|a| a.into_encoded_bytes()));
-    let env = strings(&mut std::env::vars_os().map(|(k, v)| {
-        let mut kv = k.into_encoded_bytes();
-        kv.push(b'=');
-        kv.extend_from_slice(v.as_encoded_bytes());
-        kv
-    }));
-    let nul = std::ptr::null::<c_char>();
-    let argv: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).chain([nul]).collect();
-    let env: Vec<*const c_char> = env.iter().map(|e| e.as_ptr()).chain([nul]).collect();
-    // SAFETY: NUL-terminated arrays of pointers to NUL-terminated strings that outlive the
-    // call, and a descriptor the borrow keeps open; on success nothing of this process runs on.
-    unsafe { libc::fexecve(exe.as_raw_fd(), argv.as_ptr(), env.as_ptr()) };
-    std::io::Error::last_os_error()
+    // SAFETY: the shim's start-up, single-threaded, holding nothing to flush or release
+    // (`serving_worker` runs before serving starts).
+    let e = unsafe { sealrun::selfexe::reexec_from(exe) };
+    std::io::Error::other(e.to_string())
 }
 
 /// Spawns `cmd` with `fds[i]` as the child's descriptor `3 + i` (without close-on-exec).
