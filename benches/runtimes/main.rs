@@ -113,12 +113,15 @@ fn main() {
         println!("runtimes: benchmark only; run `cargo bench --bench runtimes` as root");
         return;
     }
-    // `cargo bench --bench runtimes -- curve`: the cost curve (curve.rs) instead.
-    let result = if args.iter().any(|a| a == "curve") {
-        curve::run()
-    } else {
-        run()
-    };
+    // `-- curve`: the cost curve (curve.rs) instead of the lifecycle run; `-- all`: both, one
+    // after the other, each into its own results folder.
+    let all = args.iter().any(|a| a == "all");
+    let curve = all || args.iter().any(|a| a == "curve");
+    let result = (|| -> Res<bool> {
+        let lifecycle = if all || !curve { run()? } else { true };
+        let curve = if curve { curve::run()? } else { true };
+        Ok(lifecycle && curve)
+    })();
     match result {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),

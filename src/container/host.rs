@@ -98,10 +98,9 @@ pub fn rootless_facts() -> Option<RootlessFacts> {
         return None;
     }
     let gid = nix::unistd::getegid().as_raw();
-    let name = nix::unistd::User::from_uid(uid)
+    let name = std::fs::read_to_string("/etc/passwd")
         .ok()
-        .flatten()
-        .map(|u| u.name)
+        .and_then(|passwd| rootless::user_name(&passwd, uid.as_raw()))
         .unwrap_or_default();
     let sub = |file: &str, id: u32| {
         std::fs::read_to_string(file)

@@ -77,6 +77,18 @@ pub fn parse_subids(text: &str, name: &str, id: u32) -> Vec<SubIds> {
         .collect()
 }
 
+/// The name `/etc/passwd` text gives user `uid` (its first entry for that uid), which
+/// `/etc/subuid` and `/etc/subgid` may use instead of the number. Read from the file, as
+/// runc does, rather than through NSS: sealrun is linked statically, and a static glibc can
+/// reach NSS only by loading the host's own modules at run time.
+pub fn user_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut f = line.split(':');
+        let (name, _password, id) = (f.next()?, f.next()?, f.next()?);
+        (!name.is_empty() && id.trim().parse::<u32>().ok() == Some(uid)).then(|| name.to_owned())
+    })
+}
+
 /// Check a rootless config and decide how its maps are written.
 pub fn check(
     ns: &Namespaces,
@@ -183,6 +195,20 @@ fn writer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_name_from_passwd() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+                      # a comment\n\
+                      broken line\n\
+                      alice:x:1000:1000::/home/alice:/bin/sh\n\
+                      alias:x:1000:1000::/home/alice:/bin/sh\n\
+                      :x:1001:1001::/:/bin/sh\n";
+        assert_eq!(user_name(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(user_name(passwd, 1000).as_deref(), Some("alice"));
+        assert_eq!(user_name(passwd, 1001), None);
+        assert_eq!(user_name(passwd, 1002), None);
+    }
 
     fn map(c: u32, h: u32, s: u32) -> IdMap {
         IdMap {

@@ -6,7 +6,7 @@
 //!
 //! Each call prints `SKIP <binary>::<test>: <reason>` on stderr and appends the same line to
 //! the skip log, `$SEALRUN_SKIP_LOG` or else `sealrun-skips.log` in cargo's profile directory
-//! (`target/debug`). `scripts/test` empties the log before the run and prints "N skipped:"
+//! (`target/<host tuple>/debug`). `scripts/test` empties the log before the run and prints "N skipped:"
 //! with every line after it. A skipped test never reaches its assertions.
 //!
 //! Std only: the unit tests of the library include this file too (`crate::test_skip`).

@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo build --release --workspace --bins
-//! SEALRUN_BIN_DIR=$PWD/target/release cargo test -p cri-tests --test latency -- --ignored --nocapture
+//! SEALRUN_BIN_DIR=$PWD/target/$(rustc --print host-tuple)/release cargo test -p cri-tests --test latency -- --ignored --nocapture
 //! ```
 
 #[path = "cri/client.rs"]

@@ -37,10 +37,10 @@ const POLL_ROUNDS: u32 = 3000;
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-/// The cargo profile directory these tests were built into (`target/debug`): the sealrun binary
+/// The cargo profile directory these tests were built into (`target/<host tuple>/debug`): the sealrun binary
 /// and the native shim are there (`cargo build --workspace --bins`, or `cargo test
 /// --workspace`, which builds them before running any test).
-/// `SEALRUN_BIN_DIR` overrides it (e.g. `target/release` for the latency figures).
+/// `SEALRUN_BIN_DIR` overrides it (e.g. `target/<host tuple>/release` for the latency figures).
 pub fn profile_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("SEALRUN_BIN_DIR").filter(|d| !d.is_empty()) {
         return std::fs::canonicalize(&d).unwrap_or_else(|_| PathBuf::from(d));
