@@ -219,23 +219,27 @@ fn size_table(out: &mut String, peers: &[&Subject], machine: &Value) {
     }
 }
 
-/// Cost of each layer: the median over iterations of (full − without) / full, paired by
-/// iteration (both ran in the same round), as a percentage of the full `run`, in wall time and
-/// in CPU time (the steadier of the two on a busy machine).
+/// Cost of the layer `who` switches off: the median over iterations of (full − without) /
+/// full, paired by iteration (both ran in the same round), as a percentage of the full `run`.
+fn layer_cost(samples: &Samples, who: &str, metric: &str) -> Option<f64> {
+    let series = |who: &str| samples.get(who).and_then(|m| m.get(metric));
+    let (full, off) = (series("sealrun")?, series(who)?);
+    if full.len() != off.len() {
+        return None;
+    }
+    let d: Vec<f64> = full
+        .iter()
+        .zip(off)
+        .map(|(a, b)| (a - b) / a * 100.0)
+        .collect();
+    median(&d)
+}
+
+/// Cost of each layer ([`layer_cost`]), in wall time and in CPU time (the steadier of the two
+/// on a busy machine).
 fn layer_table(out: &mut String, subjects: &[Subject], samples: &Samples) {
     let series = |who: &str, metric: &str| samples.get(who).and_then(|m| m.get(metric));
-    let cost = |who: &str, metric: &str| {
-        let (full, off) = (series("sealrun", metric)?, series(who, metric)?);
-        if full.len() != off.len() {
-            return None;
-        }
-        let d: Vec<f64> = full
-            .iter()
-            .zip(off)
-            .map(|(a, b)| (a - b) / a * 100.0)
-            .collect();
-        median(&d)
-    };
+    let cost = |who: &str, metric: &str| layer_cost(samples, who, metric);
     let med = |who: &str, metric: &str| series(who, metric).and_then(|v| median(v));
     let _ = writeln!(
         out,
@@ -333,6 +337,45 @@ fn goals(out: &mut String, samples: &Samples) {
     ));
 }
 
+/// The goals of issue 14: CPU and wall time against crun, and the self-protection's share of
+/// `run` (the `--unsafe-disable selfexe` variant, paired by round).
+fn goals_14(out: &mut String, samples: &Samples) {
+    let m = |who: &str, metric: &str| samples.get(who)?.get(metric).and_then(|v| median(v));
+    let verdict = |label: &str, value: Option<f64>, limit: f64, unit: &str| match value {
+        Some(v) => format!(
+            "- {label} (goal ≤ {limit:.2}{unit}): {v:.2}{unit} — {}\n",
+            if v <= limit { "met" } else { "NOT met" }
+        ),
+        None => format!("- {label} (goal ≤ {limit:.2}{unit}): n/a\n"),
+    };
+    let ratio =
+        |metric: &str| Some(m("sealrun", metric)? / m("crun", metric).filter(|b| *b > 0.0)?);
+    out.push_str(&verdict(
+        "`run` CPU time: sealrun ÷ crun",
+        ratio("run_cpu_ms"),
+        0.8,
+        "",
+    ));
+    out.push_str(&verdict(
+        "`run` wall time: sealrun ÷ crun",
+        ratio("run_ms"),
+        0.7,
+        "",
+    ));
+    out.push_str(&verdict(
+        "`exec` CPU time: sealrun ÷ crun",
+        ratio("exec_cpu_ms"),
+        0.8,
+        "",
+    ));
+    out.push_str(&verdict(
+        "the self-protection's share of `run` CPU",
+        layer_cost(samples, "sealrun -selfexe", "run_cpu_ms"),
+        10.0,
+        " %",
+    ));
+}
+
 fn markdown(subjects: &[Subject], samples: &Samples, meta: &Value, stamp: &str) -> String {
     let peers: Vec<&Subject> = subjects.iter().filter(|s| s.peer).collect();
     let s = &meta["settings"];
@@ -404,6 +447,8 @@ fn markdown(subjects: &[Subject], samples: &Samples, meta: &Value, stamp: &str) 
     }
     out.push_str("\n## Goals (issue 5)\n\n");
     goals(&mut out, samples);
+    out.push_str("\n## Goals (issue 14)\n\n");
+    goals_14(&mut out, samples);
     out.push_str("\n![chart](chart.svg)\n");
     out
 }

@@ -19,7 +19,7 @@ use crate::sys;
 
 /// Read a control file.
 pub(super) fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).op_path("read cgroup", path)
+    sys::fd::read_small_string(None, path).op_path("read cgroup", path)
 }
 
 /// Write a control file (one write call, as cgroupfs expects).

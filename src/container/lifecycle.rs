@@ -73,8 +73,7 @@ fn load_hooks(dir: &ContainerDir) -> oci_spec::runtime::Hooks {
 }
 
 /// The runtime-spec state object (runc's shape: also rootfs, created, owner).
-fn state_object(dir: &ContainerDir, st: &StateFile) -> Value {
-    let status = dir.status(st);
+fn state_object(st: &StateFile, status: Status) -> Value {
     let mut v = json!({
         "ociVersion": crate::OCI_VERSION,
         "id": st.id,
@@ -95,7 +94,7 @@ fn state_object(dir: &ContainerDir, st: &StateFile) -> Value {
 pub fn state(rt: &Runtime, id: &str) -> Result<Value> {
     let dir = rt.root.peek(id)?;
     let st = dir.load()?;
-    Ok(state_object(&dir, &st))
+    Ok(state_object(&st, dir.status(&st)))
 }
 
 /// One row of `list`.
@@ -108,15 +107,14 @@ pub struct ListEntry {
 
 /// `list`: every container under `--root`.
 pub fn list(rt: &Runtime) -> Result<Vec<ListEntry>> {
-    let mut out = Vec::new();
-    for id in rt.root.ids()? {
-        let Ok(dir) = rt.root.peek(&id) else { continue };
-        let Ok(st) = dir.load() else { continue };
-        out.push(ListEntry {
-            state: state_object(&dir, &st),
-        });
-    }
-    Ok(out)
+    Ok(rt
+        .root
+        .scan()?
+        .into_iter()
+        .map(|c| ListEntry {
+            state: state_object(&c.state, c.status),
+        })
+        .collect())
 }
 
 /// Parse a signal: `TERM`, `SIGTERM`, `sigterm` or `15`.

@@ -122,22 +122,41 @@ impl StateRoot {
         &self.path
     }
 
-    /// Every container id present.
-    pub fn ids(&self) -> Result<Vec<String>> {
-        let mut ids = Vec::new();
-        match std::fs::read_dir(&self.path) {
-            Ok(dir) => {
-                for e in dir.flatten() {
-                    if e.path().join(STATE_FILE).exists() {
-                        ids.push(e.file_name().to_string_lossy().into_owned());
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).op_path("read", &self.path),
+    /// Every container's state, for `list`: one pass over the root's directory, each state
+    /// file read through the root's descriptor (a short relative lookup, no separate
+    /// existence checks), unlocked as [`StateRoot::peek`]. Entries that are not containers
+    /// (no state file, a name that is no valid id) and state files being replaced are
+    /// skipped. Sorted by id.
+    pub fn scan(&self) -> Result<Vec<Scanned>> {
+        let root = match sfd::open(
+            &self.path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(Vec::new()),
+            Err(e) => return Err(e).op_path("open", &self.path),
+        };
+        let names = sfd::read_dir_names(root.as_fd()).op_path("read", &self.path)?;
+        let mut out = Vec::new();
+        for name in names {
+            let Some(id) = name.to_str().filter(|id| validate_id(id).is_ok()) else {
+                continue;
+            };
+            let file = Path::new(id).join(STATE_FILE);
+            let Ok(raw) = sfd::read_small(Some(root.as_fd()), &file) else {
+                continue;
+            };
+            let Ok(state) = parse_state(&self.path.join(&file), &raw) else {
+                continue;
+            };
+            let status = status_of(&state, || {
+                sfd::exists_at(root.as_fd(), &Path::new(id).join(START_SOCKET))
+            });
+            out.push(Scanned { state, status });
         }
-        ids.sort();
-        Ok(ids)
+        out.sort_by(|a, b| a.state.id.cmp(&b.state.id));
+        Ok(out)
     }
 
     /// Create a new container directory (fails if the id exists) and lock it. The directory is
@@ -284,32 +303,24 @@ impl ContainerDir {
 
     /// Read the state file.
     pub fn load(&self) -> Result<StateFile> {
-        let path = self.path.join(STATE_FILE);
-        let raw = std::fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound(self.id.clone()),
-            _ => Error::from(e),
-        })?;
-        serde_json::from_slice(&raw)
-            .map_err(|e| Error::Other(format!("{}: corrupt state file: {e}", path.display())))
+        let raw =
+            sfd::read_small(Some(self.fd.as_fd()), Path::new(STATE_FILE)).map_err(|e| {
+                match e.kind() {
+                    std::io::ErrorKind::NotFound => Error::NotFound(self.id.clone()),
+                    _ => Error::from(e),
+                }
+            })?;
+        parse_state(&self.path.join(STATE_FILE), &raw)
     }
 
     /// Whether `start` has not been called yet.
     pub fn start_pending(&self) -> bool {
-        self.path.join(START_SOCKET).exists()
+        sfd::exists_at(self.fd.as_fd(), Path::new(START_SOCKET))
     }
 
     /// The status, derived from the process (and the cgroup freezer).
     pub fn status(&self, st: &StateFile) -> Status {
-        if !process_alive(st.pid, st.pid_start_time) {
-            return Status::Stopped;
-        }
-        if self.start_pending() {
-            return Status::Created;
-        }
-        if st.cgroup.is_frozen().unwrap_or(false) {
-            return Status::Paused;
-        }
-        Status::Running
+        status_of(st, || self.start_pending())
     }
 
     /// Remove the directory and everything in it.
@@ -405,13 +416,43 @@ fn random_u64() -> u64 {
 
 /// Fields of `/proc/<pid>/stat` after the command name: `(state, starttime)`.
 pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = sfd::read_small_string(None, Path::new(&format!("/proc/{pid}/stat"))).ok()?;
     let after = stat.rsplit_once(')')?.1;
     let mut fields = after.split_whitespace();
     let state = fields.next()?.chars().next()?;
     // starttime is field 22; after ')' the first field is 3 (state), so it is the 20th here.
     let start = fields.nth(18)?.parse().ok()?;
     Some((state, start))
+}
+
+/// One container found by [`StateRoot::scan`].
+#[derive(Debug)]
+pub struct Scanned {
+    /// Its state file.
+    pub state: StateFile,
+    /// Its status then.
+    pub status: Status,
+}
+
+/// A state file's contents, parsed; `path` names it in the error.
+fn parse_state(path: &Path, raw: &[u8]) -> Result<StateFile> {
+    serde_json::from_slice(raw)
+        .map_err(|e| Error::Other(format!("{}: corrupt state file: {e}", path.display())))
+}
+
+/// The status of the container `st` describes: from its init (alive, the same process), then
+/// whether `start` is still awaited (asked only of a live init), then the cgroup freezer.
+fn status_of(st: &StateFile, start_pending: impl FnOnce() -> bool) -> Status {
+    if !process_alive(st.pid, st.pid_start_time) {
+        return Status::Stopped;
+    }
+    if start_pending() {
+        return Status::Created;
+    }
+    if st.cgroup.is_frozen().unwrap_or(false) {
+        return Status::Paused;
+    }
+    Status::Running
 }
 
 /// Whether `pid` is alive (not a zombie) and is still the process that started at `start`.
@@ -452,6 +493,55 @@ mod tests {
         assert!(process_alive(me, start));
         assert!(!process_alive(me, start + 1));
         assert!(!process_alive(0, 0));
+    }
+
+    #[test]
+    fn scan_finds_containers_and_skips_everything_else() {
+        let root = std::env::temp_dir().join(format!("sealrun-scan-{}", std::process::id()));
+        let r = StateRoot::new(&root);
+        assert!(r.scan().unwrap().is_empty(), "a missing root lists nothing");
+        let me = std::process::id() as i32;
+        let state = |id: &str, pid: i32, start: u64| StateFile {
+            id: id.into(),
+            pid,
+            pid_start_time: start,
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: "2026-12-03T00:00:00Z".into(),
+            owner: String::new(),
+            annotations: HashMap::new(),
+            cgroup: Cgroup::default(),
+        };
+        let put = |dir: &str, st: &StateFile| {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+            let json = serde_json::to_vec(st).unwrap();
+            std::fs::write(root.join(dir).join(STATE_FILE), json).unwrap();
+        };
+        let (_, start) = proc_stat(me).unwrap();
+        put("b-gone", &state("b-gone", 0, 0));
+        put("a-live", &state("a-live", me, start));
+        put("c-created", &state("c-created", me, start));
+        std::fs::write(root.join("c-created").join(START_SOCKET), b"").unwrap();
+        put("bad id", &state("bad id", me, start));
+        std::fs::create_dir_all(root.join("no-state")).unwrap();
+        std::fs::create_dir_all(root.join("corrupt")).unwrap();
+        std::fs::write(root.join("corrupt").join(STATE_FILE), b"{").unwrap();
+        std::fs::write(root.join("a-file"), b"").unwrap();
+        let found: Vec<(String, Status)> = r
+            .scan()
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.state.id, c.status))
+            .collect();
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(
+            found,
+            [
+                ("a-live".to_string(), Status::Running),
+                ("b-gone".to_string(), Status::Stopped),
+                ("c-created".to_string(), Status::Created),
+            ]
+        );
     }
 
     #[test]

@@ -268,6 +268,49 @@ pub fn lchownat(dir: BorrowedFd<'_>, name: &Path, uid: u32, gid: u32) -> nix::Re
     .map(drop)
 }
 
+/// A small file's contents (a state file, `/proc/<pid>/stat`, a cgroup control file), read
+/// at `path` (relative to `dir` when given): open, read to the end, close. `std::fs::read`
+/// first asks for the size (`statx`, `lseek`), which costs as much as the read for files this
+/// small and sizes nothing useful for procfs and cgroupfs, whose files report 0 or 4096.
+pub fn read_small(dir: Option<BorrowedFd<'_>>, path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let fd = match dir {
+        Some(dir) => openat(dir, path, OFlag::O_RDONLY, Mode::empty()),
+        None => open(path, OFlag::O_RDONLY, Mode::empty()),
+    }?;
+    let mut buf = Vec::with_capacity(4096);
+    // Through `Take`, `read_to_end` sees no file to ask for a size, and reads straight into
+    // the spare capacity.
+    std::fs::File::from(fd)
+        .take(u64::MAX)
+        .read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// [`read_small`] as text (invalid UTF-8 is an `InvalidData` error).
+pub fn read_small_string(dir: Option<BorrowedFd<'_>>, path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read_small(dir, path)?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Whether `path` (relative to `dir`) names anything, the last component not followed: one
+/// `newfstatat`.
+pub fn exists_at(dir: BorrowedFd<'_>, path: &Path) -> bool {
+    let Ok(c) = cpath(path) else { return false };
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `dir` is a live fd, `c` a valid C string and `st` writable memory of the
+    // size the kernel fills, all for the duration of the call.
+    let rc = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    rc == 0
+}
+
 /// The names in the directory `dir` (without `.` and `..`), read through a new descriptor of
 /// the same directory (never by path).
 pub fn read_dir_names(dir: BorrowedFd<'_>) -> nix::Result<Vec<std::ffi::OsString>> {
@@ -421,3 +464,34 @@ pub fn close_raw(fd: RawFd) {
 
 /// An empty C string, for `AT_EMPTY_PATH` calls.
 pub const EMPTY: &CStr = c"";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn read_small_reads_whole_files_by_path_or_relative_to_a_directory() {
+        let dir = std::env::temp_dir().join(format!("sealrun-read-small-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Larger than the first buffer, so the read goes on past it.
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.join("f"), &data).unwrap();
+        let at = open(&dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+        let by_path = read_small(None, &dir.join("f"));
+        let relative = read_small(Some(at.as_fd()), Path::new("f"));
+        let missing = read_small(Some(at.as_fd()), Path::new("nothing"));
+        let exists = (
+            exists_at(at.as_fd(), Path::new("f")),
+            exists_at(at.as_fd(), Path::new("nothing")),
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(by_path.unwrap(), data);
+        assert_eq!(relative.unwrap(), data);
+        assert_eq!(missing.unwrap_err().kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(exists, (true, false));
+        // procfs reports no size; the whole file still arrives.
+        let stat = read_small_string(None, Path::new("/proc/self/stat")).unwrap();
+        assert!(stat.trim_end().split(' ').count() >= 52, "{stat}");
+    }
+}
