@@ -274,101 +274,76 @@ fn layer_table(out: &mut String, subjects: &[Subject], samples: &Samples) {
     }
 }
 
-/// The goals of issue 5, checked against the medians.
-fn goals(out: &mut String, samples: &Samples) {
-    let m = |who: &str, metric: &str| samples.get(who)?.get(metric).and_then(|v| median(v));
-    let check = |label: &str, a: Option<f64>, b: Option<f64>, limit: f64| {
-        let verdict = match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => {
-                let r = a / b;
-                format!("{:.2} — {}", r, if r <= limit { "met" } else { "NOT met" })
-            }
-            _ => "n/a".into(),
-        };
-        format!("- {label} (goal ≤ {limit:.2}): {verdict}\n")
-    };
-    out.push_str(&check(
-        "`run`: sealrun ÷ crun",
-        m("sealrun", "run_ms"),
-        m("crun", "run_ms"),
-        1.0,
-    ));
-    out.push_str(&check(
-        "`exec`: sealrun ÷ crun",
-        m("sealrun", "exec_ms"),
-        m("crun", "exec_ms"),
-        1.0,
-    ));
-    out.push_str(&check(
-        "`run`: sealrun ÷ runc",
-        m("sealrun", "run_ms"),
-        m("runc", "run_ms"),
-        0.5,
-    ));
-    out.push_str(&check(
-        "`exec`: sealrun ÷ runc",
-        m("sealrun", "exec_ms"),
-        m("runc", "exec_ms"),
-        0.5,
-    ));
-    out.push_str(&check(
-        "`run` CPU time: sealrun ÷ crun",
-        m("sealrun", "run_cpu_ms"),
-        m("crun", "run_cpu_ms"),
-        1.0,
-    ));
-    out.push_str(&check(
-        "`exec` CPU time: sealrun ÷ crun",
-        m("sealrun", "exec_cpu_ms"),
-        m("crun", "exec_cpu_ms"),
-        1.0,
-    ));
-    out.push_str(&check(
-        "peak RSS of `run`: sealrun ÷ crun",
-        m("sealrun", "run_rss_kb"),
-        m("crun", "run_rss_kb"),
-        1.0,
-    ));
-    out.push_str(&check(
-        "container cgroup peak: sealrun ÷ crun",
-        m("sealrun", "cgroup_peak_kb"),
-        m("crun", "cgroup_peak_kb"),
-        1.0,
-    ));
+/// sealrun's median of `metric` divided by `peer`'s (`None` when either is missing or the
+/// peer's is zero).
+fn ratio_to(samples: &Samples, peer: &str, metric: &str) -> Option<f64> {
+    let m = |who: &str| samples.get(who)?.get(metric).and_then(|v| median(v));
+    Some(m("sealrun")? / m(peer).filter(|b| *b > 0.0)?)
 }
 
-/// The goals of issue 14: CPU and wall time against crun, and the self-protection's share of
-/// `run` (the `--unsafe-disable selfexe` variant, paired by round).
-fn goals_14(out: &mut String, samples: &Samples) {
-    let m = |who: &str, metric: &str| samples.get(who)?.get(metric).and_then(|v| median(v));
-    let verdict = |label: &str, value: Option<f64>, limit: f64, unit: &str| match value {
+/// One goal line: `value` against its upper `limit`, met or NOT met (n/a without a value).
+fn goal_line(label: &str, value: Option<f64>, limit: f64, unit: &str) -> String {
+    match value {
         Some(v) => format!(
             "- {label} (goal ≤ {limit:.2}{unit}): {v:.2}{unit} — {}\n",
             if v <= limit { "met" } else { "NOT met" }
         ),
         None => format!("- {label} (goal ≤ {limit:.2}{unit}): n/a\n"),
-    };
-    let ratio =
-        |metric: &str| Some(m("sealrun", metric)? / m("crun", metric).filter(|b| *b > 0.0)?);
-    out.push_str(&verdict(
-        "`run` CPU time: sealrun ÷ crun",
-        ratio("run_cpu_ms"),
-        0.8,
-        "",
-    ));
-    out.push_str(&verdict(
-        "`run` wall time: sealrun ÷ crun",
-        ratio("run_ms"),
-        0.7,
-        "",
-    ));
-    out.push_str(&verdict(
-        "`exec` CPU time: sealrun ÷ crun",
-        ratio("exec_cpu_ms"),
-        0.8,
-        "",
-    ));
-    out.push_str(&verdict(
+    }
+}
+
+/// The goals of issue 5, checked against the medians.
+fn goals(out: &mut String, samples: &Samples) {
+    for (label, peer, metric, limit) in [
+        ("`run`: sealrun ÷ crun", "crun", "run_ms", 1.0),
+        ("`exec`: sealrun ÷ crun", "crun", "exec_ms", 1.0),
+        ("`run`: sealrun ÷ runc", "runc", "run_ms", 0.5),
+        ("`exec`: sealrun ÷ runc", "runc", "exec_ms", 0.5),
+        ("`run` CPU time: sealrun ÷ crun", "crun", "run_cpu_ms", 1.0),
+        (
+            "`exec` CPU time: sealrun ÷ crun",
+            "crun",
+            "exec_cpu_ms",
+            1.0,
+        ),
+        (
+            "peak RSS of `run`: sealrun ÷ crun",
+            "crun",
+            "run_rss_kb",
+            1.0,
+        ),
+        (
+            "container cgroup peak: sealrun ÷ crun",
+            "crun",
+            "cgroup_peak_kb",
+            1.0,
+        ),
+    ] {
+        out.push_str(&goal_line(
+            label,
+            ratio_to(samples, peer, metric),
+            limit,
+            "",
+        ));
+    }
+}
+
+/// The goals of issue 14: CPU and wall time against crun, and the self-protection's share of
+/// `run` (the `--unsafe-disable selfexe` variant, paired by round).
+fn goals_14(out: &mut String, samples: &Samples) {
+    for (label, metric, limit) in [
+        ("`run` CPU time: sealrun ÷ crun", "run_cpu_ms", 0.8),
+        ("`run` wall time: sealrun ÷ crun", "run_ms", 0.7),
+        ("`exec` CPU time: sealrun ÷ crun", "exec_cpu_ms", 0.8),
+    ] {
+        out.push_str(&goal_line(
+            label,
+            ratio_to(samples, "crun", metric),
+            limit,
+            "",
+        ));
+    }
+    out.push_str(&goal_line(
         "the self-protection's share of `run` CPU",
         layer_cost(samples, "sealrun -selfexe", "run_cpu_ms"),
         10.0,
