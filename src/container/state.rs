@@ -147,7 +147,7 @@ impl StateRoot {
             let Ok(raw) = sfd::read_small(Some(root.as_fd()), &file) else {
                 continue;
             };
-            let Ok(state) = parse_state(&self.path.join(&file), &raw) else {
+            let Ok(state) = serde_json::from_slice::<StateFile>(&raw) else {
                 continue;
             };
             let status = status_of(&state, || {
@@ -207,7 +207,7 @@ impl StateRoot {
             }) => return Err(Error::NotFound(id.into())),
             other => other?,
         };
-        if !cd.path.join(STATE_FILE).exists() {
+        if !sfd::exists_at(cd.fd.as_fd(), Path::new(STATE_FILE)) {
             return Err(Error::NotFound(id.into()));
         }
         Ok(cd)
@@ -310,7 +310,10 @@ impl ContainerDir {
                     _ => Error::from(e),
                 }
             })?;
-        parse_state(&self.path.join(STATE_FILE), &raw)
+        serde_json::from_slice(&raw).map_err(|e| {
+            let path = self.path.join(STATE_FILE);
+            Error::Other(format!("{}: corrupt state file: {e}", path.display()))
+        })
     }
 
     /// Whether `start` has not been called yet.
@@ -432,12 +435,6 @@ pub struct Scanned {
     pub state: StateFile,
     /// Its status then.
     pub status: Status,
-}
-
-/// A state file's contents, parsed; `path` names it in the error.
-fn parse_state(path: &Path, raw: &[u8]) -> Result<StateFile> {
-    serde_json::from_slice(raw)
-        .map_err(|e| Error::Other(format!("{}: corrupt state file: {e}", path.display())))
 }
 
 /// The status of the container `st` describes: from its init (alive, the same process), then

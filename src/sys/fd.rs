@@ -293,21 +293,14 @@ pub fn read_small_string(dir: Option<BorrowedFd<'_>>, path: &Path) -> std::io::R
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
-/// Whether `path` (relative to `dir`) names anything, the last component not followed: one
-/// `newfstatat`.
+/// Whether `path` (relative to `dir`) names anything, as [`Path::exists`] says it (a
+/// symlink counts by its target): one `newfstatat` with a short lookup from `dir`.
 pub fn exists_at(dir: BorrowedFd<'_>, path: &Path) -> bool {
     let Ok(c) = cpath(path) else { return false };
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `dir` is a live fd, `c` a valid C string and `st` writable memory of the
     // size the kernel fills, all for the duration of the call.
-    let rc = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            st.as_mut_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
+    let rc = unsafe { libc::fstatat(dir.as_raw_fd(), c.as_ptr(), st.as_mut_ptr(), 0) };
     rc == 0
 }
 
@@ -477,19 +470,24 @@ mod tests {
         // Larger than the first buffer, so the read goes on past it.
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(dir.join("f"), &data).unwrap();
+        std::os::unix::fs::symlink("f", dir.join("link")).unwrap();
+        std::os::unix::fs::symlink("nothing", dir.join("dangling")).unwrap();
         let at = open(&dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
         let by_path = read_small(None, &dir.join("f"));
         let relative = read_small(Some(at.as_fd()), Path::new("f"));
         let missing = read_small(Some(at.as_fd()), Path::new("nothing"));
+        // As `Path::exists`: a symlink counts by its target.
         let exists = (
             exists_at(at.as_fd(), Path::new("f")),
             exists_at(at.as_fd(), Path::new("nothing")),
+            exists_at(at.as_fd(), Path::new("link")),
+            exists_at(at.as_fd(), Path::new("dangling")),
         );
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(by_path.unwrap(), data);
         assert_eq!(relative.unwrap(), data);
         assert_eq!(missing.unwrap_err().kind(), std::io::ErrorKind::NotFound);
-        assert_eq!(exists, (true, false));
+        assert_eq!(exists, (true, false, true, false));
         // procfs reports no size; the whole file still arrives.
         let stat = read_small_string(None, Path::new("/proc/self/stat")).unwrap();
         assert!(stat.trim_end().split(' ').count() >= 52, "{stat}");
