@@ -94,15 +94,7 @@ pub fn run_in(
     state: &serde_json::Value,
     cwd: Option<&std::path::Path>,
 ) -> Result<()> {
-    let list = kind.list(hooks);
-    if list.is_empty() {
-        return Ok(());
-    }
-    let input = state.to_string();
-    for hook in list {
-        run_one(kind, hook, input.as_bytes(), cwd, None)?;
-    }
-    Ok(())
+    run_each(kind, hooks, state, cwd, None)
 }
 
 /// [`run`] where a hook without its own `env` gets `env` (`KEY=value` entries) instead of the
@@ -114,9 +106,25 @@ pub fn run_with_env(
     state: &serde_json::Value,
     env: &[std::ffi::CString],
 ) -> Result<()> {
+    run_each(kind, hooks, state, bundle_dir(state), Some(env))
+}
+
+/// Every hook of `kind` in order, in `cwd`, a hook without `env` getting `inherit` (`None`:
+/// the runtime's environment); stop at the first failure.
+fn run_each(
+    kind: HookKind,
+    hooks: &Hooks,
+    state: &serde_json::Value,
+    cwd: Option<&std::path::Path>,
+    inherit: Option<&[std::ffi::CString]>,
+) -> Result<()> {
+    let list = kind.list(hooks);
+    if list.is_empty() {
+        return Ok(());
+    }
     let input = state.to_string();
-    for hook in kind.list(hooks) {
-        run_one(kind, hook, input.as_bytes(), bundle_dir(state), Some(env))?;
+    for hook in list {
+        run_one(kind, hook, input.as_bytes(), cwd, inherit)?;
     }
     Ok(())
 }
